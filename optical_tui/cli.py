@@ -1,0 +1,66 @@
+"""The `optical` command line: thin Typer commands over `engine`.
+
+Command modules live in `optical_tui/commands/`; each exposes `register(app)`. Errors a user
+can cause (`OpticalError`) become one line on stderr and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from engine.errors import OpticalError
+
+
+class OpticalGroup(TyperGroup):
+    """Root group: turns the engine's error family into one clear line."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except OpticalError as exc:
+            # Plain print: Rich would wrap long messages and interpret [brackets] as markup.
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=OpticalGroup,
+    name="optical",
+    help="Queue, run and report hybrid-batch + OT-distillation experiments on MLQA-R.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    db: Annotated[
+        Optional[str],
+        typer.Option("--db", help="Experiments database (env OPTICAL_DB; default ./experiments.db).",
+                     envvar="OPTICAL_DB", show_default=False),
+    ] = None,
+) -> None:
+    ctx.obj = {"db": db}
+
+
+def _register_all() -> None:
+    from optical_tui.commands import COMMAND_MODULES
+
+    for module in COMMAND_MODULES:
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    app()

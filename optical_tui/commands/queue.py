@@ -1,0 +1,189 @@
+"""`optical queue …`: add, list, show, cancel, retry and remove experiments."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from engine.config import load_config, parse_ratio, with_run
+from engine.errors import ConfigError
+from engine.provenance import code_version
+from engine.store import STATUSES, Experiment, NewExperiment
+from optical_tui.common import console, open_store, parse_ids, print_json
+
+queue_app = typer.Typer(help="Add, inspect and manage queued experiments.", no_args_is_help=True)
+
+STATUS_STYLE = {
+    "queued": ("◌", "cyan"),
+    "running": ("▶", "yellow"),
+    "done": ("✔", "green"),
+    "failed": ("✘", "red"),
+    "cancelled": ("⊘", "bright_black"),
+}
+
+
+def status_text(status: str) -> Text:
+    glyph, colour = STATUS_STYLE.get(status, ("?", "white"))
+    return Text(f"{glyph} {status}", style=colour)
+
+
+def experiment_dict(e: Experiment) -> dict:
+    d = asdict(e)
+    d["progress"] = round(e.progress, 4)
+    return d
+
+
+def _fmt_time(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+@queue_app.command("add")
+def add(
+    ctx: typer.Context,
+    ratio: Annotated[list[str], typer.Option("--ratio", "-r", help="Mono:cross batch ratio, e.g. 1:3. Repeat for a sweep.")],
+    seed: Annotated[Optional[list[int]], typer.Option("--seed", "-s", help="Seed; repeat for several. Default 0.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override one key, e.g. --set train.lr=3e-5. Repeatable.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Sweep name shared by these experiments (default: the config file's stem).")] = None,
+    priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Times a lost run is retried before it fails.", min=1)] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the queued experiments as JSON.")] = False,
+) -> None:
+    """Queue one experiment per ratio × seed. Everything is validated before anything is written."""
+    ratios = [str(parse_ratio(r)) for r in ratio]
+    seeds = seed or [0]
+    base = load_config(config, overrides or [])
+    sweep = name if name is not None else (config.stem if config else "default")
+    if not sweep.strip():
+        raise ConfigError("--name must not be empty")
+    version = code_version()
+    specs = [
+        NewExperiment(name=sweep, ratio=r, seed=s, priority=priority,
+                      config=with_run(base, r, s).to_dict(), code_version=version,
+                      max_attempts=max_attempts)
+        for r in ratios for s in seeds
+    ]
+    with open_store(ctx) as store:
+        added = store.add_experiments(specs)
+    if as_json:
+        print_json([experiment_dict(e) for e in added])
+        return
+    for e in added:
+        console.print(f"queued [bold]#{e.id}[/bold] ratio {e.ratio} seed {e.seed} (priority {e.priority})")
+    console.print(f"{len(added)} experiment(s) in sweep {sweep!r}. Run them with: optical worker")
+
+
+@queue_app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[Optional[str], typer.Option("--status", help=f"Only this status: {', '.join(STATUSES)}.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Only this sweep name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List experiments (oldest first)."""
+    if status is not None and status not in STATUSES:
+        raise ConfigError(f"--status {status!r}: valid statuses are {', '.join(STATUSES)}")
+    with open_store(ctx) as store:
+        exps = store.list_experiments(status=status, name=name)
+    if as_json:
+        print_json([experiment_dict(e) for e in exps])
+        return
+    if not exps:
+        console.print("no experiments" + (f" with status {status}" if status else "") +
+                      ". Add some with: optical queue add --ratio 1:1")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("id", "name", "ratio", "seed", "status", "progress", "tries", "prio", "device", "created"):
+        table.add_column(col, justify="right" if col in ("id", "seed", "tries", "prio") else "left",
+                         overflow="ellipsis", no_wrap=True,
+                         max_width=30 if col == "name" else None)
+    for e in exps:
+        progress = f"{e.step}/{e.total_steps}" if e.total_steps else "-"
+        table.add_row(str(e.id), Text(e.name), e.ratio, str(e.seed), status_text(e.status), progress,
+                      f"{e.attempts}/{e.max_attempts}", str(e.priority), e.device or "-", _fmt_time(e.created_at))
+    console.print(table)
+
+
+@queue_app.command("show")
+def show(
+    ctx: typer.Context,
+    exp_id: Annotated[str, typer.Argument(metavar="ID", help="Experiment id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with events).")] = False,
+) -> None:
+    """Show one experiment: state, frozen config, provenance, events and latest metrics."""
+    (i,) = parse_ids([exp_id])
+    with open_store(ctx) as store:
+        e = store.get(i)
+        events = store.events(i)
+        latest: dict[str, tuple[int, float]] = {}
+        for m in store.metrics(i):
+            if m.key not in latest or m.step >= latest[m.key][0]:
+                latest[m.key] = (m.step, m.value)
+    if as_json:
+        d = experiment_dict(e)
+        d["events"] = [asdict(ev) for ev in events]
+        d["latest_metrics"] = {k: {"step": s, "value": v} for k, (s, v) in latest.items()}
+        print_json(d)
+        return
+    console.print(Text.assemble(f"#{e.id} ", (e.name, "bold"), f"  ratio {e.ratio}  seed {e.seed}  ",
+                                status_text(e.status)))
+    console.print(f"  priority {e.priority}  attempts {e.attempts}/{e.max_attempts}  step {e.step}/{e.total_steps}"
+                  f"  device {e.device or '-'}  worker {e.worker_id or '-'}")
+    console.print(f"  created {_fmt_time(e.created_at)}  started {_fmt_time(e.started_at)}  "
+                  f"finished {_fmt_time(e.finished_at)}  heartbeat {_fmt_time(e.heartbeat_at)}")
+    console.print(f"  code {e.code_version or '-'}" + ("  [yellow]cancel requested[/yellow]" if e.cancel_requested else ""))
+    if e.error:
+        console.print(Text("  error:\n" + e.error, style="red"))
+    shown = {k: v for k, v in latest.items() if k.startswith(("train/loss", "eval/macro/", "full/macro/")) and k.endswith(("loss", "map", "loss_ot", "loss_task"))}
+    if shown:
+        console.print("  latest metrics:")
+        for k in sorted(shown):
+            s, v = shown[k]
+            console.print(f"    {k} = {v:.4f} (step {s})")
+    console.print("  events:")
+    for ev in events[-15:]:
+        console.print(Text(f"    {_fmt_time(ev.time)} {ev.kind}: {ev.message}"))
+
+
+@queue_app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
+) -> None:
+    """Cancel experiments: queued ones at once, running ones within seconds."""
+    with open_store(ctx) as store:
+        for e in store.request_cancel(parse_ids(ids)):
+            what = "cancelled" if e.status == "cancelled" else "cancel requested (stops within seconds)"
+            console.print(f"#{e.id}: {what}")
+
+
+@queue_app.command("retry")
+def retry(
+    ctx: typer.Context,
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Failed or cancelled experiment ids.")],
+) -> None:
+    """Queue a fresh copy of failed or cancelled experiments (terminal states stay final)."""
+    with open_store(ctx) as store:
+        for e in store.retry(parse_ids(ids)):
+            console.print(f"#{e.retry_of} retried as #{e.id} (queued)")
+
+
+@queue_app.command("rm")
+def rm(
+    ctx: typer.Context,
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
+) -> None:
+    """Delete experiments with their metrics and events (running ones must be cancelled first)."""
+    with open_store(ctx) as store:
+        n = store.remove(parse_ids(ids))
+    console.print(f"removed {n} experiment(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(queue_app, name="queue")
