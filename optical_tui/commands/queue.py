@@ -11,26 +11,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from engine.config import load_config, parse_ratio, with_run
 from engine.errors import ConfigError
 from engine.provenance import code_version
-from engine.store import STATUSES, Experiment, NewExperiment
+from engine.store import STATUSES, Experiment
 from optical_tui.common import console, open_store, parse_ids, print_json
+from optical_tui.queueing import new_experiments, status_text
 
 queue_app = typer.Typer(help="Add, inspect and manage queued experiments.", no_args_is_help=True)
-
-STATUS_STYLE = {
-    "queued": ("◌", "cyan"),
-    "running": ("▶", "yellow"),
-    "done": ("✔", "green"),
-    "failed": ("✘", "red"),
-    "cancelled": ("⊘", "bright_black"),
-}
-
-
-def status_text(status: str) -> Text:
-    glyph, colour = STATUS_STYLE.get(status, ("?", "white"))
-    return Text(f"{glyph} {status}", style=colour)
 
 
 def experiment_dict(e: Experiment) -> dict:
@@ -56,19 +43,9 @@ def add(
     as_json: Annotated[bool, typer.Option("--json", help="Print the queued experiments as JSON.")] = False,
 ) -> None:
     """Queue one experiment per ratio × seed. Everything is validated before anything is written."""
-    ratios = [str(parse_ratio(r)) for r in ratio]
-    seeds = seed or [0]
-    base = load_config(config, overrides or [])
-    sweep = name if name is not None else (config.stem if config else "default")
-    if not sweep.strip():
-        raise ConfigError("--name must not be empty")
-    version = code_version()
-    specs = [
-        NewExperiment(name=sweep, ratio=r, seed=s, priority=priority,
-                      config=with_run(base, r, s).to_dict(), code_version=version,
-                      max_attempts=max_attempts)
-        for r in ratios for s in seeds
-    ]
+    specs = new_experiments(ratio, seed or [0], config, overrides or [], name, priority, max_attempts,
+                            code_version())
+    sweep = specs[0].name
     with open_store(ctx) as store:
         added = store.add_experiments(specs)
     if as_json:
@@ -98,15 +75,22 @@ def list_(
         console.print("no experiments" + (f" with status {status}" if status else "") +
                       ". Add some with: optical queue add --ratio 1:1")
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("id", "name", "ratio", "seed", "status", "progress", "tries", "prio", "device", "created"):
-        table.add_column(col, justify="right" if col in ("id", "seed", "tries", "prio") else "left",
-                         overflow="ellipsis", no_wrap=True,
-                         max_width=30 if col == "name" else None)
-    for e in exps:
-        progress = f"{e.step}/{e.total_steps}" if e.total_steps else "-"
-        table.add_row(str(e.id), Text(e.name), e.ratio, str(e.seed), status_text(e.status), progress,
-                      f"{e.attempts}/{e.max_attempts}", str(e.priority), e.device or "-", _fmt_time(e.created_at))
+    cells = [
+        [str(e.id), e.name, e.ratio, str(e.seed), e.status, f"{e.step}/{e.total_steps}" if e.total_steps else "-",
+         f"{e.attempts}/{e.max_attempts}", str(e.priority), e.device or "-",
+         time.strftime("%m-%d %H:%M", time.localtime(e.created_at))]
+        for e in exps
+    ]
+    headers = ("id", "name", "ratio", "seed", "status", "progress", "tries", "prio", "device", "created")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for i, col in enumerate(headers):
+        # Every column but the name keeps its full width; the name absorbs a narrow terminal.
+        width = max([len(col)] + [len(r[i]) + (2 if col == "status" else 0) for r in cells])
+        table.add_column(col, no_wrap=True, overflow="ellipsis",
+                         min_width=None if col == "name" else width, max_width=40 if col == "name" else None,
+                         justify="right" if col in ("id", "seed", "tries", "prio") else "left")
+    for e, r in zip(exps, cells):
+        table.add_row(*r[:4], status_text(e.status), *r[5:])
     console.print(table)
 
 

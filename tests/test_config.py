@@ -1,0 +1,127 @@
+import math
+
+import pytest
+
+from engine.config import (
+    Config,
+    config_from_dict,
+    load_config,
+    parse_ratio,
+    ratio_sort_key,
+    valid_keys,
+    with_run,
+)
+from engine.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "text, mono, cross",
+    [("1:3", 1, 3), ("1:0", 1, 0), ("0:1", 0, 1), ("0.5:0.5", 0.5, 0.5), (" 3 : 1 ", 3, 1)],
+)
+def test_parse_ratio_valid(text, mono, cross):
+    r = parse_ratio(text)
+    assert (r.mono, r.cross) == (mono, cross)
+    assert math.isclose(r.mono_fraction, mono / (mono + cross))
+
+
+@pytest.mark.parametrize("text", ["1:3:5", "a:b", "-1:2", "0:0", "nan:1", "inf:1", "", "1:", ":1", "13"])
+def test_parse_ratio_invalid(text):
+    with pytest.raises(ConfigError, match="ratio"):
+        parse_ratio(text)
+
+
+def test_ratio_canonical_form_and_order():
+    assert str(parse_ratio("1.0:3")) == "1:3"
+    assert str(parse_ratio("0.5:0.5")) == "0.5:0.5"
+    ordered = sorted(["0:1", "1:1", "1:0", "1:3", "3:1"], key=ratio_sort_key)
+    assert ordered == ["1:0", "3:1", "1:1", "1:3", "0:1"]
+
+
+def test_toml_overrides_only_what_it_names(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[train]\nlr = 3e-5\n[eval]\nlangs = ["en", "hi"]\n')
+    cfg = load_config(p)
+    default = Config()
+    assert cfg.train.lr == 3e-5
+    assert cfg.eval.langs == ("en", "hi")
+    assert cfg.train.batch_size == default.train.batch_size
+    assert cfg.model == default.model
+
+
+def test_set_overrides_are_typed_and_win_over_file(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[train]\nlr = 3e-5\nsteps = 10\n")
+    cfg = load_config(p, ["train.lr=1e-4", "model.name=xlm-roberta-base", "train.bf16=false",
+                          "data.train_langs=en,de", "ot.weight=0"])
+    assert cfg.train.lr == 1e-4 and cfg.train.steps == 10
+    assert cfg.model.name == "xlm-roberta-base"
+    assert cfg.train.bf16 is False
+    assert cfg.data.train_langs == ("en", "de")
+    assert cfg.ot.weight == 0.0
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["train.lrr=1"], r"unknown key; valid keys in \[train\]: ratio, mixing"),
+        (["trian.lr=1"], "unknown section 'trian'"),
+        (["train.lr=abc"], "cannot parse"),
+        (["train.steps=1.5"], "train.steps: expected an integer"),
+        (["train.steps=0"], "must be positive"),
+        (["train.bf16=1"], "expected true or false"),
+        (["train.mixing=sometimes"], "train.mixing: 'sometimes' is not one of batch, within"),
+        (["train.ratio=0:0"], "ratio"),
+        (["eval.langs=en,xx"], "unknown language"),
+        (["lr=1"], "section.key"),
+        (["train.lr"], "expected section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="not a file"):
+        load_config(tmp_path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nlr = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="TOML"):
+        load_config(binary)
+    unknown = tmp_path / "u.toml"
+    unknown.write_text("[optimizer]\nlr = 1\n")
+    with pytest.raises(ConfigError, match="unknown section \\[optimizer\\]; valid sections: model, data"):
+        load_config(unknown)
+    wrong_type = tmp_path / "w.toml"
+    wrong_type.write_text('[train]\nsteps = "ten"\n')
+    with pytest.raises(ConfigError, match="train.steps: expected an integer"):
+        load_config(wrong_type)
+
+
+def test_round_trip_and_with_run():
+    cfg = load_config(None, ["train.lr=3e-5"])
+    assert config_from_dict(cfg.to_dict()) == cfg
+    run = with_run(cfg, "0.5:1.5", 7)
+    assert run.train.ratio == "0.5:1.5" and run.train.seed == 7 and run.train.lr == 3e-5
+    assert cfg.train.seed == 0  # frozen: the original is untouched
+    with pytest.raises(Exception):
+        cfg.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
+    for p in configs:
+        load_config(p)
+
+
+def test_valid_keys_lists_every_section():
+    keys = valid_keys()
+    assert "train.lr" in keys and "ot.epsilon" in keys and "eval.subset_questions" in keys
