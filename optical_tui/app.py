@@ -1,0 +1,173 @@
+"""`optical-tui`: the Textual dashboard. Composes the screens and wires the background reader.
+
+Dependencies are injected (`OpticalApp(db_path, poll_interval, clock)`); nothing touches the
+database at import time. A thread worker (`optical_tui.poller`) reads on its own connection and
+posts messages; the app hands copies down to the open screens. Writes happen only when the user
+asks (screens/requests.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.message import Message
+
+from engine.errors import OpticalError
+from optical_tui.poller import EventsAppended, ExperimentsChanged, MetricsAppended, PollFailed, poll_forever
+from optical_tui.screens import requests
+from optical_tui.screens.confirm import ConfirmScreen
+from optical_tui.screens.experiment import ExperimentScreen
+from optical_tui.screens.help import HelpScreen
+from optical_tui.screens.new_experiment import NewExperimentScreen
+from optical_tui.screens.palette import OpticalCommands
+from optical_tui.screens.queue import QueueScreen
+from optical_tui.screens.ratio_study import RatioStudyScreen
+
+LIVE_SCREENS = (QueueScreen, ExperimentScreen, RatioStudyScreen)
+NAVIGATION = [
+    Binding("up,down", "", "move the cursor (tables), scroll (text)"),
+    Binding("pageup,pagedown,home,end", "", "page through tables"),
+    Binding("tab,shift+tab", "", "move focus between widgets"),
+    Binding("left,right", "", "switch tabs when the tab bar has focus"),
+]
+
+
+class OpticalApp(App[None]):
+    TITLE = "optical-tui"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {OpticalCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit", tooltip="quit the dashboard (runs keep going in their workers)"),
+        Binding("question_mark", "help", "Help", tooltip="this list of every key binding"),
+        Binding("ctrl+p", "command_palette", "Palette", show=False,
+                tooltip="command palette: open an experiment or sweep, queue, filter, sort"),
+    ]
+
+    def __init__(self, db_path: str | Path, poll_interval: float = 1.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.live: ExperimentsChanged | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    def on_mount(self) -> None:
+        self.push_screen(QueueScreen())
+        reader = partial(poll_forever, self.post_message, self.db_path, self.poll_interval,
+                         self._stop, self._wake)
+        self.run_worker(reader, thread=True, group="poller", name="poller", exit_on_error=False)
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def poll_now(self) -> None:
+        """Read at once (after a user's write) instead of waiting for the next tick."""
+        self._wake.set()
+
+    # ----------------------------------------------------------------- messages down
+
+    def _forward(self, message: Message) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, LIVE_SCREENS):
+                screen.post_message(dataclasses.replace(message))  # type: ignore[type-var]
+
+    def on_experiments_changed(self, message: ExperimentsChanged) -> None:
+        self.live = message
+        self._forward(message)
+
+    def on_metrics_appended(self, message: MetricsAppended) -> None:
+        self._forward(message)
+
+    def on_events_appended(self, message: EventsAppended) -> None:
+        self._forward(message)
+
+    def on_poll_failed(self, message: PollFailed) -> None:
+        self.notify(message.error, title="database", severity="error", timeout=10, markup=False)
+
+    # ----------------------------------------------------------------- navigation
+
+    def open_experiment(self, exp_id: int) -> None:
+        found = next((e for e in self.live.experiments if e.id == exp_id), None) if self.live else None
+        if found is None:
+            self.notify(f"no experiment #{exp_id}", severity="warning")
+            return
+        self.push_screen(ExperimentScreen(found))
+
+    def open_study(self, name: str) -> None:
+        if self.live is None:
+            self.notify("still loading", severity="warning")
+            return
+        if isinstance(self.screen, RatioStudyScreen):
+            self.pop_screen()
+        self.push_screen(RatioStudyScreen(name, self.live.experiments))
+
+    def open_new_experiment(self) -> None:
+        def queued(specs: list | None) -> None:
+            if specs:
+                requests.add(self, specs)
+
+        self.push_screen(NewExperimentScreen(), queued)
+
+    def _queue_screen(self) -> QueueScreen:
+        while not isinstance(self.screen, QueueScreen) and len(self.screen_stack) > 2:
+            self.pop_screen()
+        return next(s for s in self.screen_stack if isinstance(s, QueueScreen))
+
+    def queue_filter(self, status: str | None) -> None:
+        self._queue_screen().action_filter(status)
+
+    def queue_sort(self, by: str) -> None:
+        self._queue_screen().action_sort(by)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen([
+            ("Everywhere", self.BINDINGS),
+            ("Queue", QueueScreen.BINDINGS),
+            ("Experiment", ExperimentScreen.BINDINGS),
+            ("Ratio study", RatioStudyScreen.BINDINGS),
+            ("New experiment form", NewExperimentScreen.BINDINGS),
+            ("Confirmation", ConfirmScreen.BINDINGS),
+            ("Navigation", NAVIGATION),
+        ]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`optical-tui [--db PATH] [--poll SECONDS]`."""
+    from optical_tui.common import resolve_db
+
+    parser = argparse.ArgumentParser(prog="optical-tui", description="Live dashboard for the experiment queue.")
+    parser.add_argument("--db", help="Experiments database (env OPTICAL_DB; default ./experiments.db).")
+    parser.add_argument("--poll", type=float, default=1.0, help="Seconds between database polls (default 1).")
+    args = parser.parse_args(argv)
+    run(resolve_db(args.db), args.poll)
+
+
+def run(db_path: Path, poll_interval: float = 1.0) -> None:
+    from engine.store import Store
+
+    try:
+        # Fail with one clear line (directory, not SQLite, newer schema) before the screen opens.
+        Store(db_path).close()
+    except OpticalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    OpticalApp(db_path, poll_interval).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Background reader for the dashboard: its own Store connection, messages up, widgets untouched.
+
+`Poller.poll()` is plain code (the benchmark and tests drive it directly): it costs one
+`PRAGMA data_version` when nothing was committed since the last call, and otherwise reads the
+experiment rows, the workers, and only the metric rows and events that are new since the last
+cursor. `poll_forever` runs it in a Textual thread worker and posts the results as messages.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual.message import Message
+
+from engine.errors import OpticalError
+from engine.store import Event, Experiment, Metric, Store, Worker
+
+# The queue's "latest primary metric": the full benchmark when it exists, else the quick curve.
+PRIMARY_KEYS: tuple[str, ...] = ("full/macro/mul/map", "eval/macro/mul/map")
+
+
+# --------------------------------------------------------------------------- messages
+# bubble=False: the app hands copies down to the screens; bubbling back up would loop.
+
+
+@dataclass
+class ExperimentsChanged(Message, bubble=False):
+    """Experiment rows, workers and the latest primary metric per experiment, all current."""
+
+    experiments: tuple[Experiment, ...]
+    workers: tuple[Worker, ...]
+    primary: dict[int, tuple[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class MetricsAppended(Message, bubble=False):
+    """Metric rows committed since the previous poll, in rowid order."""
+
+    metrics: tuple[Metric, ...]
+
+
+@dataclass
+class EventsAppended(Message, bubble=False):
+    events: tuple[Event, ...]
+
+
+@dataclass
+class PollFailed(Message, bubble=False):
+    error: str
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class PollResult:
+    experiments: tuple[Experiment, ...]
+    workers: tuple[Worker, ...]
+    primary: dict[int, tuple[str, float]]
+    metrics: tuple[Metric, ...]
+    events: tuple[Event, ...]
+
+
+class Poller:
+    """Incremental reader. Create it in the thread that uses it (one connection per thread)."""
+
+    def __init__(self, db_path: str | Path, primary_keys: Sequence[str] = PRIMARY_KEYS) -> None:
+        self.store = Store(db_path)
+        self.primary_keys = tuple(primary_keys)
+        self._version: int | None = None
+        self._metric_cursor = 0
+        self._event_cursor = 0
+        # key -> exp id -> (step, value): the latest point of each primary key, kept up to date
+        # from new rows so the queue never re-aggregates the whole metrics table.
+        self._latest: dict[str, dict[int, tuple[int, float]]] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    def poll(self) -> PollResult | None:
+        """None when nothing was committed since the previous call."""
+        version = self.store.data_version()
+        if version == self._version:
+            return None
+        first = self._version is None
+        self._version = version
+        if first:
+            # Start the cursors at the end: history is loaded per screen, on demand.
+            self._metric_cursor = self.store.max_metric_rowid()
+            events = self.store.events()
+            self._event_cursor = events[-1].id if events else 0
+            self._latest = {k: self._initial_latest(k) for k in self.primary_keys}
+            new_metrics: list[Metric] = []
+            new_events = events[-200:]
+        else:
+            new_metrics = self.store.metrics(after_rowid=self._metric_cursor)
+            new_events = self.store.events(after_id=self._event_cursor)
+            if new_metrics:
+                self._metric_cursor = new_metrics[-1].rowid
+            if new_events:
+                self._event_cursor = new_events[-1].id
+            self._apply_latest(new_metrics)
+        experiments = tuple(self.store.list_experiments())
+        live = {e.id for e in experiments}
+        # Removed experiments drop out of the cache.
+        for per_exp in self._latest.values():
+            for gone in [i for i in per_exp if i not in live]:
+                del per_exp[gone]
+        return PollResult(experiments, tuple(self.store.list_workers()), self.primary(),
+                          tuple(new_metrics), tuple(new_events))
+
+    def _initial_latest(self, key: str) -> dict[int, tuple[int, float]]:
+        # The one aggregate query, at start-up only. Step -1: a run's steps only grow (a resumed
+        # run's repeated points are ignored by the store), so any newer row replaces the value.
+        return {i: (-1, v) for i, v in self.store.latest_metric(key).items()}
+
+    def _apply_latest(self, metrics: Sequence[Metric]) -> None:
+        for m in metrics:
+            per_exp = self._latest.get(m.key)
+            if per_exp is None:
+                continue
+            old = per_exp.get(m.experiment_id)
+            if old is None or m.step >= old[0]:
+                per_exp[m.experiment_id] = (m.step, m.value)
+
+    def primary(self) -> dict[int, tuple[str, float]]:
+        """Per experiment, the first primary key it has and that key's latest value."""
+        out: dict[int, tuple[str, float]] = {}
+        for key in reversed(self.primary_keys):
+            for exp_id, (_step, value) in self._latest[key].items():
+                out[exp_id] = (key, value)
+        return out
+
+
+def poll_forever(post: Callable[[Message], object], db_path: str | Path, interval: float,
+                 stop: threading.Event, wake: threading.Event) -> None:
+    """Thread body: poll, post what changed, sleep until the interval passes or `wake` is set."""
+    try:
+        poller = Poller(db_path)
+    except OpticalError as exc:
+        post(PollFailed(str(exc)))
+        return
+    try:
+        while not stop.is_set():
+            try:
+                result = poller.poll()
+            except OpticalError as exc:
+                post(PollFailed(str(exc)))
+                result = None
+            if result is not None:
+                post(ExperimentsChanged(result.experiments, result.workers, result.primary))
+                if result.metrics:
+                    post(MetricsAppended(result.metrics))
+                if result.events:
+                    post(EventsAppended(result.events))
+            wake.wait(interval)
+            wake.clear()
+    finally:
+        poller.close()

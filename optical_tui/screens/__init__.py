@@ -1,0 +1,1 @@
+"""Dashboard screens; each receives live data from the app as messages (attributes down, messages up)."""

@@ -1,0 +1,295 @@
+"""One experiment: live per-language curves, groups, losses, the eval table, config, events, error."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from engine.errors import OpticalError
+from engine.store import Event, Experiment, Metric, Store
+from optical_tui.poller import EventsAppended, ExperimentsChanged, MetricsAppended
+from optical_tui.queueing import status_text
+from optical_tui.screens import requests
+from optical_tui.screens.experiment_data import (
+    LOSS_KEYS,
+    LR_KEY,
+    SETTING_NAMES,
+    History,
+    config_lines,
+    curve_keys,
+    eval_table,
+    metric_allowed,
+    next_metric,
+)
+from optical_tui.widgets.cells import eta, metric_value, progress_bar
+from optical_tui.widgets.curves import CurvePlot, Series, points
+
+TABS = ("curves", "training", "evaluation", "config", "events", "error")
+
+
+class ExperimentScreen(Screen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back",
+                tooltip="back to the previous screen"),
+        Binding("1", "setting('mo')", "Mo",
+                tooltip="setting Mo: questions and answers in the same language"),
+        Binding("2", "setting('cr')", "Cr",
+                tooltip="setting Cr: answers in another language (mean over pairs)"),
+        Binding("3", "setting('mul')", "Mul",
+                tooltip="setting Mul: answers pooled from all languages"),
+        Binding("m", "metric", "Metric",
+                tooltip="next metric: map, r@1, r@10, mrr@10, ndcg@10, rank distance (Mul)"),
+        Binding("g", "groups", "Lang/groups",
+                tooltip="curves per query language, or per resource group (high/low) + macro"),
+        Binding("right_square_bracket", "tab(1)", "Next tab",
+                tooltip="next tab: curves, training, evaluation, config, events, error"),
+        Binding("left_square_bracket", "tab(-1)", "Prev tab", show=False,
+                tooltip="previous tab"),
+        Binding("e", "show_tab('error')", "Error", show=False,
+                tooltip="the traceback of a failed run"),
+        Binding("t", "study", "Ratio study",
+                tooltip="ratio study of this experiment's sweep"),
+        Binding("c", "cancel", "Cancel", show=False,
+                tooltip="cancel this experiment (asks first)"),
+        Binding("r", "retry", "Retry", show=False,
+                tooltip="queue a fresh copy of this failed/cancelled run (asks first)"),
+        Binding("y", "clone", "Clone", show=False,
+                tooltip="queue a copy with the same frozen config (asks first)"),
+        Binding("d", "delete", "Delete", show=False,
+                tooltip="delete this experiment with its metrics (asks first)"),
+    ]
+
+    def __init__(self, experiment: Experiment) -> None:
+        super().__init__(id=f"experiment-{experiment.id}")
+        self.experiment = experiment
+        self.history = History()
+        self.events: list[Event] = []
+        self.setting = "mul"
+        self.metric = "map"
+        self.view = "languages"
+        self.loaded = False
+        self._stale: set[str] = set()
+        self._removed = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="exp-summary")
+        with TabbedContent(id="exp-tabs", initial="curves"):
+            with TabPane("Curves", id="curves"):
+                yield Static(id="curve-controls")
+                yield CurvePlot("MLQA-R", id="curve")
+            with TabPane("Training", id="training"):
+                yield CurvePlot("training losses", id="losses")
+                yield CurvePlot("learning rate", id="lr", classes="short")
+            with TabPane("Evaluation", id="evaluation"):
+                yield Static(id="eval-caption")
+                yield DataTable(id="eval-table", cursor_type="none", zebra_stripes=True)
+            with TabPane("Config", id="config"), VerticalScroll():
+                yield Static(id="config-text")
+            with TabPane("Events", id="events"):
+                yield DataTable(id="events-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Error", id="error"), VerticalScroll():
+                yield Static(id="error-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"experiment #{self.experiment.id}"
+        self.sub_title = self.experiment.name
+        events = self.query_one("#events-table", DataTable)
+        events.add_columns("time", "kind", "message")
+        self._show_summary()
+        self._show_config()
+        self._redraw()
+        self._load_history()
+
+    # ----------------------------------------------------------------- loading and live data
+
+    @work(thread=True, exclusive=True, group="history")
+    def _load_history(self) -> None:
+        """The experiment's history, read on its own connection off the UI thread."""
+        try:
+            with Store(self.app.db_path) as store:  # type: ignore[attr-defined]
+                metrics = store.metrics(self.experiment.id)
+                events = store.events(self.experiment.id)
+        except OpticalError as exc:
+            self.app.call_from_thread(partial(self.notify, str(exc), severity="error", markup=False))
+            return
+        self.app.call_from_thread(self._history_loaded, metrics, events)
+
+    def _history_loaded(self, metrics: list[Metric], events: list[Event]) -> None:
+        self.history.add(metrics)
+        known = {ev.id for ev in self.events}
+        self._add_events([ev for ev in events if ev.id not in known])
+        self.loaded = True
+        self._redraw()
+
+    def on_metrics_appended(self, message: MetricsAppended) -> None:
+        mine = [m for m in message.metrics if m.experiment_id == self.experiment.id]
+        if mine and self.history.add(mine):
+            self._redraw()
+
+    def on_events_appended(self, message: EventsAppended) -> None:
+        known = {ev.id for ev in self.events}
+        self._add_events([ev for ev in message.events
+                          if ev.experiment_id == self.experiment.id and ev.id not in known])
+
+    def on_experiments_changed(self, message: ExperimentsChanged) -> None:
+        current = next((e for e in message.experiments if e.id == self.experiment.id), None)
+        if current is None:
+            if not self._removed:
+                self._removed = True
+                self.notify(f"experiment #{self.experiment.id} was removed", severity="warning")
+            if self.app.screen is self:   # never pop a screen the user opened on top of this one
+                self.app.pop_screen()
+            return
+        if current != self.experiment:
+            self.experiment = current
+            self._show_summary()
+
+    def on_screen_resume(self) -> None:
+        if self._removed:
+            self.app.pop_screen()
+
+    # ----------------------------------------------------------------- drawing
+
+    def _show_summary(self) -> None:
+        e = self.experiment
+        now = self.app.clock()  # type: ignore[attr-defined]
+        text = Text.assemble(
+            (f"#{e.id} ", "bold"), (e.name, "bold"), f"  ratio {e.ratio}  seed {e.seed}  ", status_text(e.status),
+            "  ", progress_bar(e), f" {e.step}/{e.total_steps}" if e.total_steps else "",
+            f"  {'' if e.status != 'running' else 'ETA '}{eta(e, now).replace('-', '')}  device {e.device or '-'}"
+            f"  tries {e.attempts}/{e.max_attempts}",
+        )
+        if e.cancel_requested and e.status == "running":
+            text.append("  cancel requested", style="yellow")
+        if e.error:
+            last = e.error.strip().splitlines()[-1] if e.error.strip() else e.error
+            text.append(f"\n✘ {last}  (e shows the traceback)", style="red")
+        self.query_one("#exp-summary", Static).update(text)
+        self.query_one("#error-text", Static).update(
+            Text(e.error, style="red") if e.error else Text("No error recorded for this run.", style="dim"))
+
+    def _show_config(self) -> None:
+        e = self.experiment
+        lines = config_lines(e.config)
+        if e.provenance:
+            lines += ["# provenance"] + [f"# {k} = {v}" for k, v in sorted(e.provenance.items())]
+        lines.append(f"# code version {e.code_version or '-'}")
+        self.query_one("#config-text", Static).update(Text("\n".join(lines)))
+
+    def _add_events(self, events: list[Event]) -> None:
+        if not events:
+            return
+        self.events += events
+        table = self.query_one("#events-table", DataTable)
+        for ev in events:
+            stamp = time.strftime("%m-%d %H:%M:%S", time.localtime(ev.time))
+            style = "red" if ev.kind == "failed" else "yellow" if ev.kind in ("requeued", "warning") else ""
+            table.add_row(stamp, Text(ev.kind, style=style), Text(ev.message))
+
+    def _redraw(self) -> None:
+        """Draw only the visible tab; the others are drawn when they are shown."""
+        active = self.query_one("#exp-tabs", TabbedContent).active
+        self._stale = {"curves", "training", "evaluation"} - {active}
+        if active == "curves":
+            self._draw_curves()
+        elif active == "training":
+            self._draw_training()
+        elif active == "evaluation":
+            self._draw_eval_table()
+
+    @on(TabbedContent.TabActivated, "#exp-tabs")
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.id or ""
+        if tab in self._stale:
+            self._stale.discard(tab)
+            {"curves": self._draw_curves, "training": self._draw_training,
+             "evaluation": self._draw_eval_table}[tab]()
+
+    def _draw_curves(self) -> None:
+        cfg = self.experiment.config
+        series = [Series(label, *points(self.history.get(key)))
+                  for label, key in curve_keys(cfg, self.setting, self.metric, self.view)]
+        name = SETTING_NAMES.get(self.setting, self.setting)
+        view = "resource groups" if self.view == "groups" else "per query language"
+        self.query_one("#curve-controls", Static).update(Text.assemble(
+            ("setting ", "dim"), (name, "bold"), ("  metric ", "dim"), (self.metric, "bold"),
+            ("  view ", "dim"), (view, "bold"),
+            ("    1/2/3 Mo/Cr/Mul · m metric · g languages/groups · * zero-shot", "dim")))
+        empty = "loading…" if not self.loaded else "no evaluation points yet"
+        self.query_one("#curve", CurvePlot).show(
+            series, title=f"quick eval {name} {self.metric}, {view}", empty=empty)
+
+    def _draw_training(self) -> None:
+        losses = [Series(k.split("/", 1)[1], *points(self.history.get(k))) for k in LOSS_KEYS]
+        self.query_one("#losses", CurvePlot).show(losses, title="training losses (loss = task + λ·ot)")
+        self.query_one("#lr", CurvePlot).show([Series("lr", *points(self.history.get(LR_KEY)))],
+                                              title="learning rate")
+
+    def _draw_eval_table(self) -> None:
+        # Rank distance has its own column; the setting columns then show mAP.
+        metric = self.metric if self.metric != "rank_distance" else "map"
+        table = eval_table(self.history, self.experiment.config, metric)
+        at = f" at step {table.step}" if table.step is not None else ""
+        self.query_one("#eval-caption", Static).update(Text.assemble(
+            ("latest ", "dim"), (table.source, "bold"), at, ("  metric ", "dim"), (metric, "bold"),
+            ("  rows: query language (* zero-shot), groups, macro mean", "dim")))
+        dt = self.query_one("#eval-table", DataTable)
+        dt.clear(columns=True)
+        dt.add_column("query", key="query")
+        for col in table.columns:
+            dt.add_column(col, key=col)
+        digits = [1 if col == "rank dist" else 3 for col in table.columns]
+        for label, values in table.rows:
+            style = "bold" if label.startswith(("group", "macro")) else ""
+            dt.add_row(Text(label, style=style),
+                       *[Text(metric_value(v, d), justify="right") for v, d in zip(values, digits)])
+
+    # ----------------------------------------------------------------- actions
+
+    def action_setting(self, setting: str) -> None:
+        self.setting = setting
+        if not metric_allowed(setting, self.metric):
+            self.metric = "map"
+        self._redraw()
+
+    def action_metric(self) -> None:
+        self.metric = next_metric(self.setting, self.metric)
+        self._redraw()
+
+    def action_groups(self) -> None:
+        self.view = "groups" if self.view == "languages" else "languages"
+        self._redraw()
+
+    def action_tab(self, delta: int) -> None:
+        tabs = self.query_one("#exp-tabs", TabbedContent)
+        i = TABS.index(tabs.active) if tabs.active in TABS else 0
+        tabs.active = TABS[(i + delta) % len(TABS)]
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one("#exp-tabs", TabbedContent).active = tab
+
+    def action_study(self) -> None:
+        self.app.open_study(self.experiment.name)  # type: ignore[attr-defined]
+
+    def action_cancel(self) -> None:
+        requests.cancel(self.app, self.experiment)
+
+    def action_retry(self) -> None:
+        requests.retry(self.app, self.experiment)
+
+    def action_clone(self) -> None:
+        requests.clone(self.app, self.experiment)
+
+    def action_delete(self) -> None:
+        requests.delete(self.app, self.experiment)

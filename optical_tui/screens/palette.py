@@ -1,0 +1,43 @@
+"""Command palette (ctrl+p): open any experiment or sweep, queue, filter, sort, help."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from engine.store import STATUSES
+
+
+class OpticalCommands(Provider):
+    def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        app = self.app
+        live = getattr(app, "live", None)
+        experiments = live.experiments if live is not None else ()
+        out: list[tuple[str, Callable[[], object], str]] = [
+            ("New experiment", app.open_new_experiment, "queue ratios × seeds"),  # type: ignore[attr-defined]
+            ("Help: key bindings", app.action_help, "every key of every screen"),  # type: ignore[attr-defined]
+            ("Queue: show all statuses", partial(app.queue_filter, None), "clear the status filter"),  # type: ignore[attr-defined]
+        ]
+        out += [(f"Queue: show only {s}", partial(app.queue_filter, s), f"filter by status {s}")  # type: ignore[attr-defined]
+                for s in STATUSES]
+        out += [(f"Queue: sort by {k}", partial(app.queue_sort, k), "")  # type: ignore[attr-defined]
+                for k in ("id", "name", "ratio", "status", "metric")]
+        for name in sorted({e.name for e in experiments}):
+            out.append((f"Ratio study: {name}", partial(app.open_study, name), "final metric vs ratio"))  # type: ignore[attr-defined]
+        for e in experiments:
+            out.append((f"Open #{e.id} {e.name} {e.ratio} seed {e.seed} ({e.status})",
+                        partial(app.open_experiment, e.id), "curves, losses, eval table, config, events"))  # type: ignore[attr-defined]
+        return out
+
+    async def discover(self) -> Hits:
+        for text, callback, help_text in self._commands():
+            yield DiscoveryHit(text, callback, help=help_text)
+
+    async def search(self, query: str) -> AsyncIterator[Hit]:
+        matcher = self.matcher(query)
+        for text, callback, help_text in self._commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback, help=help_text)

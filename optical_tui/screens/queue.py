@@ -1,0 +1,262 @@
+"""The queue: every experiment with its status, progress, ETA and latest primary metric, live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label
+from textual.widgets.data_table import CellDoesNotExist
+
+from engine.config import ratio_sort_key
+from engine.errors import OpticalError
+from engine.store import STATUSES, Experiment
+from optical_tui.poller import ExperimentsChanged
+from optical_tui.queueing import status_text
+from optical_tui.screens import requests
+from optical_tui.widgets.cells import eta, metric_value, progress_bar
+from optical_tui.widgets.status_bar import WorkerStatusBar
+
+COLUMNS = (("id", "id"), ("name", "name"), ("ratio", "ratio"), ("seed", "seed"), ("status", "status"),
+           ("progress", "progress"), ("eta", "ETA"), ("metric", "Mul mAP"), ("device", "device"),
+           ("tries", "tries"))
+FILTERS: tuple[str | None, ...] = (None, *STATUSES)
+_STATUS_ORDER = {s: i for i, s in enumerate(("running", "queued", "failed", "done", "cancelled"))}
+
+
+def _ratio_key(e: Experiment) -> float:
+    try:
+        return ratio_sort_key(e.ratio)
+    except OpticalError:  # a hand-edited row must not break the table
+        return 0.0
+
+
+SORTS: dict[str, Callable[[Experiment, dict[int, tuple[str, float]]], object]] = {
+    "id": lambda e, p: e.id,
+    "name": lambda e, p: (e.name.lower(), _ratio_key(e), e.seed),
+    "ratio": lambda e, p: (_ratio_key(e), e.name.lower(), e.seed),
+    "status": lambda e, p: (_STATUS_ORDER.get(e.status, 9), -e.priority, e.id),
+    "metric": lambda e, p: (-(p[e.id][1]) if e.id in p else float("inf"), e.id),
+}
+
+
+class QueueScreen(Screen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open", show=True,
+                tooltip="open the selected experiment: curves, losses, eval table, config, events"),
+        Binding("n", "new", "New",
+                tooltip="new experiments: ratios × seeds, config file, overrides, priority"),
+        Binding("c", "cancel", "Cancel",
+                tooltip="cancel the selected experiment (asks first)"),
+        Binding("r", "retry", "Retry",
+                tooltip="queue a fresh copy of the selected failed/cancelled run (asks first)"),
+        Binding("y", "clone", "Clone",
+                tooltip="queue a copy of the selected experiment (asks first)"),
+        Binding("d,delete", "delete", "Delete",
+                tooltip="delete the selected experiment with its metrics (asks first)"),
+        Binding("t", "study", "Ratio study",
+                tooltip="ratio study of the selected experiment's sweep"),
+        Binding("s", "sort", "Sort",
+                tooltip="cycle the sort: id, name, ratio, status, metric"),
+        Binding("f", "filter", "Filter",
+                tooltip="cycle the status filter: all, queued, running, done, failed, cancelled"),
+        Binding("slash", "search", "Search",
+                tooltip="search sweep names (enter returns to the table)"),
+        Binding("escape", "clear_search", "Clear search", show=False,
+                tooltip="clear the search"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="queue-screen")
+        self.sort = "id"
+        self.status_filter: str | None = None
+        self.search = ""
+        self._experiments: tuple[Experiment, ...] = ()
+        self._primary: dict[int, tuple[str, float]] = {}
+        self._rows: dict[int, tuple[object, ...]] = {}
+        self._order: list[int] = []
+        self._cell_cache: dict[int, tuple[object, tuple[object, ...]]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="queue-bar"):
+            yield Input(placeholder="search name  (/)", id="search")
+            yield Label("", id="view-label")
+        table: DataTable = DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Label("loading…", id="queue-empty")
+        yield WorkerStatusBar(id="status-bar")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "optical-tui"
+        self.sub_title = str(self.app.db_path)  # type: ignore[attr-defined]
+        self._update_view_label()
+        self.query_one("#queue", DataTable).focus()
+        live = getattr(self.app, "live", None)
+        if live is not None:
+            self._apply(live)
+
+    # ----------------------------------------------------------------- live data
+
+    def on_experiments_changed(self, message: ExperimentsChanged) -> None:
+        self._apply(message)
+
+    def _apply(self, message: ExperimentsChanged) -> None:
+        self._experiments, self._primary = message.experiments, message.primary
+        self.refresh_table()
+        self.query_one(WorkerStatusBar).show(message.workers, message.experiments, self.app.clock())  # type: ignore[attr-defined]
+
+    def visible(self) -> list[Experiment]:
+        needle = self.search.lower()
+        rows = [e for e in self._experiments
+                if (self.status_filter is None or e.status == self.status_filter)
+                and (not needle or needle in e.name.lower())]
+        return sorted(rows, key=lambda e: SORTS[self.sort](e, self._primary))  # type: ignore[arg-type, return-value]
+
+    def _cells(self, e: Experiment, now: float) -> tuple[object, ...]:
+        primary = self._primary.get(e.id)
+        metric = Text(metric_value(primary[1]) if primary else "-",
+                      style="bold" if primary and primary[0].startswith("full/") else "")
+        tries = Text(f"{e.attempts}/{e.max_attempts}", style="red" if e.attempts > 1 else "")
+        status = status_text(e.status)
+        if e.cancel_requested and e.status == "running":
+            status.append(" (cancelling)", style="dim")
+        return (str(e.id), Text(e.name, overflow="ellipsis"), e.ratio, str(e.seed), status,
+                progress_bar(e), eta(e, now), metric, Text(e.device or "-"), tries)
+
+    def _cached_cells(self, e: Experiment, now: float) -> tuple[object, ...]:
+        # Rows that did not change keep their cells; only a running row's ETA moves with the clock.
+        key = (e.name, e.ratio, e.seed, e.status, e.step, e.total_steps, e.attempts, e.max_attempts,
+               e.device, e.cancel_requested, e.started_at, e.finished_at, self._primary.get(e.id))
+        hit = self._cell_cache.get(e.id)
+        if hit is not None and hit[0] == key and e.status != "running":
+            return hit[1]
+        cells = self._cells(e, now)
+        self._cell_cache[e.id] = (key, cells)
+        return cells
+
+    def refresh_table(self) -> None:
+        """Update changed cells in place; rebuild only when the set or order of rows changed."""
+        table = self.query_one("#queue", DataTable)
+        now = self.app.clock()  # type: ignore[attr-defined]
+        shown = self.visible()
+        order = [e.id for e in shown]
+        cells = {e.id: self._cached_cells(e, now) for e in shown}
+        if order != self._order:
+            selected = self.selected_id()
+            table.clear()
+            for i in order:
+                table.add_row(*cells[i], key=str(i))
+            if selected in order:
+                table.move_cursor(row=order.index(selected), animate=False)
+        else:
+            for i in order:
+                old = self._rows.get(i)
+                if old is cells[i]:      # unchanged row, straight from the cache
+                    continue
+                for (key, _label), new, prev in zip(COLUMNS, cells[i], old or (None,) * len(COLUMNS)):
+                    if new != prev:
+                        table.update_cell(str(i), key, new)
+        self._order, self._rows = order, cells
+        empty = self.query_one("#queue-empty", Label)
+        empty.display = not order
+        if not self._experiments:
+            empty.update("No experiments yet. Press n to queue one, or run: optical queue add --ratio 1:1")
+        else:
+            empty.update("No experiment matches the search or filter (escape clears the search, f cycles).")
+
+    # ----------------------------------------------------------------- selection
+
+    def selected_id(self) -> int | None:
+        table = self.query_one("#queue", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except CellDoesNotExist:
+            return None
+        return int(row_key.value) if row_key.value is not None else None
+
+    def selected(self) -> Experiment | None:
+        i = self.selected_id()
+        return next((e for e in self._experiments if e.id == i), None)
+
+    def _with_selected(self, fn: Callable[[Experiment], None]) -> None:
+        e = self.selected()
+        if e is None:
+            self.notify("No experiment selected.", severity="warning")
+            return
+        fn(e)
+
+    # ----------------------------------------------------------------- actions
+
+    @on(DataTable.RowSelected, "#queue")
+    def _row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        self._with_selected(lambda e: self.app.open_experiment(e.id))  # type: ignore[attr-defined]
+
+    def action_study(self) -> None:
+        self._with_selected(lambda e: self.app.open_study(e.name))  # type: ignore[attr-defined]
+
+    def action_new(self) -> None:
+        self.app.open_new_experiment()  # type: ignore[attr-defined]
+
+    def action_cancel(self) -> None:
+        self._with_selected(lambda e: requests.cancel(self.app, e))
+
+    def action_retry(self) -> None:
+        self._with_selected(lambda e: requests.retry(self.app, e))
+
+    def action_clone(self) -> None:
+        self._with_selected(lambda e: requests.clone(self.app, e))
+
+    def action_delete(self) -> None:
+        self._with_selected(lambda e: requests.delete(self.app, e))
+
+    def action_sort(self, by: str | None = None) -> None:
+        keys = list(SORTS)
+        self.sort = by if by in SORTS else keys[(keys.index(self.sort) + 1) % len(keys)]
+        self._update_view_label()
+        self.refresh_table()
+
+    def action_filter(self, status: str | None = "") -> None:
+        if status == "":
+            status = FILTERS[(FILTERS.index(self.status_filter) + 1) % len(FILTERS)]
+        self.status_filter = status if status in STATUSES else None
+        self._update_view_label()
+        self.refresh_table()
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_clear_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.value = ""
+        self.query_one("#queue", DataTable).focus()
+
+    @on(Input.Changed, "#search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.search = event.value.strip()
+        self.refresh_table()
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self, _event: Input.Submitted) -> None:
+        self.query_one("#queue", DataTable).focus()
+
+    def _update_view_label(self) -> None:
+        label = Text.assemble(("status ", "dim"), self.status_filter or "all", ("  sort ", "dim"), self.sort)
+        self.query_one("#view-label", Label).update(label)
+
+    def experiments(self) -> Sequence[Experiment]:
+        return self._experiments

@@ -1,0 +1,1 @@
+"""Dashboard widgets: table cells, plots and the worker status bar."""

@@ -1,0 +1,429 @@
+"""Pilot tests of the dashboard on a seeded database: every screen and every user action."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import shutil
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from test_app_seed import NOW, seed_database
+from textual.command import CommandList
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, TextArea
+
+from engine.store import Store
+from optical_tui.app import OpticalApp
+from optical_tui.poller import Poller
+from optical_tui.screens.confirm import ConfirmScreen
+from optical_tui.screens.experiment import ExperimentScreen
+from optical_tui.screens.help import HelpScreen, help_table
+from optical_tui.screens.new_experiment import NewExperimentScreen
+from optical_tui.screens.queue import QueueScreen
+from optical_tui.screens.ratio_study import RatioStudyScreen
+from optical_tui.widgets.curves import CurvePlot
+
+SIZE = (120, 40)
+
+
+def synchronous(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async Pilot test on a fresh event loop (no pytest async plugin needed)."""
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return run
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    path = tmp_path_factory.mktemp("seed") / "seed.db"
+    return path, seed_database(path)
+
+
+@pytest.fixture
+def db(seeded: tuple[Path, dict[str, int]], tmp_path: Path) -> Path:
+    """A private copy per test: actions write to it."""
+    copy = tmp_path / "experiments.db"
+    shutil.copy(seeded[0], copy)
+    return copy
+
+
+@pytest.fixture
+def ids(seeded: tuple[Path, dict[str, int]]) -> dict[str, int]:
+    return seeded[1]
+
+
+def make_app(db: Path) -> OpticalApp:
+    app = OpticalApp(db, poll_interval=0.05, clock=lambda: NOW)
+    app.animation_level = "none"   # tab underlines would otherwise be caught mid-slide
+    return app
+
+
+async def wait_for(pilot: Pilot, predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+def queue_table(app: OpticalApp) -> DataTable:
+    return app.screen.query_one("#queue", DataTable)
+
+
+async def loaded(pilot: Pilot) -> None:
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, QueueScreen) and queue_table(pilot.app).row_count)
+
+
+def column(table: DataTable, key: str) -> list[str]:
+    return [str(table.get_cell(row, key)) for row in table.rows]
+
+
+async def select(pilot: Pilot, exp_id: int) -> None:
+    table = queue_table(pilot.app)
+    table.move_cursor(row=table.get_row_index(str(exp_id)))
+    await pilot.pause()
+
+
+# --------------------------------------------------------------------------- poller
+
+
+def test_poller_skips_idle_polls_and_reads_only_new_rows(db: Path, ids: dict[str, int]) -> None:
+    poller = Poller(db)
+    first = poller.poll()
+    assert first is not None and len(first.experiments) == 12 and first.metrics == ()
+    assert first.primary[ids["done"]][0] == "full/macro/mul/map"
+    assert first.primary[ids["running"]][0] == "eval/macro/mul/map"
+    assert poller.poll() is None                       # nothing committed: one PRAGMA, no reads
+    with Store(db) as writer:
+        writer.flush(ids["running"], "gpu0", [("eval/macro/mul/map", 130, 0.5, NOW), ("train/loss", 130, 1.0, NOW)],
+                     step=130, total=200)
+    update = poller.poll()
+    assert update is not None
+    assert [(m.key, m.step) for m in update.metrics] == [("eval/macro/mul/map", 130), ("train/loss", 130)]
+    assert update.primary[ids["running"]] == ("eval/macro/mul/map", 0.5)
+    assert poller.poll() is None
+    poller.close()
+
+
+# --------------------------------------------------------------------------- queue screen
+
+
+@synchronous
+async def test_queue_lists_every_experiment_with_status_progress_and_metric(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = queue_table(app)
+        assert table.row_count == 12
+        statuses = dict(zip(column(table, "id"), column(table, "status")))
+        assert statuses[str(ids["running"])] == "▶ running"
+        assert statuses[str(ids["failed"])] == "✘ failed"
+        assert statuses[str(ids["cancelled"])] == "⊘ cancelled"
+        row = table.get_row(str(ids["running"]))
+        assert "60%" in str(row[5])                     # progress 120/200
+        assert str(row[6]) not in ("-", "")             # ETA of a running run
+        assert str(table.get_row(str(ids["done"]))[7]) != "-"   # latest primary metric
+        assert "workers 1 alive" in str(app.screen.query_one("#status-bar").render())
+
+
+@synchronous
+async def test_queue_sort_filter_and_search(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = queue_table(app)
+        await pilot.press("f")                          # all -> queued
+        assert column(table, "id") == [str(ids["queued"])]
+        await pilot.press("f", "f")                     # -> running -> done
+        assert len(column(table, "id")) == 8
+        await pilot.press("f", "f", "f")                # -> failed -> cancelled -> all
+        assert table.row_count == 12
+        await pilot.press("s", "s")                     # id -> name -> ratio
+        ratios = column(table, "ratio")
+        assert ratios.index("1:0") < ratios.index("1:1") < ratios.index("0:1")
+        await pilot.press("slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"lambda")
+        assert column(table, "name") == ["lambda-0"]
+        await pilot.press("enter", "escape")            # back to the table, then clear the search
+        assert table.row_count == 12
+
+
+@synchronous
+async def test_queue_updates_live_when_a_writer_commits(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        with Store(db) as writer:
+            writer.flush(ids["running"], "gpu0", [], step=190, total=200)
+        await wait_for(pilot, lambda: "95%" in str(queue_table(app).get_row(str(ids["running"]))[5]))
+
+
+# --------------------------------------------------------------------------- experiment screen
+
+
+async def open_experiment(pilot: Pilot, exp_id: int) -> ExperimentScreen:
+    await loaded(pilot)
+    await select(pilot, exp_id)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExperimentScreen) and pilot.app.screen.loaded)
+    return pilot.app.screen  # type: ignore[return-value]
+
+
+@synchronous
+async def test_experiment_curves_per_language_groups_and_settings(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_experiment(pilot, ids["done"])
+        curve = screen.query_one("#curve", CurvePlot)
+        labels = [s.label for s in curve.series]
+        assert labels == ["ar*", "de", "en", "es", "hi*", "vi*", "zh"]   # zero-shot starred
+        assert all(list(s.x) == [0, 50, 100, 150, 200] for s in curve.series)
+        mul = [s.y for s in curve.series]
+        await pilot.press("1")                                          # Mo
+        assert screen.setting == "mo" and [s.y for s in curve.series] != mul
+        await pilot.press("m")
+        assert screen.metric == "r@1"
+        await pilot.press("g")
+        assert [s.label.split()[0] for s in curve.series] == ["high", "low", "macro"]
+        await pilot.press("3", "m", "m", "m", "m")                      # Mul: … -> rank distance
+        assert screen.metric == "rank_distance"
+        await pilot.press("1")                                          # not defined for Mo
+        assert screen.metric == "map"
+
+
+@synchronous
+async def test_experiment_training_eval_config_events_and_error_tabs(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_experiment(pilot, ids["failed"])
+        await pilot.press("right_square_bracket")                       # training tab, drawn on show
+        losses = screen.query_one("#losses", CurvePlot)
+        assert [s.label for s in losses.series] == ["loss", "loss_task", "loss_ot"]
+        assert [s.label for s in screen.query_one("#lr", CurvePlot).series] == ["lr"]
+        await pilot.press("e")
+        assert "CUDA out of memory" in str(screen.query_one("#error-text").render())
+        assert "CUDA out of memory" in str(screen.query_one("#exp-summary").render())
+        events = screen.query_one("#events-table", DataTable)
+        assert [str(r[1]) for r in map(events.get_row_at, range(events.row_count))] == ["queued", "claimed", "failed"]
+        assert "train_langs = [\"en\", \"de\", \"es\", \"zh\"]" in str(screen.query_one("#config-text").render())
+        await pilot.press("right_square_bracket")                       # wraps around to the curves
+        assert screen.query_one("#exp-tabs").active == "curves"
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_experiment(pilot, ids["done"])
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        caption = str(screen.query_one("#eval-caption").render())
+        assert "full benchmark" in caption
+        table = screen.query_one("#eval-table", DataTable)
+        rows = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert rows == ["ar*", "de", "en", "es", "hi*", "vi*", "zh", "group high", "group low", "macro"]
+        assert [str(c.label) for c in table.columns.values()] == ["query", "Mo", "Cr", "Mul", "rank dist"]
+
+
+@synchronous
+async def test_experiment_screen_receives_new_points_live(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_experiment(pilot, ids["running"])
+        curve = screen.query_one("#curve", CurvePlot)
+        assert len(curve.series[0].x) == 3                              # steps 0, 50, 100
+        with Store(db) as writer:
+            writer.flush(ids["running"], "gpu0", [(f"eval/mul/{lang}/map", 150, 0.6, NOW)
+                                                  for lang in ("ar", "de", "en", "es", "hi", "vi", "zh")])
+        await wait_for(pilot, lambda: len(curve.series[0].x) == 4)
+
+
+@synchronous
+async def test_experiment_removed_elsewhere_closes_its_screen(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_experiment(pilot, ids["done"])
+        with Store(db) as other:                                        # e.g. `optical queue rm`
+            other.remove([ids["done"]])
+        await wait_for(pilot, lambda: isinstance(app.screen, QueueScreen) and queue_table(app).row_count == 11)
+
+
+# --------------------------------------------------------------------------- ratio study
+
+
+@synchronous
+async def test_ratio_study_orders_ratios_groups_and_marks_zero_shot(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await select(pilot, ids["done"])
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+        screen = app.screen
+        study = screen.study
+        assert study.ratios == ("1:0", "3:1", "1:1", "1:3", "0:1")
+        assert study.zero_shot == ("ar", "hi", "vi")
+        high = study.rows[0]
+        assert high.label == "high" and [c.n for c in high.cells] == [2, 2, 2, 2, 1]
+        assert high.cells[-1].provisional                              # 0:1 has only the running seed
+        table = screen.query_one("#study-table", DataTable)
+        assert [str(c.label) for c in table.columns.values()][1:] == list(study.ratios)
+        assert "ar*" in [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        plot = screen.query_one("#study-plot", CurvePlot)
+        assert [s.label.split()[0] for s in plot.series] == ["high", "low"]
+        assert plot.series[0].yerr is not None
+        before = [c.mean for c in study.rows[0].cells]
+        await pilot.press("1")
+        assert [c.mean for c in screen.study.rows[0].cells] != before
+
+
+# --------------------------------------------------------------------------- new experiment form
+
+
+@synchronous
+async def test_new_experiment_form_validates_inline_and_queues(db: Path) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewExperimentScreen))
+        form = app.screen
+        await pilot.press(*"1:1 2:x")
+        error = form.query_one("#err-ratios")
+        assert error.display and "invalid ratio '2:x'" in str(error.render())
+        form.query_one("#f-config", Input).value = "does-not-exist.toml"
+        form.query_one("#f-overrides", TextArea).text = "train.stepz=5"
+        await pilot.pause()
+        assert "config file not found" in str(form.query_one("#err-config").render())
+        assert "unknown key" in str(form.query_one("#err-overrides").render())
+        await pilot.press("ctrl+s")                                      # refused: nothing written
+        assert isinstance(app.screen, NewExperimentScreen)
+        form.query_one("#f-ratios", Input).value = "1:0, 0:1"
+        form.query_one("#f-seeds", Input).value = "7 8"
+        form.query_one("#f-config", Input).value = ""
+        form.query_one("#f-name", Input).value = "form-sweep"
+        form.query_one("#f-priority", Input).value = "5"
+        form.query_one("#f-overrides", TextArea).text = "train.steps=50\not.weight=0"
+        await pilot.pause()
+        assert "will queue 4 experiment(s)" in str(form.query_one("#form-summary").render())
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: queue_table(app).row_count == 16)
+    with Store(db) as store:
+        added = store.list_experiments(name="form-sweep")
+    assert sorted((e.ratio, e.seed) for e in added) == [("0:1", 7), ("0:1", 8), ("1:0", 7), ("1:0", 8)]
+    assert all(e.priority == 5 and e.config["train"]["steps"] == 50 and e.config["ot"]["weight"] == 0.0
+               for e in added)
+
+
+# --------------------------------------------------------------------------- actions
+
+
+async def confirm(pilot: Pilot, key: str, answer: str) -> None:
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen))
+    await pilot.press(answer)
+
+
+@synchronous
+async def test_actions_cancel_retry_clone_delete_with_confirmation(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    with Store(db) as store:
+        before = {e.id: e for e in store.list_experiments()}
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        for key, target in (("c", "running"), ("r", "failed"), ("y", "done"), ("d", "cancelled")):
+            await select(pilot, ids[target])
+            await confirm(pilot, key, "y")
+            await wait_for(pilot, lambda: isinstance(app.screen, QueueScreen))
+        await wait_for(pilot, lambda: queue_table(app).row_count == 13)   # +2 copies, -1 deleted
+    with Store(db) as store:
+        after = {e.id: e for e in store.list_experiments()}
+    assert after[ids["running"]].cancel_requested
+    assert ids["cancelled"] not in after
+    new = [e for i, e in after.items() if i not in before]
+    assert sorted(((e.retry_of, e.ratio, e.seed) for e in new), key=str) == sorted(
+        [(ids["failed"], before[ids["failed"]].ratio, before[ids["failed"]].seed),
+         (None, before[ids["done"]].ratio, before[ids["done"]].seed)], key=str)
+
+
+@synchronous
+async def test_declined_and_invalid_actions_change_nothing(db: Path, ids: dict[str, int]) -> None:
+    app = make_app(db)
+    with Store(db) as store:
+        before = store.list_experiments()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        for key, target in (("d", "done"), ("c", "running")):
+            await select(pilot, ids[target])
+            await confirm(pilot, key, "n")                                # declined
+            await wait_for(pilot, lambda: isinstance(app.screen, QueueScreen))
+        await select(pilot, ids["done"])
+        await confirm(pilot, "r", "y")                                   # a done run cannot be retried
+        await wait_for(pilot, lambda: any("only failed or cancelled" in str(n.message)
+                                          for n in app._notifications))
+        assert app.is_running
+    with Store(db) as store:
+        assert store.list_experiments() == before
+
+
+# --------------------------------------------------------------------------- help, palette, entry points
+
+
+@synchronous
+async def test_help_lists_every_key_binding(db: Path) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        console = Console(record=True, width=200)
+        console.print(help_table(app.screen.sections))
+        text = console.export_text()
+        for cls in (OpticalApp, QueueScreen, ExperimentScreen, RatioStudyScreen, NewExperimentScreen, ConfirmScreen):
+            for binding in cls.BINDINGS:
+                assert binding.tooltip and binding.tooltip in text, binding
+        await pilot.press("escape")
+        assert isinstance(app.screen, QueueScreen)
+
+
+@synchronous
+async def test_command_palette_opens_a_sweep_study(db: Path) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"study lambda")
+        await wait_for(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen))
+        assert app.screen.sweep == "lambda-0"
+
+
+@synchronous
+async def test_the_app_never_writes_on_its_own(db: Path, ids: dict[str, int]) -> None:
+    with Store(db) as store:
+        version = store.data_version()
+        app = make_app(db)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_experiment(pilot, ids["running"])
+            await pilot.press("escape", "t")
+            await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+            await asyncio.sleep(0.2)                                    # a few idle polls
+            assert screen.experiment.id == ids["running"]
+        assert store.data_version() == version
+
+
+def test_entry_points(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from typer.testing import CliRunner
+
+    from optical_tui.app import main
+    from optical_tui.cli import app as cli
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--db", str(tmp_path)])
+    assert exc.value.code == 1 and "is a directory" in capsys.readouterr().err
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path), "ui"])
+    assert result.exit_code == 1 and "is a directory" in result.output
+    assert "ui" in CliRunner().invoke(cli, ["--help"]).output

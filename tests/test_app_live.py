@@ -1,0 +1,108 @@
+"""The dashboard while another process writes: the curve on screen grows as points are committed.
+
+The fast test uses a separate Python process writing through `Store.flush` exactly as a training
+child does; the slow one runs a real `optical worker` on configs/smoke.toml (tiny model, CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_app import make_app, synchronous, wait_for
+from textual.pilot import Pilot
+
+from engine.config import Config, load_config, with_run
+from engine.store import NewExperiment, Store
+from optical_tui.screens.experiment import ExperimentScreen
+from optical_tui.widgets.curves import CurvePlot
+
+REPO = Path(__file__).resolve().parent.parent
+
+WRITER = r"""
+import sys, time
+from engine.store import Store
+db, exp_id, points = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with Store(db) as store:
+    store.claim_next("writer", "cpu")
+    for step in range(points):
+        rows = [(f"eval/mul/{lang}/map", step, 0.1 + 0.05 * step, time.time())
+                for lang in ("ar", "de", "en", "es", "hi", "vi", "zh")]
+        rows.append(("train/loss", step, 2.0 / (step + 1), time.time()))
+        store.flush(exp_id, "writer", rows, step=step, total=points - 1)
+        time.sleep(0.15)
+    store.finish(exp_id, "writer", "done")
+"""
+
+
+def queue_one(db: Path, cfg: Config) -> int:
+    with Store(db) as store:
+        (e,) = store.add_experiments([NewExperiment("live", "1:1", 0, with_run(cfg, "1:1", 0).to_dict())])
+    return e.id
+
+
+async def open_first(pilot: Pilot) -> CurvePlot:
+    await wait_for(pilot, lambda: getattr(pilot.app, "live", None) is not None)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExperimentScreen) and pilot.app.screen.loaded)
+    return pilot.app.screen.query_one("#curve", CurvePlot)
+
+
+async def watch_growth(pilot: Pilot, curve: CurvePlot, proc: subprocess.Popen, want: int,
+                       timeout: float) -> list[int]:
+    """Lengths of the first curve as seen on screen, until it holds `want` points."""
+    seen = [0]
+    deadline = time.monotonic() + timeout
+    while seen[-1] < want:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"curve stopped at {seen[-1]} points; writer exit {proc.poll()}")
+        n = len(curve.series[0].x) if curve.series else 0
+        if n != seen[-1]:
+            seen.append(n)
+        await pilot.pause(0.02)
+    return seen
+
+
+@synchronous
+async def test_curve_grows_while_a_writer_process_commits(tmp_path: Path) -> None:
+    db = tmp_path / "experiments.db"
+    exp_id = queue_one(db, Config())
+    app = make_app(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        curve = await open_first(pilot)
+        assert curve.series == ()
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(exp_id), "8"], cwd=REPO)  # noqa: ASYNC220
+        try:
+            seen = await watch_growth(pilot, curve, proc, want=8, timeout=30)
+        finally:
+            proc.wait(timeout=30)
+        assert proc.returncode == 0
+        # Several intermediate states: the screen followed the writer, not just the final result.
+        assert len(seen) >= 4 and seen == sorted(seen)
+        await wait_for(pilot, lambda: app.screen.experiment.status == "done")
+
+
+@pytest.mark.slow
+@synchronous
+async def test_curve_grows_while_a_real_worker_trains(tmp_path: Path) -> None:
+    """A real `optical worker` (child process, tiny model, CPU) on configs/smoke.toml, 9 steps."""
+    db = tmp_path / "experiments.db"
+    cfg = load_config(REPO / "configs" / "smoke.toml", ["train.steps=9"])  # evals at 0, 3, 6, 9
+    queue_one(db, cfg)
+    app = make_app(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        curve = await open_first(pilot)
+        env = dict(os.environ)
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "optical"), "--db", str(db), "worker",  # noqa: ASYNC220
+                                 "--once", "--device", "cpu"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            seen = await watch_growth(pilot, curve, proc, want=4, timeout=300)
+        finally:
+            proc.wait(timeout=120)
+        assert proc.returncode == 0
+        assert len(seen) >= 3 and seen == sorted(seen)
