@@ -1,0 +1,137 @@
+"""`optical eval`: zero-shot MLQA-R evaluation of any encoder, as a paper-style table or JSON."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.config import MLQA_LANGS, SETTINGS, EvalConfig
+from engine.errors import ConfigError
+from optical_tui.common import console, err_console, print_json
+
+_DEFAULTS = EvalConfig()
+_SETTING_TITLES = {"mo": "Mo", "cr": "Cr", "mul": "Mul"}
+
+
+def _split(value: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    bad = [v for v in items if v not in valid]
+    if bad or not items:
+        raise ConfigError(f"--{what}: {', '.join(bad) or 'nothing given'} invalid; valid: {','.join(valid)}")
+    return items
+
+
+def _fmt(metrics: dict[str, float], key: str, digits: int = 3) -> str:
+    value = metrics.get(key)
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render_table(metrics: dict[str, float], langs: tuple[str, ...], settings: tuple[str, ...],
+                 groups: dict[str, tuple[str, ...]], title: str, prefix: str = "eval") -> Any:
+    """Rows = query language, then resource groups and the macro mean; columns = mAP per setting."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("query lang")
+    for s in settings:
+        table.add_column(f"{_SETTING_TITLES[s]} mAP", justify="right")
+    if "mul" in settings:
+        table.add_column("rank dist.", justify="right")  # Mul language bias: lower is better
+
+    def row(label: str, base: str, style: str = "") -> None:
+        cells = [_fmt(metrics, f"{base(s)}/map") for s in settings]
+        if "mul" in settings:
+            cells.append(_fmt(metrics, f"{base('mul')}/rank_distance", 1))
+        table.add_row(label, *cells, style=style)
+
+    for lang in langs:
+        row(lang, lambda s, lang=lang: f"{prefix}/{s}/{lang}")
+    table.add_section()
+    for g, members in groups.items():
+        present = [m for m in members if m in langs]
+        if present:
+            row(f"{g} ({','.join(present)})", lambda s, g=g: f"{prefix}/group/{g}/{s}", style="italic")
+    row("macro", lambda s: f"{prefix}/macro/{s}", style="bold")
+    return table
+
+
+def eval_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="HF id, local folder, or embedded:NAME.")] = (
+        "embedded:multilingual-e5-small"
+    ),
+    langs: Annotated[str, typer.Option("--langs", help="Comma-separated MLQA languages to evaluate.")] = (
+        ",".join(MLQA_LANGS)
+    ),
+    settings: Annotated[str, typer.Option("--settings", help="Comma-separated settings: mo, cr, mul.")] = (
+        ",".join(SETTINGS)
+    ),
+    subset: Annotated[int, typer.Option("--subset", min=0, help="Questions per language of the fixed "
+                                        "quick subset (engine.evaluate.select_subset); 0 = full MLQA-R.")] = 0,
+    subset_seed: Annotated[int, typer.Option("--subset-seed", help="Seed of the quick subset.")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Encoding batch size.")] = (
+        _DEFAULTS.batch_size
+    ),
+    max_length: Annotated[int, typer.Option("--max-length", min=8, help="Max tokens per text.")] = (
+        _DEFAULTS.max_length
+    ),
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    high: Annotated[str, typer.Option("--high", help="High-resource group.")] = ",".join(_DEFAULTS.high),
+    low: Annotated[str, typer.Option("--low", help="Low-resource group.")] = ",".join(_DEFAULTS.low),
+    query_prefix: Annotated[str, typer.Option("--query-prefix", help="Prefix of questions.")] = "query: ",
+    passage_prefix: Annotated[str, typer.Option("--passage-prefix", help="Prefix of sentences.")] = "passage: ",
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: env OPTICAL_DATA, "
+                                                  "else ./data).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the flat metrics dict as JSON.")] = False,
+) -> None:
+    """Zero-shot MLQA-R retrieval (mAP Mo/Cr/Mul, R@1, R@10, MRR@10, nDCG@10, rank distance).
+
+    Every distinct text is encoded once and reused by all settings; queries without an answer in a
+    target language are skipped and counted (see --json for the per-pair counts).
+    """
+    lang_list = _split(langs, MLQA_LANGS, "langs")
+    setting_list = _split(settings, SETTINGS, "settings")
+    groups = {"high": _split(high, MLQA_LANGS, "high"), "low": _split(low, MLQA_LANGS, "low")}
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"--device: {device!r} is not auto, cpu, cuda or cuda:N")
+
+    # Heavy imports (torch, transformers) only once the command actually runs.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from engine.data import load_lareqa
+    from engine.encoders import load_encoder, resolve_device
+    from engine.evaluate import evaluate
+
+    sets = load_lareqa("mlqa-r", lang_list, data_dir)
+    dev = resolve_device(device)
+    encoder = load_encoder(model, device=dev, query_prefix=query_prefix, passage_prefix=passage_prefix,
+                           max_length=max_length)
+    start = time.perf_counter()
+    columns = (TextColumn("encoding"), BarColumn(), MofNCompleteColumn(), TextColumn("texts"),
+               TimeRemainingColumn())
+    # Progress goes to stderr so `--json` output on stdout stays parseable.
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("encoding", total=None)
+        metrics = evaluate(
+            encoder, sets, settings=setting_list, groups=groups, subset_questions=subset,
+            subset_seed=subset_seed, batch_size=batch_size, max_length=max_length, prefix="eval",
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    elapsed = time.perf_counter() - start
+    if as_json:
+        print_json(metrics)
+        return
+    scope = f"subset {subset}/lang (seed {subset_seed})" if subset else "full"
+    title = (f"MLQA-R zero-shot, {model} ({scope}: {int(metrics['eval/n_questions'])} questions, "
+             f"{int(metrics['eval/n_candidates'])} sentences; {dev}, {elapsed:.1f} s)")
+    console.print(render_table(metrics, lang_list, setting_list, groups, title))
+    skipped = sum(v for k, v in metrics.items() if k.startswith("eval/cr/") and k.endswith("/skipped"))
+    if "cr" in setting_list:
+        console.print(f"cr: {int(skipped)} (question, target language) pairs skipped: no answer in the target "
+                      "(MLQA is 2–4-way parallel)", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
