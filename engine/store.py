@@ -22,7 +22,6 @@ from engine.errors import ExperimentNotFound, InvalidTransition, StoreError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 TERMINAL = ("done", "failed", "cancelled")
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True)
@@ -144,9 +143,14 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v2(db: sqlite_utils.Database) -> None:
+    # The dashboard's "latest value of key K for every experiment" reads by key first.
+    db["metrics"].create_index(["key", "experiment_id", "step"])
+
+
 # Ordered migrations: index i moves the schema from version i to i + 1. Never edit a shipped
 # entry; append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -183,6 +187,8 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise StoreError(f"--db {self.path}: not an SQLite database") from None
             raise StoreError(f"{self.path}: not a usable SQLite database ({exc})") from None
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
@@ -192,12 +198,11 @@ class Store:
         p = self.path
         if p.is_dir():
             raise StoreError(f"--db {p}: is a directory; give a database file path")
-        if p.exists():
-            with open(p, "rb") as fh:
-                head = fh.read(16)
-            if head and head != SQLITE_MAGIC:
-                raise StoreError(f"--db {p}: not an SQLite database")
-        elif not p.parent.exists():
+        # Never open() the file here: closing any descriptor of a database file drops every POSIX
+        # lock this process holds on it, so another Store open in this process would lose its
+        # locks, and a writer elsewhere could delete the WAL under it (stale reads, corruption).
+        # SQLite itself reports a non-database file ("file is not a database") in __init__.
+        if not p.exists() and not p.parent.exists():
             raise StoreError(f"--db {p}: folder {p.parent} does not exist")
 
     def _migrate(self) -> None:

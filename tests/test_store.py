@@ -236,3 +236,20 @@ def test_concurrent_processes_claim_each_experiment_exactly_once(tmp_path):
     for worker, ids in results:
         assert all(owners[i] == worker for i in ids)
     assert json.dumps(owners)  # worker ids are plain strings
+
+
+def test_migrations_upgrade_an_old_database_in_order(tmp_path):
+    import sqlite_utils
+
+    from engine.store import MIGRATIONS
+
+    p = tmp_path / "v1.db"
+    conn = sqlite3.connect(p)
+    MIGRATIONS[0](sqlite_utils.Database(conn))
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    s = Store(p)
+    assert s.schema_version() == SCHEMA_VERSION
+    indexes = {tuple(i.columns) for i in s.db["metrics"].indexes}
+    assert ("key", "experiment_id", "step") in indexes
