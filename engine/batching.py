@@ -1,0 +1,243 @@
+"""Hybrid batch sampler (Elmahdy, Lin, Ahmad 2024) over parallel QA records.
+
+A *monolingual* batch pairs every question with its answer in one language (drawn uniformly
+from the training languages); a *cross-lingual* batch pairs a question in X with its answer in
+Y != X (X and Y drawn uniformly per row). `ratio M:C` mixes them:
+
+- mixing "batch": each batch is wholly monolingual with probability M/(M+C), else wholly
+  cross-lingual (the paper's setup);
+- mixing "within": every batch holds round(B*M/(M+C)) monolingual rows (all in one language,
+  so they are each other's same-language negatives) and the rest cross-lingual.
+
+Records are drawn without replacement from a seeded permutation (an "epoch"); a batch never
+straddles two permutations, so no question id appears twice in a batch -- a duplicate would be
+a false negative for InfoNCE. The whole sampler state is a small picklable dict, so a resumed run
+draws exactly the batches the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from engine.config import Ratio, parse_ratio
+from engine.errors import ConfigError
+
+
+class ParallelRecord(Protocol):
+    """What the sampler needs of `engine.data.ParallelQA`."""
+
+    id: str
+    question: Any  # Mapping[str, str]: lang -> text
+    answer: Any  # Mapping[str, str]
+
+
+class Row(NamedTuple):
+    question: str
+    answer: str
+    q_lang: str
+    a_lang: str
+    id: str
+    is_cross: bool
+
+
+@dataclass(frozen=True)
+class Batch:
+    rows: tuple[Row, ...]
+
+    @property
+    def questions(self) -> list[str]:
+        return [r.question for r in self.rows]
+
+    @property
+    def answers(self) -> list[str]:
+        return [r.answer for r in self.rows]
+
+    @property
+    def cross_fraction(self) -> float:
+        """1.0 for a cross-lingual batch, 0.0 for a monolingual one, the fraction for `within`."""
+        return sum(r.is_cross for r in self.rows) / len(self.rows)
+
+
+def _rng_from_state(state: dict[str, Any]) -> np.random.Generator:
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = state
+    return rng
+
+
+class HybridSampler:
+    """Seeded, resumable stream of hybrid batches (see module docstring)."""
+
+    def __init__(
+        self,
+        records: Sequence[ParallelRecord],
+        langs: Sequence[str],
+        ratio: str | Ratio,
+        batch_size: int,
+        mixing: str = "batch",
+        seed: int = 0,
+    ) -> None:
+        self.ratio = parse_ratio(ratio) if isinstance(ratio, str) else ratio
+        if mixing not in ("batch", "within"):
+            raise ConfigError(f"train.mixing: {mixing!r} is not one of batch, within")
+        self.mixing = mixing
+        self.langs = tuple(dict.fromkeys(langs))
+        if not self.langs:
+            raise ConfigError("data.train_langs: at least one training language is needed")
+        if self.ratio.cross > 0 and len(self.langs) < 2:
+            raise ConfigError("data.train_langs: cross-lingual batches need at least two languages")
+        # Keep only records present in every training language, one per id (first wins).
+        seen: set[str] = set()
+        kept = []
+        for rec in records:
+            if rec.id in seen:
+                continue
+            if all(lang in rec.question and lang in rec.answer for lang in self.langs):
+                seen.add(rec.id)
+                kept.append(rec)
+        self.records = kept
+        if batch_size > len(self.records):
+            raise ConfigError(
+                f"train.batch_size: {batch_size} exceeds the {len(self.records)} parallel QA records "
+                f"available in {', '.join(self.langs)}"
+            )
+        self.batch_size = batch_size
+        self.n_mono_within = round(batch_size * self.ratio.mono_fraction)
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+        self._perm: list[int] = []
+        self._pos = 0
+        self.batches_drawn = 0
+        self.epoch = 0
+
+    # ------------------------------------------------------------------ drawing
+
+    def _take(self, n: int) -> list[int]:
+        """n distinct record indices; starts a new permutation rather than straddle two."""
+        if self._pos + n > len(self._perm):
+            self._perm = [int(i) for i in self._rng.permutation(len(self.records))]
+            self._pos = 0
+            self.epoch += 1
+        out = self._perm[self._pos : self._pos + n]
+        self._pos += n
+        return out
+
+    def _mono_lang(self) -> str:
+        return self.langs[int(self._rng.integers(len(self.langs)))]
+
+    def _cross_langs(self) -> tuple[str, str]:
+        x = int(self._rng.integers(len(self.langs)))
+        # Y uniform over the other languages: draw from n-1 and skip X.
+        y = int(self._rng.integers(len(self.langs) - 1))
+        y = y + 1 if y >= x else y
+        return self.langs[x], self.langs[y]
+
+    def _row(self, idx: int, q_lang: str, a_lang: str) -> Row:
+        rec = self.records[idx]
+        return Row(rec.question[q_lang], rec.answer[a_lang], q_lang, a_lang, rec.id, q_lang != a_lang)
+
+    def next_batch(self) -> Batch:
+        b = self.batch_size
+        if self.mixing == "batch":
+            mono = bool(self._rng.random() < self.ratio.mono_fraction)
+            n_mono = b if mono else 0
+        else:
+            n_mono = self.n_mono_within
+        idx = self._take(b)
+        rows: list[Row] = []
+        if n_mono:
+            lang = self._mono_lang()
+            rows += [self._row(i, lang, lang) for i in idx[:n_mono]]
+        for i in idx[n_mono:]:
+            x, y = self._cross_langs()
+            rows.append(self._row(i, x, y))
+        self.batches_drawn += 1
+        return Batch(tuple(rows))
+
+    # ------------------------------------------------------------------ resume
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "rng": self._rng.bit_generator.state,
+            "perm": list(self._perm),
+            "pos": self._pos,
+            "batches_drawn": self.batches_drawn,
+            "epoch": self.epoch,
+            "n_records": len(self.records),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["n_records"] != len(self.records):
+            raise ConfigError(
+                f"checkpoint sampler saw {state['n_records']} records, this run has {len(self.records)}: "
+                "the training data or languages changed since the checkpoint"
+            )
+        self._rng = _rng_from_state(state["rng"])
+        self._perm = list(state["perm"])
+        self._pos = int(state["pos"])
+        self.batches_drawn = int(state["batches_drawn"])
+        self.epoch = int(state["epoch"])
+
+
+class BitextSampler:
+    """Seeded, resumable draws of `n` distinct bitext pairs per step (Tatoeba for OT)."""
+
+    def __init__(self, pairs: Sequence[Any], n: int, seed: int = 0) -> None:
+        if not pairs:
+            raise ConfigError("ot.bitext: no bitext pairs available for the training languages")
+        self.pairs = list(pairs)
+        self.n = min(n, len(self.pairs))
+        # Offset the seed so bitext draws are not correlated with the batch sampler's.
+        self._rng = np.random.Generator(np.random.PCG64([seed, 1]))
+
+    def next(self) -> list[Any]:
+        idx = self._rng.choice(len(self.pairs), size=self.n, replace=False)
+        return [self.pairs[int(i)] for i in idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._rng = _rng_from_state(state["rng"])
+
+
+def split_holdout(records: Sequence[ParallelRecord], n: int, seed: int = 0) -> tuple[list, list]:
+    """(train, held out): `n` records chosen by a seeded draw over sorted ids, independent of order."""
+    if n <= 0:
+        return list(records), []
+    if n >= len(records):
+        raise ConfigError(f"data.holdout: {n} leaves no training records (have {len(records)})")
+    ids = sorted(r.id for r in records)
+    rng = np.random.Generator(np.random.PCG64([seed, 2]))
+    held = {ids[int(i)] for i in rng.choice(len(ids), size=n, replace=False)}
+    return [r for r in records if r.id not in held], [r for r in records if r.id in held]
+
+
+class OTPair(NamedTuple):
+    """A bitext pair drawn from a batch row: the row's text on `side` and its teacher-language twin."""
+
+    row: int
+    side: str  # "question" | "answer"
+    teacher_text: str
+
+
+def ot_pairs_from_batch(
+    batch: Batch, records_by_id: Mapping[str, ParallelRecord], teacher_lang: str, n: int
+) -> list[OTPair]:
+    """Up to `n` translation pairs for OT distillation, reusing the batch's own texts.
+
+    Every question or answer of the batch that is not in the teacher language has an exact
+    translation in the teacher language in its parallel record: the student side is the batch
+    text (already encoded for the task loss), the teacher side is that translation. Sides are
+    taken in row order, question before answer; rows are in random order already.
+    """
+    out: list[OTPair] = []
+    for i, row in enumerate(batch.rows):
+        rec = records_by_id[row.id]
+        if row.q_lang != teacher_lang:
+            out.append(OTPair(i, "question", rec.question[teacher_lang]))
+        if row.a_lang != teacher_lang:
+            out.append(OTPair(i, "answer", rec.answer[teacher_lang]))
+    return out[:n]
