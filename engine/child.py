@@ -1,0 +1,185 @@
+"""One experiment in its own process: `python -m engine.child --db DB --experiment ID ...`.
+
+The worker starts one child per claimed experiment, so an out-of-memory kill or a segfault ends
+one run, never the worker. The child freezes provenance into the row, trains through a
+`StoreReporter`, and records its own outcome: done, cancelled, released (stopped to drain,
+resumes from its checkpoint) or failed with the traceback. Exit status 0 means "outcome
+recorded"; `EXIT_LEASE_LOST` means the run was taken away and nothing was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from engine.config import Config, config_from_dict
+from engine.errors import OpticalError
+from engine.reporter import StoreReporter
+from engine.store import Experiment, LeaseLost, Store
+
+EXIT_LEASE_LOST = 3
+PR_SET_PDEATHSIG = 1
+
+
+def run_dir_for(db_path: Path, exp_id: int) -> Path:
+    """`<db parent>/runs/<experiment id>/`: checkpoints and the child log."""
+    return Path(db_path).resolve().parent / "runs" / str(exp_id)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL us when the worker dies, so no orphan keeps heartbeating."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the heartbeat thread's getppid() check still catches it within a second
+    if os.getppid() != parent_pid:  # the worker died before prctl took effect
+        os._exit(1)
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
+
+
+def provenance(cfg: Config, device: str, exp: Experiment, run_dir: Path) -> dict[str, Any]:
+    import torch
+
+    from engine.provenance import code_version, host_info, library_versions
+
+    return {
+        "config": cfg.to_dict(),
+        "code_version": code_version(),
+        "seed": cfg.train.seed,
+        "libraries": library_versions(),
+        "device": device,
+        "device_name": device_name(device),
+        "cuda": torch.version.cuda or "",
+        "torch_threads": torch.get_num_threads(),
+        "attempt": exp.attempts,
+        "run_dir": str(run_dir),
+        "started_at": time.time(),
+        **host_info(),
+    }
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
+
+
+def explain_failure(exc: BaseException, cfg: Config | None, device: str) -> str:
+    """The first line of the stored error: what went wrong and, where we know, what to change."""
+    if is_out_of_memory(exc) and cfg is not None:
+        where = "CUDA" if device.startswith("cuda") else "host"
+        half = max(1, cfg.train.batch_size // 2)
+        return (
+            f"{where} out of memory on {device}. Lower train.batch_size (now {cfg.train.batch_size}), "
+            f"model.max_length (now {cfg.model.max_length}) or eval.batch_size (now {cfg.eval.batch_size}); "
+            f"e.g. queue it again with --set train.batch_size={half} "
+            f"--set train.grad_accum={cfg.train.grad_accum * 2} to keep the effective batch."
+        )
+    if isinstance(exc, OpticalError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"training crashed: {type(exc).__name__}: {exc}"
+
+
+def run(db_path: Path, exp_id: int, worker_id: str, device: str, parent_pid: int | None) -> int:
+    stop = threading.Event()
+    _install_stop_handlers(stop)  # first: a drain request during start-up must not kill us
+    store = Store(db_path)
+    exp = store.get(exp_id)
+    if exp.status != "running" or exp.worker_id != worker_id:
+        return EXIT_LEASE_LOST
+    run_dir = run_dir_for(db_path, exp_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Heartbeats start now, before the slow imports, so a short lease never expires during
+    # start-up. The reporter has its own connection: one per thread, never shared.
+    reporter = StoreReporter(Store(db_path), exp_id, worker_id, stop, parent_pid=parent_pid)
+    reporter.start()
+    cfg: Config | None = None
+    try:
+        if exp.cancel_requested:  # cancelled while its previous worker was lost
+            reporter.close()
+            store.finish(exp_id, worker_id, "cancelled")
+            return 0
+        cfg = config_from_dict(exp.config)
+        if device:
+            cfg = cfg.replace(train={"device": device})
+        store.set_provenance(exp_id, worker_id, provenance(cfg, device, exp, run_dir))
+        from engine.train import run_training
+
+        print(f"experiment {exp_id} attempt {exp.attempts} on {device}, run dir {run_dir}", flush=True)
+        outcome = run_training(cfg, run_dir, reporter)
+        reporter.close()
+        if outcome == "done":
+            store.finish(exp_id, worker_id, "done")
+            # A finished run never resumes; its checkpoint (optimizer state included: ~255 MB
+            # for a CPU demo run, GBs on a GPU run) would only fill the disk.
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        elif reporter.cancel_requested or store.get(exp_id).cancel_requested:
+            store.finish(exp_id, worker_id, "cancelled")
+        else:
+            store.release(exp_id, worker_id, f"worker stopping: checkpointed at step {reporter.last_step}, "
+                                             "resumes from there")
+        print(f"experiment {exp_id}: {outcome}", flush=True)
+        return 0
+    except LeaseLost as exc:
+        print(f"experiment {exp_id}: {exc}; leaving it to its new owner", flush=True)
+        return EXIT_LEASE_LOST
+    except BaseException as exc:  # noqa: BLE001 - every failure is recorded on the row
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+        message = explain_failure(exc, cfg, device)
+        try:
+            reporter.close()  # keep the points reported before the crash
+        except Exception as flush_exc:  # noqa: BLE001 - the failure itself matters more
+            print(f"could not write the last metrics: {flush_exc}", file=sys.stderr, flush=True)
+        try:
+            store.log_event(exp_id, "traceback", tb)
+            store.finish(exp_id, worker_id, "failed", error=f"{message}\n\n{tb}")
+        except LeaseLost:
+            return EXIT_LEASE_LOST
+        return 0
+
+
+def _install_stop_handlers(stop: threading.Event) -> None:
+    # SIGTERM: the worker is draining or was told to exit. SIGINT: Ctrl-C in the worker's
+    # terminal reaches the whole process group; both mean "checkpoint and return".
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.child", description=__doc__)
+    p.add_argument("--db", required=True, type=Path)
+    p.add_argument("--experiment", required=True, type=int)
+    p.add_argument("--worker-id", required=True)
+    p.add_argument("--device", default="")
+    p.add_argument("--parent-pid", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
+    return run(args.db, args.experiment, args.worker_id, args.device, args.parent_pid)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""`optical worker …`: run the queue on a device, list workers, stop them.
+
+The worker itself lives in `engine.worker` (imported inside the commands: it pulls in torch to
+discover devices).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from engine.errors import OpticalError
+from optical_tui.common import console, db_path, open_store, print_json
+
+worker_app = typer.Typer(
+    help="Run queued experiments on a device (one worker per GPU); list or stop workers.",
+    invoke_without_command=True,
+)
+
+STATE_STYLE = {"alive": "green", "stopping": "yellow", "stale": "red", "stopped": "bright_black"}
+
+
+@worker_app.callback()
+def run(
+    ctx: typer.Context,
+    device: Annotated[str, typer.Option("--device", "-d", help="auto (a GPU when visible, else cpu), cpu, cuda or cuda:N.")] = "auto",
+    once: Annotated[bool, typer.Option("--once", help="Run one experiment (or none if the queue is empty), then exit.")] = False,
+    max_experiments: Annotated[int, typer.Option("--max-experiments", "-n", help="Exit after this many experiments (0 = no limit).", min=0)] = 0,
+    until_empty: Annotated[bool, typer.Option("--until-empty", help="Exit when the queue is empty instead of waiting for more (batch jobs).")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Keep running after the terminal closes; log and pid file beside the database.")] = False,
+    lease: Annotated[float, typer.Option("--lease", help="Seconds without a heartbeat after which a run counts as lost and is requeued.", min=2.0)] = 60.0,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between queue checks while idle.", min=0.1)] = 2.0,
+) -> None:
+    """Claim queued experiments in priority order and run each in its own process.
+
+    Stop with Ctrl-C, SIGTERM or `optical worker stop`: the current run checkpoints, goes back
+    to the queue and resumes from there on the next worker.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from engine.worker import Worker
+    from engine.worker_control import start_detached
+
+    path = db_path(ctx)
+    if detach:
+        args = ["--lease", str(lease), "--poll", str(poll)]
+        args += ["--once"] if once else []
+        args += ["--until-empty"] if until_empty else []
+        args += ["--max-experiments", str(max_experiments)] if max_experiments else []
+        pid, log, pid_file = start_detached(path, device, args)
+        console.print(f"worker started in the background: pid {pid}")
+        console.print(f"  log      {log}")
+        console.print(f"  pid file {pid_file}")
+        console.print("  stop it with: optical worker stop")
+        return
+    Worker(path, device, lease_s=lease, poll_s=poll, once=once, max_experiments=max_experiments,
+           until_empty=until_empty).run()
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+@worker_app.command("status")
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include stopped workers.")] = False,
+    lease: Annotated[float, typer.Option("--lease", help="A worker silent for longer than this counts as stale.")] = 60.0,
+) -> None:
+    """List workers: host, pid, device, current experiment, last heartbeat, alive or stale."""
+    from engine.worker_control import worker_rows
+
+    with open_store(ctx) as store:
+        rows = worker_rows(store, lease, include_stopped=all_)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no workers running. Start one with: optical worker  (or --detach)")
+        return
+    table = Table(box=None, header_style="bold")
+    # The worker id is host:pid:device, so these three columns spell it out.
+    for col in ("host", "pid", "device", "experiment", "heartbeat", "state", "started"):
+        table.add_column(col, justify="right" if col in ("pid", "experiment") else "left", no_wrap=True)
+    for r in rows:
+        table.add_row(Text(str(r["host"])), str(r["pid"]), str(r["device"]),
+                      f"#{r['experiment_id']}" if r["experiment_id"] else "-", _age(float(r["heartbeat_age_s"])),
+                      Text(str(r["state"]), style=STATE_STYLE.get(str(r["state"]), "white")),
+                      time.strftime("%m-%d %H:%M", time.localtime(float(r["started_at"]))))
+    console.print(table)
+
+
+@worker_app.command("stop")
+def stop(
+    ctx: typer.Context,
+    worker_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Worker id host:pid:device (see `optical worker status`); default: all workers.")] = None,
+) -> None:
+    """Ask workers to stop: the current run checkpoints and goes back to the queue, then the worker exits."""
+    with open_store(ctx) as store:
+        n = store.request_worker_stop(worker_id)
+    if worker_id is not None and n == 0:
+        raise OpticalError(f"no running worker with id {worker_id!r}; see `optical worker status`")
+    console.print(f"stop requested for {n} worker(s); each checkpoints its run and exits within seconds")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(worker_app, name="worker")
