@@ -1,5 +1,6 @@
 """CLI command modules; each exposes `register(app)`. Heavy engine imports stay inside commands."""
 
-from optical_tui.commands import db, queue
+from optical_tui.commands import data, db, demo, eval, queue, report, run, ui, worker
 
-COMMAND_MODULES = [queue, db]
+# Order is the order of `optical --help`.
+COMMAND_MODULES = [queue, worker, run, eval, report, demo, ui, data, db]

@@ -1,0 +1,248 @@
+"""`optical demo`: the main job on the embedded defaults — queue the demo ratio sweep, run it
+with a live progress display, print the ratio-study report.
+
+Idempotent: a second `optical demo` on the same database continues the sweep (queues only the
+ratio × seed runs it lacks, retries failed ones, resumes interrupted ones from their checkpoints)
+instead of queueing duplicates. `--fresh` deletes the sweep and starts over.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from engine.config import load_config, with_run
+from engine.errors import ConfigError, ExperimentNotFound, InvalidTransition, OpticalError
+from engine.store import Experiment, NewExperiment, Store
+from optical_tui.common import console, resolve_db
+
+SWEEP = "demo"
+RATIOS = ("1:0", "3:1", "1:1", "1:3", "0:1")
+REPO = Path(__file__).resolve().parent.parent.parent
+DEMO_CONFIG = REPO / "configs" / "demo.toml"
+ACTIVE = ("queued", "running")
+
+
+def _comparable(config: dict) -> dict:
+    """A run's config without its ratio and seed: what must match across the sweep."""
+    return {s: {k: v for k, v in sec.items() if not (s == "train" and k in ("ratio", "seed"))}
+            for s, sec in config.items()}
+
+
+def plan_sweep(store: Store, config_path: Path, seeds: int, fresh: bool) -> list[str]:
+    """Bring the sweep to ratios × seeds 0..N-1: queue what is missing, retry failed runs.
+    Returns lines telling the user what happened."""
+    from engine.child import run_dir_for
+    from engine.provenance import code_version
+
+    base = load_config(config_path)
+    lines = []
+    existing = store.list_experiments(name=SWEEP)
+    if fresh and existing:
+        running = [e.id for e in existing if e.status == "running"]
+        if running:
+            raise InvalidTransition(f"sweep {SWEEP!r} has running experiments ({', '.join(map(str, running))}); "
+                                    "stop their worker (optical worker stop) before --fresh")
+        store.remove([e.id for e in existing])
+        for e in existing:  # ids can be reused after a delete: never resume an old checkpoint
+            shutil.rmtree(run_dir_for(store.path, e.id), ignore_errors=True)
+        lines.append(f"--fresh: removed {len(existing)} experiment(s) of sweep {SWEEP!r}")
+        existing = []
+    wanted = {(r, s): with_run(base, r, s).to_dict() for r in RATIOS for s in range(seeds)}
+    by_key: dict[tuple[str, int], list[Experiment]] = {}
+    for e in existing:
+        by_key.setdefault((e.ratio, e.seed), []).append(e)
+    if any(_comparable(e.config) != _comparable(wanted[(e.ratio, e.seed)])
+           for e in existing if (e.ratio, e.seed) in wanted):
+        lines.append(f"[yellow]warning: sweep {SWEEP!r} was queued with a different {config_path.name}; "
+                     "use --fresh to rerun it with the current one[/yellow]")
+    new, retry = [], []
+    for (ratio, seed), config in wanted.items():
+        runs = by_key.get((ratio, seed), [])
+        if any(e.status in (*ACTIVE, "done") for e in runs):
+            continue
+        if runs:
+            retry.append(max(runs, key=lambda e: e.id).id)
+        else:
+            new.append(NewExperiment(SWEEP, ratio, seed, config, code_version=code_version()))
+    if new:
+        store.add_experiments(new)
+        lines.append(f"queued {len(new)} experiment(s): ratios {', '.join(RATIOS)} × seeds 0–{seeds - 1}")
+    if retry:
+        store.retry(retry)
+        lines.append(f"re-queued {len(retry)} failed or cancelled run(s): " + ", ".join(f"#{i}" for i in retry))
+    done = sum(1 for e in existing if e.status == "done")
+    if existing and not new and not retry:
+        lines.append(f"continuing sweep {SWEEP!r}: {done} run(s) done, nothing new to queue")
+    elif existing:
+        lines.append(f"continuing sweep {SWEEP!r}: {done} run(s) already done")
+    return lines
+
+
+class SweepProgress:
+    """Progress bars for the sweep (one overall, one per running experiment), from the database."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.overall = progress.add_task(f"sweep {SWEEP!r}", total=None)
+        self.current: dict[int, TaskID] = {}
+
+    def update(self, store: Store) -> bool:
+        """Refresh the bars; True once no run of the sweep is queued or running."""
+        exps = store.list_experiments(name=SWEEP)
+        live = [e for e in exps if e.status != "cancelled"]
+        total = sum(e.config["train"]["steps"] for e in live)
+        # A failed run will not advance any more: count it as finished so the bar can complete.
+        done_steps = sum(e.config["train"]["steps"] if e.status in ("done", "failed") else e.step for e in live)
+        n_done = sum(e.status == "done" for e in exps)
+        n_failed = sum(e.status == "failed" for e in exps)
+        self.progress.update(self.overall, total=total, completed=done_steps,
+                             description=f"sweep {SWEEP!r}: {n_done}/{len(live)} runs done"
+                                         + (f", {n_failed} failed" if n_failed else ""))
+        running = {e.id: e for e in exps if e.status == "running"}
+        for eid in list(self.current):
+            if eid not in running:
+                self.progress.remove_task(self.current.pop(eid))
+        for e in running.values():
+            desc = f"  #{e.id} ratio {e.ratio} seed {e.seed}{_latest(store, e.id)}"
+            if e.id not in self.current:
+                self.current[e.id] = self.progress.add_task(desc, total=e.total_steps or None)
+            self.progress.update(self.current[e.id], description=desc, completed=e.step,
+                                 total=e.total_steps or None)
+        return not any(e.status in ACTIVE for e in exps)
+
+
+def _latest(store: Store, exp_id: int) -> str:
+    last: dict[str, tuple[int, float]] = {}
+    for m in store.metrics(exp_id, keys=["train/loss", "eval/macro/mul/map"]):
+        if m.key not in last or m.step >= last[m.key][0]:
+            last[m.key] = (m.step, m.value)
+    parts = []
+    if "train/loss" in last:
+        parts.append(f"loss {last['train/loss'][1]:.3f}")
+    if "eval/macro/mul/map" in last:
+        step, value = last["eval/macro/mul/map"]
+        parts.append(f"quick Mul mAP {value:.3f} @ step {step}")
+    return (": " + ", ".join(parts)) if parts else ""
+
+
+def _echo(stream: IO[str], progress: Progress) -> None:
+    for line in stream:
+        progress.console.print(line.rstrip(), markup=False, highlight=False, style="bright_black")
+
+
+def run_sweep(db: Path, device: str, poll_s: float = 1.0) -> bool:
+    """Run `optical worker` (its own process, exactly as a user would) until the sweep has nothing
+    queued or running, showing progress from the database. True when the sweep got there.
+
+    The worker is a separate process so this one holds a single database connection, like every
+    other process of the tool. Ctrl-C reaches both (same process group): the worker drains.
+    """
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "engine.worker", "--db", str(db), "--device", device, "--poll", str(poll_s)]
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+    finished = False
+    with progress, Store(db) as store:
+        bars = SweepProgress(progress)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                text=True, env=env)
+        echo = threading.Thread(target=_echo, args=(proc.stdout, progress), daemon=True)
+        echo.start()
+        try:
+            while proc.poll() is None:
+                finished = bars.update(store)
+                if finished:
+                    # Stop the worker once it is idle, so it never drains a run of another sweep.
+                    for w in store.list_workers():
+                        if w.pid == proc.pid and w.status == "idle" and not w.stop_requested:
+                            store.request_worker_stop(w.id)
+                time.sleep(poll_s)
+            finished = bars.update(store)
+        except KeyboardInterrupt:
+            progress.console.print("stopping: the current run checkpoints and goes back to the queue "
+                                   "(Ctrl-C again to stop at once)")
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                proc.wait()
+            finished = bars.update(store)
+        echo.join(timeout=5)
+    if proc.returncode not in (0, None) and not finished:
+        raise OpticalError(f"the worker exited with status {proc.returncode} (its output is above)")
+    return finished
+
+
+def demo(
+    ctx: typer.Context,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per ratio (0..N-1); paired comparisons need ≥ 2.", min=1)] = 3,
+    db: Annotated[str | None, typer.Option("--db", help="Database for the demo (default: the global --db, else ./experiments.db).")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete the demo sweep (runs, metrics, checkpoints) and start over.")] = False,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Sweep config.")] = DEMO_CONFIG,
+    device: Annotated[str, typer.Option("--device", "-d", help="Worker device: auto, cpu, cuda or cuda:N.")] = "auto",
+    plot: Annotated[Path | None, typer.Option("--plot", help="Where to save the plot (default: ratio_study.png beside the database).")] = None,
+) -> None:
+    """Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, run it, report."""
+    from engine.report import build_report
+    from engine.report_plot import save_plot
+    from optical_tui.commands.report import print_report
+
+    root_db = (ctx.find_root().obj or {}).get("db")
+    path = resolve_db(db or root_db).resolve()
+    if not config.is_file():
+        raise ConfigError(f"demo config not found: {config} (run from the repository or pass --config)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with Store(path) as store:
+        for line in plan_sweep(store, config, seeds, fresh):
+            console.print(line)
+    db_flag = f"--db {path}"
+    console.print(f"[bold]Watch it live:[/bold] in another terminal (or SSH session) run  "
+                  f"[cyan]optical-tui {db_flag}[/cyan]  (or  OPTICAL_DB={path} optical-tui)", markup=True)
+    console.print("Ctrl-C stops cleanly: the current run checkpoints; `optical demo` again resumes it.")
+    with Store(path) as store:
+        pending = any(e.status in ACTIVE for e in store.list_experiments(name=SWEEP))
+    completed = run_sweep(path, device) if pending else True
+    minutes = (time.monotonic() - started) / 60
+    if not pending:
+        console.print(f"sweep {SWEEP!r} is already complete (use --fresh to run it again)")
+    elif not completed:
+        console.print(f"[yellow]stopped after {minutes:.1f} min before the sweep finished; run `optical demo` "
+                      "again to continue it.[/yellow] Partial report:", markup=True)
+    else:
+        console.print(f"[green]sweep {SWEEP!r} finished in {minutes:.1f} min[/green]", markup=True)
+    with Store(path) as store:
+        try:
+            report = build_report(store, sweep=SWEEP)
+        except ExperimentNotFound:
+            raise ExperimentNotFound(
+                f"no run of sweep {SWEEP!r} is done yet, so there is nothing to report; see "
+                f"`optical {db_flag} queue list --name {SWEEP}` and `optical {db_flag} queue show ID`") from None
+    console.print()
+    print_report(report)
+    plot_path = plot or path.parent / "ratio_study.png"
+    save_plot(report, plot_path)
+    console.print(f"\nplot: {plot_path}")
+    console.print(f"again, or other formats:  optical {db_flag} report --sweep {SWEEP} "
+                  "[--format md|csv|json|tex] [--setting mo|cr|mul] [--plot FILE.svg]", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
