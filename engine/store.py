@@ -148,9 +148,17 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["metrics"].create_index(["key", "experiment_id", "step"])
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    # SQLite reuses the highest INTEGER PRIMARY KEY after a delete, and a run directory
+    # (runs/<id>/, checkpoints included) is keyed by id: a reused id would resume a deleted
+    # experiment's checkpoint. The meta row remembers the highest id ever handed out.
+    db["meta"].create({"key": str, "value": int}, pk="key")
+    db.execute("INSERT INTO meta (key, value) SELECT 'last_experiment_id', COALESCE(max(id), 0) FROM experiments")
+
+
 # Ordered migrations: index i moves the schema from version i to i + 1. Never edit a shipped
 # entry; append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -287,16 +295,20 @@ class Store:
         now = self.clock()
         ids = []
         with self._tx() as c:
+            last = c.execute("SELECT value FROM meta WHERE key = 'last_experiment_id'").fetchone()[0]
             for s in specs:
-                cur = c.execute(
-                    "INSERT INTO experiments (name, ratio, seed, priority, status, config, "
+                # Ids are never reused, even after `rm` (see _v3).
+                last += 1
+                c.execute(
+                    "INSERT INTO experiments (id, name, ratio, seed, priority, status, config, "
                     "code_version, max_attempts, created_at, retry_of) "
-                    "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-                    (s.name, s.ratio, s.seed, s.priority, json.dumps(s.config, sort_keys=True),
+                    "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                    (last, s.name, s.ratio, s.seed, s.priority, json.dumps(s.config, sort_keys=True),
                      s.code_version, s.max_attempts, now, s.retry_of),
                 )
-                ids.append(cur.lastrowid)
-                self._event(c, cur.lastrowid, "queued", f"queued {s.name!r} ratio {s.ratio} seed {s.seed}")
+                ids.append(last)
+                self._event(c, last, "queued", f"queued {s.name!r} ratio {s.ratio} seed {s.seed}")
+            c.execute("UPDATE meta SET value = ? WHERE key = 'last_experiment_id'", (last,))
         return self.list_experiments(ids=ids)
 
     def get(self, exp_id: int) -> Experiment:

@@ -246,6 +246,7 @@ def test_migrations_upgrade_an_old_database_in_order(tmp_path):
     p = tmp_path / "v1.db"
     conn = sqlite3.connect(p)
     MIGRATIONS[0](sqlite_utils.Database(conn))
+    conn.execute("INSERT INTO experiments (name, ratio, seed, priority, status, config, created_at) VALUES ('n', '1:1', 0, 0, 'done', '{}', 1.0)")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -253,3 +254,15 @@ def test_migrations_upgrade_an_old_database_in_order(tmp_path):
     assert s.schema_version() == SCHEMA_VERSION
     indexes = {tuple(i.columns) for i in s.db["metrics"].indexes}
     assert ("key", "experiment_id", "step") in indexes
+    assert [e.id for e in s.list_experiments()] == [1]
+    assert s.add_experiments([spec()])[0].id == 2
+
+
+def test_ids_are_never_reused_after_remove(store):
+    a, b = store.add_experiments([spec(seed=1), spec(seed=2)])
+    store.remove([b.id])
+    (c,) = store.add_experiments([spec(seed=3)])
+    assert c.id == b.id + 1  # a reused id would pick up the deleted run's checkpoint directory
+    store.remove([a.id, c.id])
+    (d,) = store.add_experiments([spec(seed=4)])
+    assert d.id == c.id + 1
