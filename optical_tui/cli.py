@@ -7,7 +7,7 @@ can cause (`OpticalError`) become one line on stderr and exit status 1, never a 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -44,7 +44,7 @@ app = typer.Typer(
 def _root(
     ctx: typer.Context,
     db: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--db", help="Experiments database (env OPTICAL_DB; default ./experiments.db).",
                      envvar="OPTICAL_DB", show_default=False),
     ] = None,

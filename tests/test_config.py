@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -110,7 +111,7 @@ def test_round_trip_and_with_run():
     run = with_run(cfg, "0.5:1.5", 7)
     assert run.train.ratio == "0.5:1.5" and run.train.seed == 7 and run.train.lr == 3e-5
     assert cfg.train.seed == 0  # frozen: the original is untouched
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.lr = 1.0  # type: ignore[misc]
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import multiprocessing as mp
 import sqlite3
@@ -42,7 +43,7 @@ def test_add_get_and_frozen_dataclasses(store):
     (e,) = store.add_experiments([spec("1:3", 2)])
     assert e.status == "queued" and e.ratio == "1:3" and e.seed == 2 and e.config == {"train": {"ratio": "1:3"}}
     assert store.get(e.id) == e
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         e.status = "done"  # type: ignore[misc]
     with pytest.raises(ExperimentNotFound):
         store.get(999)

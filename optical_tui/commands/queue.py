@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -34,10 +34,10 @@ def _fmt_time(t: float | None) -> str:
 def add(
     ctx: typer.Context,
     ratio: Annotated[list[str], typer.Option("--ratio", "-r", help="Mono:cross batch ratio, e.g. 1:3. Repeat for a sweep.")],
-    seed: Annotated[Optional[list[int]], typer.Option("--seed", "-s", help="Seed; repeat for several. Default 0.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override one key, e.g. --set train.lr=3e-5. Repeatable.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Sweep name shared by these experiments (default: the config file's stem).")] = None,
+    seed: Annotated[list[int] | None, typer.Option("--seed", "-s", help="Seed; repeat for several. Default 0.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set train.lr=3e-5. Repeatable.")] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Sweep name shared by these experiments (default: the config file's stem).")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Times a lost run is retried before it fails.", min=1)] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the queued experiments as JSON.")] = False,
@@ -59,8 +59,8 @@ def add(
 @queue_app.command("list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[Optional[str], typer.Option("--status", help=f"Only this status: {', '.join(STATUSES)}.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Only this sweep name.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help=f"Only this status: {', '.join(STATUSES)}.")] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Only this sweep name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List experiments (oldest first)."""
