@@ -213,9 +213,13 @@ def demo(
     with Store(path) as store:
         for line in plan_sweep(store, config, seeds, fresh):
             console.print(line)
+    # `make demo` runs from the virtual environment, which is not on the user's PATH: name the
+    # dashboard by its full path so the hint works when pasted into another terminal.
     db_flag = f"--db {path}"
+    tui = Path(sys.executable).parent / "optical-tui"
+    tui_cmd = str(tui) if tui.exists() and shutil.which("optical-tui") != str(tui) else "optical-tui"
     console.print(f"[bold]Watch it live:[/bold] in another terminal (or SSH session) run  "
-                  f"[cyan]optical-tui {db_flag}[/cyan]  (or  OPTICAL_DB={path} optical-tui)", markup=True)
+                  f"[cyan]{tui_cmd} --db {path}[/cyan]", markup=True, soft_wrap=True)
     console.print("Ctrl-C stops cleanly: the current run checkpoints; `optical demo` again resumes it.")
     with Store(path) as store:
         pending = any(e.status in ACTIVE for e in store.list_experiments(name=SWEEP))
