@@ -27,16 +27,15 @@ from optical_tui.screens.experiment_data import (
     config_lines,
     curve_keys,
     eval_table,
-    metric_allowed,
-    next_metric,
 )
+from optical_tui.screens.metric_switch import MetricSwitchMixin
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.curves import CurvePlot, Series, points
 
 TABS = ("curves", "training", "evaluation", "config", "events", "error")
 
 
-class ExperimentScreen(Screen):
+class ExperimentScreen(MetricSwitchMixin, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back",
                 tooltip="back to the previous screen"),
@@ -256,16 +255,6 @@ class ExperimentScreen(Screen):
                        *[Text(metric_value(v, d), justify="right") for v, d in zip(values, digits)])
 
     # ----------------------------------------------------------------- actions
-
-    def action_setting(self, setting: str) -> None:
-        self.setting = setting
-        if not metric_allowed(setting, self.metric):
-            self.metric = "map"
-        self._redraw()
-
-    def action_metric(self) -> None:
-        self.metric = next_metric(self.setting, self.metric)
-        self._redraw()
 
     def action_groups(self) -> None:
         self.view = "groups" if self.view == "languages" else "languages"

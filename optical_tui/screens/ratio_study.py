@@ -15,14 +15,15 @@ from textual.widgets import DataTable, Footer, Header, Static
 from engine.errors import OpticalError
 from engine.store import Experiment, Metric, Store
 from optical_tui.poller import ExperimentsChanged, MetricsAppended
-from optical_tui.screens.experiment_data import SETTING_NAMES, History, metric_allowed, next_metric
+from optical_tui.screens.experiment_data import SETTING_NAMES, History
+from optical_tui.screens.metric_switch import MetricSwitchMixin
 from optical_tui.screens.study_data import STUDY_STATUSES, Study, build_study
 from optical_tui.widgets.curves import CurvePlot, Series
 
 HINT = "\nfinal value per run: its full benchmark, else its last quick eval · ~ includes running runs"
 
 
-class RatioStudyScreen(Screen):
+class RatioStudyScreen(MetricSwitchMixin, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back",
                 tooltip="back to the previous screen"),
@@ -148,16 +149,6 @@ class RatioStudyScreen(Screen):
         return f"{lang}*" if lang in zero_shot else lang
 
     # ----------------------------------------------------------------- actions
-
-    def action_setting(self, setting: str) -> None:
-        self.setting = setting
-        if not metric_allowed(setting, self.metric):
-            self.metric = "map"
-        self._redraw()
-
-    def action_metric(self) -> None:
-        self.metric = next_metric(self.setting, self.metric)
-        self._redraw()
 
     def action_next_sweep(self) -> None:
         names = sorted({e.name for e in self.experiments})
