@@ -16,26 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.errors import ConfigError, ModelError
+from engine.devices import resolve_device
+from engine.errors import ModelError
 
 KINDS = ("query", "passage", "plain")
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def resolve_device(setting: str) -> str:
-    """"auto" -> "cuda" when available, else "cpu"; an explicit CUDA device must exist."""
-    if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if setting.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {setting!r} requested but no CUDA device is available; use cpu or auto")
-        index = int(setting.split(":", 1)[1]) if ":" in setting else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"device {setting!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return setting
-    if setting != "cpu":
-        raise ConfigError(f"device {setting!r} is not auto, cpu, cuda or cuda:N")
-    return setting
 
 
 class Encoder:

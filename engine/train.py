@@ -41,7 +41,8 @@ from engine.checkpoint import (
 )
 from engine.config import Config
 from engine.data import load_bitext, load_lareqa, load_parallel_qa, resolve_data_dir
-from engine.encoders import load_encoder, resolve_device
+from engine.devices import resolve_device
+from engine.encoders import load_encoder
 from engine.errors import ConfigError
 from engine.evaluate import evaluate, select_subset
 from engine.ot_loss import ot_distill_loss

@@ -28,29 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.child import EXIT_LEASE_LOST, run_dir_for
-from engine.errors import ConfigError, OpticalError
+from engine.devices import resolve_device
+from engine.errors import OpticalError
 from engine.store import Experiment, LeaseLost, Store
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_TAIL_LINES = 30
-
-
-def resolve_worker_device(setting: str) -> str:
-    """auto → cuda:0 when a GPU is visible, else cpu; cuda → cuda:0; cuda:N checked to exist."""
-    if setting == "cpu":
-        return "cpu"
-    if not (setting in ("auto", "cuda") or setting.startswith("cuda:")):
-        raise ConfigError(f"--device {setting!r}: expected auto, cpu, cuda or cuda:N")
-    import torch  # only here: a cpu worker never pays for CUDA discovery
-
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if setting == "auto":
-        return "cuda:0" if n else "cpu"
-    index = int(setting.split(":", 1)[1]) if ":" in setting else 0
-    if index >= n:
-        raise ConfigError(f"--device {setting}: {n} CUDA device(s) visible; use cuda:0..cuda:{n - 1} or cpu"
-                          if n else f"--device {setting}: no CUDA device is visible; use --device cpu")
-    return f"cuda:{index}"
 
 
 def describe_exit(returncode: int) -> str:
@@ -99,7 +82,7 @@ class Worker:
     def run(self) -> int:
         """Serve the queue until stopped (or --once / --max-experiments). Returns runs handled."""
         store = Store(self.db_path)  # fails fast on a bad --db before anything is registered
-        self.device = resolve_worker_device(self.device_setting)
+        self.device = resolve_device(self.device_setting)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{self.device}"
         store.register_worker(self.id, socket.gethostname(), os.getpid(), self.device, self.log_path)
         previous = self._install_signal_handlers()

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from engine import embedded
-from engine.encoders import Encoder, load_encoder, resolve_device
+from engine.devices import resolve_device
+from engine.encoders import Encoder, load_encoder
 from engine.errors import ConfigError, ModelError
 
 TEXTS = [
@@ -229,3 +230,15 @@ def test_e5_tokenizer_matches_official_xlmr(e5: Encoder, data_dir: Path) -> None
     # other text must tokenize identically.
     assert all(any(unicodedata.combining(ch) for ch in t) for t in diffs), diffs[:3]
     assert len(diffs) <= 0.01 * len(texts)
+
+
+def test_resolve_device_with_two_visible_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == "cuda:0"
+    assert resolve_device("cuda") == "cuda:0"
+    assert resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(ConfigError, match="2 CUDA device"):
+        resolve_device("cuda:2")
+    with pytest.raises(ConfigError, match="cuda:x"):
+        resolve_device("cuda:x")

@@ -101,7 +101,8 @@ def eval_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from engine.data import load_lareqa
-    from engine.encoders import load_encoder, resolve_device
+    from engine.devices import resolve_device
+    from engine.encoders import load_encoder
     from engine.evaluate import evaluate
 
     sets = load_lareqa("mlqa-r", lang_list, data_dir)

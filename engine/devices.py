@@ -1,0 +1,31 @@
+"""Turning a device setting (auto, cpu, cuda, cuda:N) into a concrete, existing device.
+
+Its own module so the worker's parent process can resolve devices without importing
+transformers; torch itself is imported only when CUDA has to be asked about.
+"""
+
+from __future__ import annotations
+
+from engine.errors import ConfigError
+
+
+def resolve_device(setting: str) -> str:
+    """auto → cuda:0 when a GPU is visible, else cpu; cuda → cuda:0; cuda:N must exist."""
+    if setting == "cpu":
+        return "cpu"
+    if not (setting in ("auto", "cuda") or setting.startswith("cuda:")):
+        raise ConfigError(f"device {setting!r} is not auto, cpu, cuda or cuda:N")
+    import torch  # only here: a cpu run never pays for CUDA discovery
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if setting == "auto":
+        return "cuda:0" if n else "cpu"
+    try:
+        index = int(setting.split(":", 1)[1]) if ":" in setting else 0
+    except ValueError:
+        raise ConfigError(f"device {setting!r} is not auto, cpu, cuda or cuda:N") from None
+    if not n:
+        raise ConfigError(f"device {setting!r} requested but no CUDA device is visible; use cpu or auto")
+    if index >= n:
+        raise ConfigError(f"device {setting!r}: {n} CUDA device(s) visible; use cuda:0..cuda:{n - 1} or cpu")
+    return f"cuda:{index}"
