@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import MLQA_LANGS
 from engine.data import load_lareqa
+from engine.embedded import cache_dir
 from engine.evaluate import (
     DEFAULT_GROUPS,
     EncodedSets,
@@ -45,7 +46,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def cache_paths(model: str, qp: str, pp: str, max_length: int, texts: tuple) -> tuple[Path, Path]:
-    root = Path(os.environ.get("OPTICAL_CACHE") or Path.home() / ".cache" / "optical-tui") / "bench"
+    root = cache_dir() / "bench"
     h = hashlib.sha256(json.dumps([model, qp, pp, max_length, texts], ensure_ascii=False).encode()).hexdigest()
     slug = model.replace("/", "_").replace(":", "_")
     return root / f"mlqa-r_{slug}_{h[:12]}_queries.npy", root / f"mlqa-r_{slug}_{h[:12]}_passages.npy"
