@@ -41,6 +41,7 @@ from engine.evaluate import (
     encoded_from_vectors,
     score_encoded,
 )
+from engine.metric_keys import SETTINGS, MetricName, Split, lang_setting_table, size_key
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -157,18 +158,18 @@ def ours_sampled_aps(sets: dict, enc: EncodedSets, stride: int) -> list[float]:
             sample = items[::stride]
             if sample:
                 m = embedding_metrics(enc.queries(x)[[i for i, _ in sample]], cands, [r for _, r in sample])
-                out.extend(m["map"].tolist())
+                out.extend(m[MetricName.MAP].tolist())
     return out
 
 
 def markdown(metrics: dict, model: str, info: dict, score_s: float) -> str:
-    p = "full"
-    lines = ["| query lang | Mo mAP | Cr mAP | Mul mAP | Mul rank distance |", "|---|---|---|---|---|"]
-    rows = [(lang, f"{p}/{{s}}/{lang}") for lang in MLQA_LANGS]
-    rows += [(f"*{g}*", f"{p}/group/{g}/{{s}}") for g in DEFAULT_GROUPS] + [("**macro**", f"{p}/macro/{{s}}")]
-    for label, pat in rows:
-        cells = [f"{metrics[pat.format(s=s) + '/map']:.3f}" for s in ("mo", "cr", "mul")]
-        cells.append(f"{metrics[pat.format(s='mul') + '/rank_distance']:.1f}")
+    table = lang_setting_table(metrics.get, Split.FULL, MLQA_LANGS, SETTINGS, DEFAULT_GROUPS)
+    lines = ["| query lang | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
+    for row in table.rows:
+        cells = ["–" if v is None else f"{v:.1f}" if "rank" in col else f"{v:.3f}"
+                 for v, col in zip(row.values, table.columns, strict=True)]
+        label = row.label if row.unit.kind == "lang" else f"**{row.label}**" if row.unit.kind == "macro" \
+            else f"*{row.label}*"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"{model}, zero-shot; encoding {info.get('texts_per_s', '?')} texts/s "
@@ -211,12 +212,12 @@ def main() -> None:
     times, cpu_times, per_setting = [], [], {}
     for _ in range(args.repeats):
         c0, t0 = time.process_time(), time.perf_counter()
-        metrics = score_encoded(sets, enc, prefix="full")
+        metrics = score_encoded(sets, enc, prefix=Split.FULL)
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
     for s in ("mo", "cr", "mul"):
         t0 = time.perf_counter()
-        score_encoded(sets, enc, settings=(s,), prefix="full")
+        score_encoded(sets, enc, settings=(s,), prefix=Split.FULL)
         per_setting[s] = round(time.perf_counter() - t0, 3)
     score_s, score_cpu_s = min(times), min(cpu_times)
     print(f"scoring+metrics, all settings: best {score_s:.2f} s of {args.repeats}", flush=True)
@@ -235,8 +236,8 @@ def main() -> None:
         "benchmark": "MLQA-R full (dev), all of Mo/Cr/Mul",
         "model": args.model,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "n_questions": int(metrics["full/n_questions"]),
-        "n_candidates": int(metrics["full/n_candidates"]),
+        "n_questions": int(metrics[size_key(Split.FULL, "n_questions")]),
+        "n_candidates": int(metrics[size_key(Split.FULL, "n_candidates")]),
         "distinct_texts": {"queries": len(q_texts), "passages": len(p_texts)},
         "encoding": info,
         "scoring": {

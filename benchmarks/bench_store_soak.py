@@ -6,8 +6,8 @@ worker's per-experiment overhead with the smoke config.
 1. Soak. `--writers` processes each own one running experiment and call `Store.flush` every
    `--flush-interval` seconds (the training child flushes once a second; this is faster) with
    `--keys` train-like metric points, plus an evaluation-sized burst of `--eval-keys` points every
-   `--eval-every` flushes. A reader process polls like the TUI: `PRAGMA data_version`, and only when
-   it changed, the new metric rows (`after_rowid`), the experiment list and new events. A CLI-like
+   `--eval-every` flushes. A reader process polls like the TUI: `Store.change_token()` (SQLite's
+   `PRAGMA data_version`), and only when it changed, the new metric rows (`metrics_since`), the experiment list and new events. A CLI-like
    process adds and cancels an experiment every second (queue churn). Every error is counted;
    "database is locked" separately. Reports p50/p99/max write (flush) latency and read latency.
 2. Worker overhead. A real `python -m engine.worker` runs `--overhead-runs` smoke experiments
@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine.config import load_config, with_run
-from engine.store import NewExperiment, Store
+from engine.metric_keys import MetricName, Setting, Split, TrainKey, lang_unit, metric_key
+from engine.store import NewExperiment, RunLease, open_store
 
 
 def pct(values: list[float], q: float) -> float:
@@ -50,19 +51,20 @@ def _is_locked(exc: BaseException) -> bool:
 
 def writer(db: str, exp_id: int, worker_id: str, seconds: float, interval: float, keys: int,
            eval_keys: int, eval_every: int, out: mp.Queue) -> None:
-    store = Store(db)
+    store = open_store(db)
     lat, errors, locked, points = [], 0, 0, 0
     deadline = time.time() + seconds
     step = 0
     while time.time() < deadline:
         step += 1
         now = time.time()
-        batch = [(f"train/k{i}", step, float(i) / (step + 1), now) for i in range(keys)]
+        batch = [(f"{TrainKey.LOSS}{i}", step, float(i) / (step + 1), now) for i in range(keys)]
         if eval_every and step % eval_every == 0:
-            batch += [(f"eval/mul/x{i}/map", step, 0.5, now) for i in range(eval_keys)]
+            batch += [(metric_key(Split.QUICK, Setting.MUL, lang_unit(f"x{i}"), MetricName.MAP), step, 0.5, now)
+                      for i in range(eval_keys)]
         t0 = time.perf_counter()
         try:
-            store.flush(exp_id, worker_id, batch, step, 10**6)
+            store.flush(RunLease(exp_id, worker_id, 1), batch, step, 10**6)
             lat.append(time.perf_counter() - t0)
             points += len(batch)
         except Exception as exc:  # noqa: BLE001 - counted, the soak goes on
@@ -74,20 +76,20 @@ def writer(db: str, exp_id: int, worker_id: str, seconds: float, interval: float
 
 
 def reader(db: str, seconds: float, interval: float, out: mp.Queue) -> None:
-    store = Store(db)
+    store = open_store(db)
     lat, errors, locked, polls, refreshes, rows_read = [], 0, 0, 0, 0, 0
-    last_version, last_rowid, last_event = -1, 0, 0
+    last_version: object = -1
+    cursor: object = 0
+    last_event = 0
     deadline = time.time() + seconds
     while time.time() < deadline:
         t0 = time.perf_counter()
         try:
             polls += 1
-            version = store.data_version()
+            version = store.change_token()
             if version != last_version:
                 last_version = version
-                new = store.metrics(after_rowid=last_rowid)
-                if new:
-                    last_rowid = new[-1].rowid
+                new, cursor = store.metrics_since(cursor)
                 rows_read += len(new)
                 store.list_experiments()
                 ev = store.events(after_id=last_event)
@@ -105,7 +107,7 @@ def reader(db: str, seconds: float, interval: float, out: mp.Queue) -> None:
 
 
 def churn(db: str, seconds: float, config: dict, out: mp.Queue) -> None:
-    store = Store(db)
+    store = open_store(db)
     lat, errors, locked, ops = [], 0, 0, 0
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -125,7 +127,7 @@ def churn(db: str, seconds: float, config: dict, out: mp.Queue) -> None:
 
 def soak(args: argparse.Namespace, tmp: Path, config: dict) -> dict:
     db = str(tmp / "soak.db")
-    store = Store(db)
+    store = open_store(db)
     exps = store.add_experiments([NewExperiment("soak", "1:1", i, config) for i in range(args.writers)])
     for i, e in enumerate(exps):
         store.claim_next(f"soak-writer-{i}", "cpu")
@@ -166,7 +168,7 @@ def soak(args: argparse.Namespace, tmp: Path, config: dict) -> dict:
 def overhead(args: argparse.Namespace, tmp: Path) -> dict:
     db = tmp / "overhead.db"
     cfg = load_config(REPO / "configs" / "smoke.toml")
-    store = Store(db)
+    store = open_store(db)
     exps = store.add_experiments([NewExperiment("overhead", "1:1", s, with_run(cfg, "1:1", s).to_dict())
                                   for s in range(args.overhead_runs)])
     t0 = time.time()
@@ -180,7 +182,7 @@ def overhead(args: argparse.Namespace, tmp: Path) -> dict:
         claimed = next(ev.time for ev in events if ev.kind == "claimed")
         loaded = next(ev.time for ev in events if ev.kind == "info" and ev.message.startswith("started"))
         ms = store.metrics(e.id)
-        first_train = min(m.time for m in ms if m.key == "train/loss")
+        first_train = min(m.time for m in ms if m.key == TrainKey.LOSS)
         rows.append({"id": e.id, "status": e.status,
                      "claim_to_child_started_s": e.provenance["started_at"] - claimed,
                      "claim_to_data_and_model_loaded_s": loaded - claimed,

@@ -22,14 +22,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine.config import MLQA_LANGS, Config
-from engine.store import NewExperiment, Store
+from engine.metric_keys import MACRO, MetricName, Setting, Split, TrainKey, lang_unit, metric_key
+from engine.statuses import Status
+from engine.store import NewExperiment, open_store
 from optical_tui.app import OpticalApp
-from optical_tui.poller import ExperimentsChanged, MetricsAppended, Poller
+from optical_tui.messages import ExperimentsChanged, MetricsAppended
+from optical_tui.poller import Poller
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.screens.queue import QueueScreen
 from optical_tui.widgets.curves import CurvePlot
@@ -38,35 +42,42 @@ RUNNING = 8          # experiments that keep writing during the measurement
 REPEATS = 20
 
 
+MACRO_KEY = metric_key(Split.QUICK, Setting.MUL, MACRO, MetricName.MAP)
+
+
+def lang_key(lang: str) -> str:
+    return metric_key(Split.QUICK, Setting.MUL, lang_unit(lang), MetricName.MAP)
+
+
 def seed(db: Path, n_exp: int, points: int) -> int:
     """Through the public Store API, as workers would have written it. Returns the row count."""
     config = Config().to_dict()
     rows = 0
-    with Store(db) as store:
+    with open_store(db) as store:
         store.add_experiments([NewExperiment(f"sweep-{i % 10}", ("1:0", "1:1", "0:1", "1:3", "3:1")[i % 5],
                                              i // 50, config) for i in range(n_exp)])
         for i in range(n_exp):
             e = store.claim_next("bench", "cuda:0")
             assert e is not None
-            batch = [(f"eval/mul/{lang}/map", step, 0.3 + step / (points * 4) + j / 100, 1e9 + step)
+            batch = [(lang_key(lang), step, 0.3 + step / (points * 4) + j / 100, 1e9 + step)
                      for step in range(points) for j, lang in enumerate(MLQA_LANGS)]
-            batch += [("eval/macro/mul/map", step, 0.33 + step / (points * 4), 1e9 + step) for step in range(points)]
-            store.flush(e.id, "bench", batch, step=points, total=points * 2)
+            batch += [(MACRO_KEY, step, 0.33 + step / (points * 4), 1e9 + step) for step in range(points)]
+            store.flush(e.lease, batch, step=points, total=points * 2)
             rows += len(batch)
             if i >= RUNNING:
-                store.finish(e.id, "bench", "done")
+                store.finish(e.lease, Status.DONE)
     return rows
 
 
 def naive_read(db: Path) -> float:
     """Baseline: what a dashboard without cursors does each time — re-read everything."""
     t = time.perf_counter()
-    with Store(db) as store:
+    with open_store(db) as store:
         experiments = store.list_experiments()
         metrics = store.metrics()
         latest: dict[int, float] = {}
         for m in metrics:
-            if m.key == "eval/macro/mul/map":
+            if m.key == MACRO_KEY:
                 latest[m.experiment_id] = m.value
     assert experiments and latest
     return time.perf_counter() - t
@@ -75,11 +86,11 @@ def naive_read(db: Path) -> float:
 def write_step(db: Path, step: int) -> int:
     """One poll's worth of new rows: every running experiment flushes one eval point."""
     n = 0
-    with Store(db) as store:
+    with open_store(db) as store:
         for exp_id in range(1, RUNNING + 1):
-            rows = [(f"eval/mul/{lang}/map", step, 0.5, 2e9) for lang in MLQA_LANGS]
-            rows += [("eval/macro/mul/map", step, 0.5, 2e9), ("train/loss", step, 1.0, 2e9)]
-            store.flush(exp_id, "bench", rows, step=step, total=step * 2)
+            rows = [(lang_key(lang), step, 0.5, 2e9) for lang in MLQA_LANGS]
+            rows += [(MACRO_KEY, step, 0.5, 2e9), (TrainKey.LOSS, step, 1.0, 2e9)]
+            store.flush(store.get(exp_id).lease, rows, step=step, total=step * 2)
             n += len(rows)
     return n
 
@@ -99,7 +110,7 @@ async def measure(db: Path, points: int) -> dict:
             await pilot.pause(0.005)
         await pilot.pause()   # one more refresh: the frame with the rows is drawn
         out["first_paint_s"] = round(time.perf_counter() - t0, 4)
-        queue: QueueScreen = app.screen  # type: ignore[assignment]
+        queue = cast(QueueScreen, app.screen)
 
         # ---- open the experiment screen of a running run (history load off the UI thread)
         t = time.perf_counter()
@@ -107,11 +118,11 @@ async def measure(db: Path, points: int) -> dict:
         while not (isinstance(app.screen, ExperimentScreen) and app.screen.loaded):
             await pilot.pause(0.005)
         out["open_experiment_s"] = round(time.perf_counter() - t, 4)
-        screen: ExperimentScreen = app.screen  # type: ignore[assignment]
+        screen = cast(ExperimentScreen, app.screen)
         curve = screen.query_one("#curve", CurvePlot)
 
         # ---- polls, driven here on a poller of our own (the app's thread is asleep)
-        poller = Poller(db)
+        poller = Poller(str(db))
         poller.poll()
         idle = []
         for _ in range(1000):

@@ -30,9 +30,12 @@ from engine.errors import ConfigError
 class ParallelRecord(Protocol):
     """What the sampler needs of `engine.data.ParallelQA`."""
 
-    id: str
-    question: Any  # Mapping[str, str]: lang -> text
-    answer: Any  # Mapping[str, str]
+    @property
+    def id(self) -> str: ...
+    @property
+    def question(self) -> Mapping[str, str]: ...  # lang -> text
+    @property
+    def answer(self) -> Mapping[str, str]: ...
 
 
 class Row(NamedTuple):

@@ -27,3 +27,8 @@ class DataMissing(OpticalError):
 
 class ModelError(OpticalError):
     """An encoder cannot be loaded or converted."""
+
+
+class LeaseLost(StoreError):
+    """The run no longer belongs to this worker and attempt (requeued after a stale heartbeat,
+    reclaimed, or removed): the writer must stop and write nothing more."""

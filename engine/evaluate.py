@@ -1,13 +1,13 @@
 """MLQA-R evaluation as in LAReQA and the hybrid-batch paper → flat, namespaced metrics.
 
-Settings (DESIGN §4):
+Settings (LAReQA, Roy et al. 2020; the hybrid-batch paper scores MLQA-R the same way):
 - mo:  questions of X against X's candidate sentences.
 - cr:  questions of X against Y's sentences, for every Y ≠ X; a question whose id has no answer
        in Y is skipped for that pair and counted. Per query language: macro mean over its pairs.
 - mul: questions of X against the union of every evaluated language's sentences; relevant = the
        answer sentence in every language where the question id has one.
 A candidate is encoded as its sentence text alone (not its paragraph context), the dual-encoder
-reading of DESIGN §4. Scores are cosine similarities of L2-normalised embeddings. Every distinct
+reading of LAReQA. Scores are cosine similarities of L2-normalised embeddings. Every distinct
 text is encoded once per evaluation (questions with the query prefix, sentences with the passage
 prefix) and reused by all settings; scoring runs in bounded chunks (engine.metrics).
 """
@@ -22,17 +22,29 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import SETTINGS
 from engine.data import LangSet
 from engine.errors import ConfigError
+from engine.metric_keys import (
+    MACRO,
+    RANKING_METRICS,
+    SETTINGS,
+    MetricName,
+    Setting,
+    Split,
+    group_unit,
+    lang_unit,
+    metric_key,
+    pair_key,
+    size_key,
+    skipped_key,
+)
 from engine.metrics import embedding_metrics
 
 DEFAULT_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"high": ("en", "de", "es", "vi", "zh"), "low": ("ar", "hi")}
 )
-#: Per-query metrics averaged in every setting; rank distance is reported for mul only
-#: (it is always 0 with a single relevant sentence).
-METRIC_NAMES: tuple[str, ...] = ("map", "r@1", "r@10", "mrr@10", "ndcg@10")
+#: Rank distance is reported for Mul only (it is always 0 with a single relevant sentence).
+MUL_METRICS: tuple[str, ...] = (*RANKING_METRICS, MetricName.RANK_DISTANCE)
 
 Progress = Callable[[int, int], None]
 
@@ -129,16 +141,16 @@ def score_encoded(
     *,
     settings: Sequence[str] = SETTINGS,
     groups: Mapping[str, Sequence[str]] = DEFAULT_GROUPS,
-    prefix: str = "eval",
+    prefix: str = Split.QUICK,
 ) -> dict[str, float]:
-    """All metrics of DESIGN §4 from embeddings; keys as in CONTRACT (engine.evaluate)."""
+    """Every metric of every requested setting from embeddings, keyed as engine.metric_keys says."""
     bad = [s for s in settings if s not in SETTINGS]
     if bad or not settings:
         raise ConfigError(f"settings {bad or '[]'} invalid; valid: {', '.join(SETTINGS)}")
     langs = list(sets)
     out: dict[str, float] = {
-        f"{prefix}/n_questions": float(sum(len(s.questions) for s in sets.values())),
-        f"{prefix}/n_candidates": float(sum(len(s.candidates) for s in sets.values())),
+        size_key(prefix, "n_questions"): float(sum(len(s.questions) for s in sets.values())),
+        size_key(prefix, "n_candidates"): float(sum(len(s.candidates) for s in sets.values())),
     }
     # per_lang[setting][lang][metric]: the per-query-language value that groups and macro average.
     per_lang: dict[str, dict[str, dict[str, float]]] = {s: {} for s in settings}
@@ -158,44 +170,46 @@ def score_encoded(
         metrics = embedding_metrics(enc.queries(x)[rows], cands, relevant)
         return {name: float(v.mean()) for name, v in metrics.items()}, skipped
 
-    if "mo" in settings or "cr" in settings:
+    if Setting.MO in settings or Setting.CR in settings:
         for x in langs:
             pair_means: list[dict[str, float]] = []
             for y in langs:
-                if (x == y and "mo" not in settings) or (x != y and "cr" not in settings):
+                if (x == y and Setting.MO not in settings) or (x != y and Setting.CR not in settings):
                     continue
                 means, skipped = run_pair(x, [y], enc.candidates(y), {y: 0})
-                key = f"{prefix}/mo/{x}" if x == y else f"{prefix}/cr/{x}->{y}"
-                out[f"{key}/skipped"] = float(skipped)
-                for name in METRIC_NAMES if means else ():
-                    out[f"{key}/{name}"] = means[name]
-                if x == y and means:
-                    per_lang["mo"][x] = {n: means[n] for n in METRIC_NAMES}
-                elif means:
+                if x == y:
+                    out[skipped_key(prefix, Setting.MO, x)] = float(skipped)
+                    if means:
+                        per_lang[Setting.MO][x] = {n: means[n] for n in RANKING_METRICS}
+                    continue
+                out[skipped_key(prefix, Setting.CR, x, y)] = float(skipped)
+                for name in RANKING_METRICS if means else ():
+                    out[pair_key(prefix, x, y, name)] = means[name]
+                if means:
                     pair_means.append(means)
-            if "cr" in settings and pair_means:
-                per_lang["cr"][x] = {n: _mean([m[n] for m in pair_means]) for n in METRIC_NAMES}
-    if "mul" in settings:
+            if Setting.CR in settings and pair_means:
+                per_lang[Setting.CR][x] = {n: _mean([m[n] for m in pair_means]) for n in RANKING_METRICS}
+    if Setting.MUL in settings:
         pool = np.concatenate([enc.candidates(y) for y in langs])  # [all sentences, H]
         sizes = np.cumsum([0] + [len(sets[y].candidates) for y in langs])
         offsets = {y: int(sizes[i]) for i, y in enumerate(langs)}
         for x in langs:
             means, skipped = run_pair(x, langs, pool, offsets)
-            out[f"{prefix}/mul/{x}/skipped"] = float(skipped)
+            out[skipped_key(prefix, Setting.MUL, x)] = float(skipped)
             if means:
-                per_lang["mul"][x] = {n: means[n] for n in (*METRIC_NAMES, "rank_distance")}
+                per_lang[Setting.MUL][x] = {n: means[n] for n in MUL_METRICS}
 
     for setting, by_lang in per_lang.items():
-        names = (*METRIC_NAMES, "rank_distance") if setting == "mul" else METRIC_NAMES
+        names: tuple[str, ...] = MUL_METRICS if setting == Setting.MUL else RANKING_METRICS
         for lang, values in by_lang.items():
-            for name in names:
-                out[f"{prefix}/{setting}/{lang}/{name}"] = values[name]
-        buckets = {f"group/{g}": [lang for lang in members if lang in by_lang] for g, members in groups.items()}
-        buckets["macro"] = list(by_lang)
-        for bucket, members in buckets.items():
+            for metric in names:
+                out[metric_key(prefix, setting, lang_unit(lang), metric)] = values[metric]
+        buckets = {group_unit(g): [lang for lang in members if lang in by_lang] for g, members in groups.items()}
+        buckets[MACRO] = list(by_lang)
+        for unit, members in buckets.items():
             if members:
-                for name in names:
-                    out[f"{prefix}/{bucket}/{setting}/{name}"] = _mean([by_lang[m][name] for m in members])
+                for metric in names:
+                    out[metric_key(prefix, setting, unit, metric)] = _mean([by_lang[m][metric] for m in members])
     return out
 
 
@@ -209,7 +223,7 @@ def evaluate(
     subset_seed: int = 0,
     batch_size: int = 64,
     max_length: int = 128,
-    prefix: str = "eval",
+    prefix: str = Split.QUICK,
     progress: Progress | None = None,
 ) -> dict[str, float]:
     """Encode once, score every requested setting; subset_questions > 0 uses `select_subset`."""

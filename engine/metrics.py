@@ -27,8 +27,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: Metric names reported per query (and averaged by engine.evaluate).
-RANK_METRICS: tuple[str, ...] = ("map", "r@1", "r@10", "mrr@10", "ndcg@10", "rank_distance")
+from engine.metric_keys import ALL_METRICS, MetricName
+
+#: Metric names reported per query (and averaged by engine.evaluate), at the default k = 10.
+RANK_METRICS: tuple[str, ...] = ALL_METRICS
 
 #: Bound on the number of score-matrix cells processed at once (~ 2M floats = 8 MB per chunk,
 #: plus one boolean comparison matrix of the same shape per relevant column).
@@ -79,14 +81,19 @@ def _from_stats(ranks: np.ndarray, precision: np.ndarray, valid: np.ndarray, k: 
     gains = np.where(in_k, 1.0 / np.log2(ranks.clip(min=1) + 1.0), 0.0)
     # Ideal DCG: min(k, #relevant) relevant candidates at ranks 1, 2, ...
     ideal = np.cumsum(1.0 / np.log2(np.arange(1, k + 1) + 1.0))[np.minimum(n_rel, k) - 1]
-    return {
-        "map": precision.sum(axis=1) / n_rel,
-        "r@1": (valid & (ranks <= 1)).sum(axis=1) / n_rel,
-        f"r@{k}": in_k.sum(axis=1) / n_rel,
-        f"mrr@{k}": np.where(best <= k, 1.0 / best, 0.0),
-        f"ndcg@{k}": gains.sum(axis=1) / ideal,
-        "rank_distance": (worst - best).astype(np.float64),
-    }
+    return dict(zip(_names(k), (
+        precision.sum(axis=1) / n_rel,  # AP
+        (valid & (ranks <= 1)).sum(axis=1) / n_rel,  # R@1
+        in_k.sum(axis=1) / n_rel,  # R@k
+        np.where(best <= k, 1.0 / best, 0.0),  # MRR@k
+        gains.sum(axis=1) / ideal,  # nDCG@k
+        (worst - best).astype(np.float64),  # rank distance
+    ), strict=True))
+
+
+def _names(k: int) -> tuple[str, ...]:
+    """The metric names at cut-off k (k = 10 gives exactly RANK_METRICS)."""
+    return (MetricName.MAP, MetricName.R1, f"r@{k}", f"mrr@{k}", f"ndcg@{k}", MetricName.RANK_DISTANCE)
 
 
 def ranking_metrics(
@@ -111,7 +118,7 @@ def ranking_metrics(
         _from_stats(*_chunk_stats(scores[i : i + rows], relevant[i : i + rows]), k=k)
         for i in range(0, scores.shape[0], rows)
     ]
-    names = ("map", "r@1", f"r@{k}", f"mrr@{k}", f"ndcg@{k}", "rank_distance")
+    names = _names(k)
     if not parts:
         return {name: np.zeros(0) for name in names}
     return {name: np.concatenate([p[name] for p in parts]) for name in names}
@@ -152,7 +159,7 @@ def embedding_metrics(
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     """Per-query AP over the full ranking, identical to sklearn's average_precision_score."""
-    return ranking_metrics(scores, relevant)["map"]
+    return ranking_metrics(scores, relevant)[MetricName.MAP]
 
 
 def recall_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
@@ -173,4 +180,4 @@ def ndcg_at_k(scores: np.ndarray, relevant: np.ndarray, k: int = 10) -> np.ndarr
 
 def rank_distance(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     """Highest minus lowest 1-based rank among a query's relevant candidates (0 for one)."""
-    return ranking_metrics(scores, relevant)["rank_distance"]
+    return ranking_metrics(scores, relevant)[MetricName.RANK_DISTANCE]

@@ -13,12 +13,19 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import cast
 
-from engine.report import MACRO, PairedDiff, Report, Stat, Unit
+from engine.metric_keys import MACRO, MetricName, Setting, Unit
+from engine.study import PairedDiff, Report, Stat
 
-SETTING_NAMES = {"mo": "Mo (X→X)", "cr": "Cr (X→Y)", "mul": "Mul (X→all)"}
-METRIC_NAMES = {"map": "mAP", "r@1": "R@1", "r@10": "R@10", "mrr@10": "MRR@10", "ndcg@10": "nDCG@10"}
-FORMATS = ("table", "md", "csv", "json", "tex")
+
+class ReportFormat(StrEnum):
+    TABLE = "table"  # the CLI's Rich tables
+    MD = "md"
+    CSV = "csv"
+    JSON = "json"
+    TEX = "tex"
 
 
 @dataclass(frozen=True)
@@ -58,12 +65,11 @@ def diff_cell(d: PairedDiff | None, digits: int = 3) -> str:
 
 
 def unit_label(report: Report, unit: Unit) -> str:
-    kind, name = unit
-    if kind == "macro":
+    if unit.kind == "macro":
         return "macro"
-    if kind == "group":
-        return name
-    return name + ("*" if name in report.zero_shot else "")
+    if unit.kind == "group":
+        return unit.name
+    return unit.name + ("*" if unit.name in report.zero_shot else "")
 
 
 def _n_runs(report: Report, ratio: str) -> int:
@@ -72,7 +78,7 @@ def _n_runs(report: Report, ratio: str) -> int:
 
 def caption(report: Report) -> list[str]:
     """What was measured and how: printed with every table."""
-    metric, setting = METRIC_NAMES[report.metric], SETTING_NAMES[report.setting]
+    metric, setting = MetricName(report.metric).label, Setting(report.setting).long_label
     s = report.setup
     where = "a QUICK SUBSET of MLQA-R (not the full benchmark)" if report.subset else "full MLQA-R"
     lines = [
@@ -110,9 +116,9 @@ def _before_row(table: Mapping[Unit, Stat], units: list[Unit], digits: int, with
 
 
 def tables(report: Report) -> list[TextTable]:
-    metric, setting = METRIC_NAMES[report.metric], report.setting.capitalize()
-    heads = [u for u in report.units if u[0] != "lang"]
-    langs = [u for u in report.units if u[0] == "lang"]
+    metric, setting = MetricName(report.metric).label, Setting(report.setting).label
+    heads = [u for u in report.units if u.kind != "lang"]
+    langs = [u for u in report.units if u.kind == "lang"]
     out = [TextTable(
         f"{setting} {metric} per resource group",
         ("ratio", "n", *(unit_label(report, u) for u in heads)),
@@ -197,8 +203,7 @@ def _clean(x: float) -> float | None:
 
 
 def _unit_dict(report: Report, unit: Unit) -> dict[str, object]:
-    kind, name = unit
-    return {"unit": kind, "name": name, "zero_shot": kind == "lang" and name in report.zero_shot}
+    return {"unit": unit.kind, "name": unit.name, "zero_shot": unit.kind == "lang" and unit.name in report.zero_shot}
 
 
 def _stat_dict(s: Stat) -> dict[str, object]:
@@ -218,10 +223,10 @@ def to_dict(report: Report) -> dict[str, object]:
         "setup": dict(report.setup), "notes": list(report.notes), "caption": caption(report),
         "counts": {r: dict(c) for r, c in report.counts.items()},
         "summary": stats(report.summary, report.metric, report.setting),
-        "rank_distance": stats(report.rank_distance, "rank_distance", "mul"),
+        "rank_distance": stats(report.rank_distance, MetricName.RANK_DISTANCE, Setting.MUL),
         "before_training": [{"metric": m, "setting": st, **_unit_dict(report, u), **_stat_dict(x)}
                             for table, m, st in ((report.before, report.metric, report.setting),
-                                                 (report.before_rank, "rank_distance", "mul"))
+                                                 (report.before_rank, MetricName.RANK_DISTANCE, Setting.MUL))
                             for u, x in table.items()],
         "differences": [
             {"ratio": r, "baseline": report.baseline, "metric": report.metric, "setting": report.setting,
@@ -232,8 +237,8 @@ def to_dict(report: Report) -> dict[str, object]:
         "runs": [
             {"experiment_id": run.experiment_id, "ratio": run.ratio, "seed": run.seed, "source": run.source,
              "step": run.step,
-             "values": {f"{k}:{n}": v for (k, n), v in run.values.items()},
-             "rank_distance": {f"{k}:{n}": v for (k, n), v in run.rank_distance.items()}}
+             "values": {str(u): v for u, v in run.values.items()},
+             "rank_distance": {str(u): v for u, v in run.rank_distance.items()}}
             for run in report.runs
         ],
     }
@@ -254,7 +259,7 @@ def to_csv(report: Report) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for section in ("summary", "rank_distance", "differences", "before_training"):
-        for row in d[section]:  # type: ignore[union-attr]
+        for row in cast(list[dict[str, object]], d[section]):
             w.writerow({**row, "section": section, "source": report.source})
     meta = {"selection": report.selection, "source": report.source, "subset": str(report.subset), **report.setup,
             **{f"group {g}": " ".join(m) for g, m in report.groups.items()},
@@ -266,7 +271,10 @@ def to_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-def render(report: Report, fmt: str) -> str:
+def render(report: Report, fmt: ReportFormat) -> str:
     """Text of a report in one of md, csv, json, tex (`table` is the CLI's Rich rendering)."""
-    renderers = {"md": to_markdown, "csv": to_csv, "json": to_json, "tex": to_latex}
-    return renderers[fmt](report)
+    renderers = {ReportFormat.MD: to_markdown, ReportFormat.CSV: to_csv, ReportFormat.JSON: to_json,
+                 ReportFormat.TEX: to_latex}
+    if fmt not in renderers:
+        raise ValueError(f"{fmt!r} is not a text format")
+    return renderers[ReportFormat(fmt)](report)

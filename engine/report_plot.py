@@ -9,20 +9,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from engine.errors import ConfigError
-from engine.report import MACRO, Report, Stat, Unit
-from engine.report_formats import METRIC_NAMES, SETTING_NAMES, unit_label
+from engine.metric_keys import MACRO, MetricName, Setting, Unit
+from engine.report_formats import unit_label
+from engine.study import Report, Stat
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def _panel(ax, report: Report, table: Mapping[tuple[str, Unit], Stat], per_run: str, ylabel: str,  # type: ignore[no-untyped-def]
+def _panel(ax: Any, report: Report, table: Mapping[tuple[str, Unit], Stat], per_run: str, ylabel: str,
            before: Mapping[Unit, Stat]) -> None:
     xs = list(range(len(report.ratios)))
     if MACRO in before:  # the untrained encoder on the same questions, for scale
         ax.axhline(before[MACRO].mean, color="grey", linestyle=":", label="macro before training")
-    heads = [u for u in report.units if u[0] != "lang"]
+    heads = [u for u in report.units if u.kind != "lang"]
     for i, unit in enumerate(heads):
         stats = [table.get((r, unit)) for r in report.ratios]
         means = [s.mean if s and s.n else math.nan for s in stats]
@@ -30,7 +32,7 @@ def _panel(ax, report: Report, table: Mapping[tuple[str, Unit], Stat], per_run: 
                [(s.ci_high - s.mean) if s and s.n > 1 else 0.0 for s in stats]]
         shift = (i - (len(heads) - 1) / 2) * 0.06  # keep overlapping error bars apart
         line = ax.errorbar([x + shift for x in xs], means, yerr=err, marker="o", capsize=4,
-                           label=unit_label(report, unit), linestyle="--" if unit[0] == "macro" else "-")
+                           label=unit_label(report, unit), linestyle="--" if unit == MACRO else "-")
         # Individual seeds, so two- or three-seed intervals can be judged by eye.
         for x, ratio in zip(xs, report.ratios):
             vals = [getattr(run, per_run)[unit] for run in report.runs
@@ -54,10 +56,10 @@ def save_plot(report: Report, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with_rank = bool(report.rank_distance) and report.setting == "mul"
+    with_rank = bool(report.rank_distance) and report.setting == Setting.MUL
     fig, axes = plt.subplots(1, 2 if with_rank else 1, figsize=(11 if with_rank else 6.5, 4.4), squeeze=False)
-    metric = METRIC_NAMES[report.metric]
-    _panel(axes[0][0], report, report.summary, "values", f"{SETTING_NAMES[report.setting]} {metric}",
+    metric = MetricName(report.metric).label
+    _panel(axes[0][0], report, report.summary, "values", f"{Setting(report.setting).long_label} {metric}",
            report.before)
     axes[0][0].set_title(f"{metric} (mean, 95% CI, dots = seeds)", fontsize=10)
     if with_rank:

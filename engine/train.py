@@ -45,7 +45,9 @@ from engine.devices import resolve_device
 from engine.encoders import load_encoder
 from engine.errors import ConfigError
 from engine.evaluate import evaluate, select_subset
+from engine.metric_keys import MACRO, MetricName, Setting, Split, TrainKey, metric_key
 from engine.ot_loss import ot_distill_loss
+from engine.statuses import EventKind, RunOutcome
 
 
 class Reporter(Protocol):
@@ -145,8 +147,8 @@ def distill_loss(student: Any, teacher: Any, pairs: list, q: tuple, a: tuple, ta
                            epsilon=oc.epsilon, max_iter=oc.max_iter, tol=oc.tol, grad=oc.grad)
 
 
-def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> str:
-    """Train (resuming if a checkpoint exists), evaluate, checkpoint. Returns "done" | "stopped"."""
+def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
+    """Train (resuming if a checkpoint exists), evaluate, checkpoint; done, or stopped to resume."""
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -178,10 +180,12 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> str:
     groups = {g: members for g, members in groups.items() if members}
 
     # ---- models: trainable student, frozen teacher (only when OT is on)
-    enc_args = {"device": device, "query_prefix": cfg.model.query_prefix,
-                "passage_prefix": cfg.model.passage_prefix, "max_length": cfg.model.max_length}
-    student = load_encoder(cfg.model.name, **enc_args)
-    teacher = load_encoder(cfg.model.teacher or cfg.model.name, **enc_args) if use_ot else None
+    def encoder(name: str) -> Any:
+        return load_encoder(name, device=device, query_prefix=cfg.model.query_prefix,
+                            passage_prefix=cfg.model.passage_prefix, max_length=cfg.model.max_length)
+
+    student = encoder(cfg.model.name)
+    teacher = encoder(cfg.model.teacher or cfg.model.name) if use_ot else None
     if teacher is not None:
         teacher.model.requires_grad_(False).eval()
         h_t, h_s = teacher.model.config.hidden_size, student.model.config.hidden_size
@@ -205,8 +209,8 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> str:
                           max_length=ec.max_length, prefix=prefix)
         student.model.train()
         reporter.metrics(step, values)
-        mul = values.get(f"{prefix}/macro/mul/map", float("nan"))
-        reporter.event("eval", f"step {step}: {prefix}/ metrics in {time.perf_counter() - t0:.1f}s "
+        mul = values.get(metric_key(prefix, Setting.MUL, MACRO, MetricName.MAP), float("nan"))
+        reporter.event(EventKind.EVAL, f"step {step}: {prefix}/ metrics in {time.perf_counter() - t0:.1f}s "
                                f"(macro mul mAP {mul:.4f})")
 
     def checkpoint(step: int) -> None:
@@ -216,7 +220,7 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> str:
             "model": trainable_state(student.model), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
             "bitext": bitext.state_dict() if bitext else None, "rng": rng_state(), "config": cfg.to_dict()})
-        reporter.event("checkpoint", f"checkpoint saved at step {step}: {path.name}")
+        reporter.event(EventKind.CHECKPOINT, f"checkpoint saved at step {step}: {path.name}")
 
     # ---- resume from the latest checkpoint, or start with the zero-shot evaluation
     step = 0
@@ -233,12 +237,12 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> str:
         step = int(state["step"])
         if {k: v for k, v in state["config"].items() if k != "eval"} != \
                 {k: v for k, v in cfg.to_dict().items() if k != "eval"}:
-            reporter.event("warning", "config differs from the checkpoint's; resuming anyway")
-        reporter.event("info", f"resumed from step {step}")
+            reporter.event(EventKind.WARNING, "config differs from the checkpoint's; resuming anyway")
+        reporter.event(EventKind.INFO, f"resumed from step {step}")
     else:
-        reporter.event("info", f"started: {len(records)} parallel QA records in {', '.join(cfg.data.train_langs)}, "
+        reporter.event(EventKind.INFO, f"started: {len(records)} parallel QA records in {', '.join(cfg.data.train_langs)}, "
                                f"ratio {tc.ratio} ({tc.mixing}), device {device}, OT weight {oc.weight}")
-        run_eval(0, "eval", quick_sets)
+        run_eval(0, Split.QUICK, quick_sets)
     reporter.progress(step, tc.steps)
 
     # ---- the loop
@@ -274,34 +278,34 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> str:
         examples += tc.batch_size * tc.grad_accum
 
         if step % tc.log_every == 0 or step == tc.steps:
-            values = {"train/loss": loss.item(), "train/loss_task": losses["task"].item(),
-                      "train/lr": scheduler.get_last_lr()[0], "train/batch_cross": cross,
-                      "train/examples_per_s": examples / max(step_time, 1e-9)}
+            values: dict[str, float] = {TrainKey.LOSS: loss.item(), TrainKey.LOSS_TASK: losses["task"].item(),
+                      TrainKey.LR: scheduler.get_last_lr()[0], TrainKey.BATCH_CROSS: cross,
+                      TrainKey.EXAMPLES_PER_S: examples / max(step_time, 1e-9)}
             if grad_norm is not None:
-                values["train/grad_norm"] = grad_norm.item()
+                values[TrainKey.GRAD_NORM] = grad_norm.item()
             if use_ot:
-                values.update({"train/loss_ot": losses["ot"].item(), "train/ot_iters": float(ot_stats["iters"]),
-                               "train/ot_marginal_err": float(ot_stats["marginal_err"])})
+                values.update({TrainKey.LOSS_OT: losses["ot"].item(), TrainKey.OT_ITERS: float(ot_stats["iters"]),
+                               TrainKey.OT_MARGINAL_ERR: float(ot_stats["marginal_err"])})
             if not all(math.isfinite(v) for v in values.values()):
                 raise FloatingPointError(f"non-finite training metric at step {step}: {values}")
             reporter.metrics(step, values)
             step_time, examples = 0.0, 0
         reporter.progress(step, tc.steps)
         if ec.every and step % ec.every == 0 and step < tc.steps:
-            run_eval(step, "eval", quick_sets)
+            run_eval(step, Split.QUICK, quick_sets)
         stop = reporter.should_stop()
         if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or stop or step == tc.steps:
             checkpoint(step)  # the last one lets a run interrupted in its final evaluation skip training
         if stop and step < tc.steps:
-            reporter.event("info", f"stopped at step {step}; resumes from the checkpoint")
-            return "stopped"
+            reporter.event(EventKind.INFO, f"stopped at step {step}; resumes from the checkpoint")
+            return RunOutcome.STOPPED
 
     # ---- final evaluations: the quick subset (curve end point) and the full benchmark
-    run_eval(step, "eval", quick_sets)
+    run_eval(step, Split.QUICK, quick_sets)
     if ec.full_at_end:
         if reporter.should_stop():  # training is checkpointed; a resumed run only evaluates
-            reporter.event("info", f"stopped before the full evaluation at step {step}")
-            return "stopped"
-        run_eval(step, "full", eval_sets)
-    reporter.event("info", f"done at step {step}")
-    return "done"
+            reporter.event(EventKind.INFO, f"stopped before the full evaluation at step {step}")
+            return RunOutcome.STOPPED
+        run_eval(step, Split.FULL, eval_sets)
+    reporter.event(EventKind.INFO, f"done at step {step}")
+    return RunOutcome.DONE

@@ -1,6 +1,6 @@
 """The worker: claim → run each experiment in a child process → heartbeat, cancel, recover.
 
-One worker per device. Each claimed experiment runs in `python -m engine.child`, so an
+One worker per device. Each claimed experiment runs in `python -m engine.run_process`, so an
 out-of-memory kill or a segfault ends that run, not the worker. While the child trains, it owns
 the experiment row (metrics, heartbeats, its outcome); the worker heartbeats its own row in the
 `workers` table, forwards stop requests to the child, and records a failure when the child dies
@@ -26,23 +26,42 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from engine.child import EXIT_LEASE_LOST, run_dir_for
 from engine.devices import resolve_device
-from engine.errors import OpticalError
-from engine.store import Experiment, LeaseLost, Store
+from engine.errors import LeaseLost, OpticalError, StoreError
+from engine.run_dirs import run_dir, runs_root
+from engine.run_process import EXIT_LEASE_LOST
+from engine.statuses import Status, WorkerStatus
+from engine.store import Experiment, RunLease, Store, open_store
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_TAIL_LINES = 30
+#: A running experiment whose heartbeat is older than this may belong to a dead worker:
+#: `--until-empty` waits for its lease to run out (then requeues and runs it) before exiting.
+SUSPECT_HEARTBEAT_S = 5.0
+_CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")
 
 
-def describe_exit(returncode: int) -> str:
+def oom_kills() -> int | None:
+    """The kernel's count of out-of-memory kills in this cgroup (cgroup v2), when readable."""
+    try:
+        for line in _CGROUP_EVENTS.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def describe_exit(returncode: int, oom: bool) -> str:
     if returncode < 0:
         sig = signal.Signals(-returncode)
-        if sig == signal.SIGKILL:
-            return ("training process was killed by SIGKILL without reporting; most often the kernel's "
-                    "out-of-memory killer (check `dmesg`): lower train.batch_size, model.max_length or "
-                    "eval.batch_size")
+        if sig == signal.SIGKILL and oom:
+            return ("training process was killed by the kernel's out-of-memory killer: lower "
+                    "train.batch_size, model.max_length or eval.batch_size")
         return f"training process died from {sig.name} without reporting"
     return f"training process exited with status {returncode} without reporting"
 
@@ -55,23 +74,24 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class Worker:
-    def __init__(self, db_path: str | Path, device: str = "auto", *, lease_s: float = 60.0,
+class QueueWorker:
+    def __init__(self, db: str | Path, device: str = "auto", *, lease_s: float = 60.0,
                  poll_s: float = 2.0, once: bool = False, max_experiments: int = 0, until_empty: bool = False,
-                 grace_s: float = 120.0, log_path: str = "",
-                 say: Callable[[str], None] | None = None) -> None:
-        self.db_path = Path(db_path).resolve()
+                 grace_s: float = 120.0, log_path: str = "", runs: str | Path | None = None,
+                 worker_id: str | None = None, say: Callable[[str], None] | None = None) -> None:
+        self.db = str(db) if "://" in str(db) else str(Path(db).resolve())
         self.device_setting = device
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.once = once
         self.max_experiments = max_experiments
-        self.until_empty = until_empty  # batch jobs: exit once nothing is queued
+        self.until_empty = until_empty  # batch jobs: exit once nothing is queued or waiting
         self.grace_s = grace_s
         self.log_path = log_path
+        self.runs = runs_root(self.db, runs)
         self.say = say or _say
         self.device = ""
-        self.id = ""
+        self.id = worker_id or ""
         self.completed = 0
         self._terminate = False  # SIGTERM/SIGINT received
         self._kill_child = False  # a second signal: do not wait for the checkpoint
@@ -81,40 +101,63 @@ class Worker:
 
     def run(self) -> int:
         """Serve the queue until stopped (or --once / --max-experiments). Returns runs handled."""
-        store = Store(self.db_path)  # fails fast on a bad --db before anything is registered
+        store = open_store(self.db)  # fails fast on a bad --db before anything is registered
         self.device = resolve_device(self.device_setting)
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{self.device}"
+        self.id = self.id or f"{socket.gethostname()}:{os.getpid()}:{self.device}"
         store.register_worker(self.id, socket.gethostname(), os.getpid(), self.device, self.log_path)
         previous = self._install_signal_handlers()
-        self.say(f"worker {self.id} serving {self.db_path} (lease {self.lease_s:g}s)")
+        self.say(f"worker {self.id} serving {store.location} (lease {self.lease_s:g}s, runs in {self.runs})")
         try:
-            while not self._should_exit(store, None, "idle"):
-                for exp_id in store.requeue_stale(self.lease_s):
-                    self.say(f"#{exp_id}: heartbeat older than {self.lease_s:g}s, requeued (or failed)")
-                exp = store.claim_next(self.id, self.device)
+            while not self._should_exit(store, None, WorkerStatus.IDLE):
+                try:
+                    exp = self._next(store)
+                except StoreError as exc:
+                    # A transient database error (locked, disk full, connection lost) must not end a
+                    # worker that may have hours of queue ahead: report, wait, try again.
+                    self.say(f"database error, retrying in {self.poll_s:g}s: {exc}")
+                    self._sleep(self.poll_s)
+                    continue
                 if exp is None:
-                    if self.once or self.until_empty:
+                    if self.once or (self.until_empty and not self._waiting_for_lost_runs(store)):
                         self.say("queue empty")
                         break
                     self._sleep(self.poll_s)
                     continue
-                try:
-                    self._run_one(store, exp)
-                except OSError as exc:  # could not start the child: record it, keep serving
-                    store.finish(exp.id, self.id, "failed", error=f"could not start the training process: {exc}")
+                self._run_one(store, exp)
                 self.completed += 1
                 if self.once or (self.max_experiments and self.completed >= self.max_experiments):
                     break
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            store.unregister_worker(self.id)
+            try:
+                store.unregister_worker(self.id)
+            except StoreError as exc:
+                self.say(f"could not mark the worker stopped: {exc}")
             store.close()
             self.say(f"worker {self.id} stopped after {self.completed} experiment(s)")
         return self.completed
 
-    def _should_exit(self, store: Store, exp_id: int | None, status: str) -> bool:
-        stop_flag = store.worker_heartbeat(self.id, exp_id, status)
+    def _next(self, store: Store) -> Experiment | None:
+        for exp_id in store.requeue_stale(self.lease_s):
+            self.say(f"#{exp_id}: heartbeat older than {self.lease_s:g}s, requeued (or failed)")
+        return store.claim_next(self.id, self.device)
+
+    def _waiting_for_lost_runs(self, store: Store) -> bool:
+        """True while a running experiment has gone quiet (its worker may be dead): a batch job must
+        wait for the lease to expire, requeue it and run it, or that run is orphaned."""
+        quiet = {i: age for i, age in store.heartbeat_ages().items() if age > SUSPECT_HEARTBEAT_S}
+        if quiet:
+            ids = ", ".join(f"#{i} ({age:.0f}s)" for i, age in sorted(quiet.items()))
+            self.say(f"queue empty, but waiting for silent run(s) {ids} to reach the {self.lease_s:g}s lease")
+        return bool(quiet)
+
+    def _should_exit(self, store: Store, exp_id: int | None, status: WorkerStatus) -> bool:
+        try:
+            stop_flag = store.worker_heartbeat(self.id, exp_id, status)
+        except StoreError as exc:
+            self.say(f"worker heartbeat failed (will retry): {exc}")
+            stop_flag = False
         return self._terminate or stop_flag
 
     def _sleep(self, seconds: float) -> None:
@@ -125,21 +168,29 @@ class Worker:
     # ------------------------------------------------------------------ one experiment
 
     def _run_one(self, store: Store, exp: Experiment) -> None:
-        run_dir = run_dir_for(self.db_path, exp.id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        child_log = run_dir / "child.log"
-        self.say(f"#{exp.id} {exp.name} ratio {exp.ratio} seed {exp.seed}: attempt {exp.attempts}, "
-                 f"log {child_log}")
+        lease = exp.lease
+        assert lease is not None, "claim_next returns a running experiment"
+        folder = run_dir(self.runs, exp.id)
         started = time.monotonic()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        cmd = [sys.executable, "-m", "engine.child", "--db", str(self.db_path), "--experiment", str(exp.id),
-               "--worker-id", self.id, "--device", self.device, "--parent-pid", str(os.getpid())]
-        with open(child_log, "ab") as log:
-            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} worker {self.id} attempt {exp.attempts}\n"
-                      .encode())
-            log.flush()
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          env=env)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            child_log = folder / "child.log"
+            self.say(f"#{exp.id} {exp.name} ratio {exp.ratio} seed {exp.seed}: attempt {exp.attempts}, "
+                     f"log {child_log}")
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+            cmd = [sys.executable, "-m", "engine.run_process", "--db", self.db, "--experiment", str(exp.id),
+                   "--worker-id", self.id, "--attempt", str(lease.attempt), "--device", self.device,
+                   "--parent-pid", str(os.getpid()), "--runs-dir", str(self.runs), "--lease", str(self.lease_s)]
+            with open(child_log, "ab") as log:
+                log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} worker {self.id} attempt {exp.attempts}\n"
+                          .encode())
+                log.flush()
+                oom_before = oom_kills()
+                self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              env=env)
+        except OSError as exc:  # could not create the run folder or start the child: record, keep serving
+            self._record(store, lease, Status.FAILED, f"could not start the training process: {exc}")
+            return
         signalled_at: float | None = None
         try:
             while True:
@@ -148,7 +199,7 @@ class Worker:
                     break
                 except subprocess.TimeoutExpired:
                     pass
-                if self._should_exit(store, exp.id, "running") and signalled_at is None:
+                if self._should_exit(store, exp.id, WorkerStatus.RUNNING) and signalled_at is None:
                     self.say(f"#{exp.id}: stopping: asking the run to checkpoint and hand itself back")
                     self._proc.send_signal(signal.SIGTERM)
                     signalled_at = time.monotonic()
@@ -156,42 +207,70 @@ class Worker:
                     self._proc.kill()
         finally:
             self._proc = None
-        self._settle(store, exp, returncode, signalled_at is not None or self._terminate, child_log)
-        row = store.get(exp.id)
+        oom_after = oom_kills()
+        oom = oom_before is not None and oom_after is not None and oom_after > oom_before
+        self._settle(store, lease, returncode, signalled_at is not None or self._terminate, oom, child_log)
+        try:
+            row = store.get(exp.id)
+        except OpticalError as exc:  # removed meanwhile (`queue rm` right after it finished), or unreachable
+            self.say(f"#{exp.id}: finished after {time.monotonic() - started:.1f}s ({exc})")
+            return
         self.say(f"#{exp.id}: {row.status} after {time.monotonic() - started:.1f}s "
                  f"(step {row.step}/{row.total_steps})" + (f": {row.error.splitlines()[0]}" if row.error else ""))
 
-    def _settle(self, store: Store, exp: Experiment, returncode: int, asked_to_stop: bool, child_log: Path) -> None:
+    def _settle(self, store: Store, lease: RunLease, returncode: int, asked_to_stop: bool, oom: bool,
+                child_log: Path) -> None:
         """Record an outcome for a child that exited without recording one itself."""
         if returncode == EXIT_LEASE_LOST:
             return  # another worker requeued it (we were too slow to heartbeat): not ours to touch
-        row = store.get(exp.id)
-        if row.status != "running" or row.worker_id != self.id:
-            return  # the child recorded done / failed / cancelled / released
         try:
-            if asked_to_stop:
-                store.release(exp.id, self.id, "worker stopped before the run could checkpoint; "
-                                               "resumes from its previous checkpoint")
-            else:
-                tail = log_tail(child_log)
-                store.finish(exp.id, self.id, "failed",
-                             error=describe_exit(returncode) + (f"\n\nlast lines of {child_log}:\n{tail}" if tail else ""))
+            row = store.get(lease.experiment_id)
+        except OpticalError:
+            return  # removed right after the child finished it, or the database is unreachable
+        if row.lease != lease:
+            return  # the child recorded done / failed / cancelled / released
+        if asked_to_stop:
+            self._release(store, lease, "worker stopped before the run could checkpoint; "
+                                        "resumes from its previous checkpoint")
+        elif returncode < 0 and not oom:
+            # Killed from outside (kill -9, a scheduler's preemption) but not for memory: its
+            # checkpoint can resume it, so it goes back to the queue, within its attempts.
+            self._release(store, lease, describe_exit(returncode, oom) + "; requeued to resume from its "
+                                        "last checkpoint", count_attempt=True)
+        else:
+            tail = log_tail(child_log)
+            self._record(store, lease, Status.FAILED, describe_exit(returncode, oom)
+                         + (f"\n\nlast lines of {child_log}:\n{tail}" if tail else ""))
+
+    def _record(self, store: Store, lease: RunLease, status: Status, error: str) -> None:
+        try:
+            store.finish(lease, status, error=error)
         except LeaseLost:
             pass
+        except StoreError as exc:  # its lease will expire and another worker will retry it
+            self.say(f"#{lease.experiment_id}: could not record {status}: {exc}")
+
+    def _release(self, store: Store, lease: RunLease, reason: str, count_attempt: bool = False) -> None:
+        try:
+            store.release(lease, reason, count_attempt=count_attempt)
+        except LeaseLost:
+            pass
+        except StoreError as exc:
+            self.say(f"#{lease.experiment_id}: could not requeue: {exc}")
 
     # ------------------------------------------------------------------ signals
 
-    def _install_signal_handlers(self) -> dict[int, object]:
+    def _install_signal_handlers(self) -> dict[int, Any]:
         import threading
 
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[int, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, self._on_signal)
         return previous
 
-    def _on_signal(self, signum: int, frame: object) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._terminate:
             self._kill_child = True  # second signal: stop waiting for the checkpoint
         self._terminate = True
@@ -207,29 +286,34 @@ def _say(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Headless entry point (`python -m engine.worker`), used by `optical worker --detach`."""
     p = argparse.ArgumentParser(prog="python -m engine.worker", description=__doc__)
-    p.add_argument("--db", required=True, type=Path)
+    p.add_argument("--db", required=True, help="database path or URL")
     p.add_argument("--device", default="auto")
     p.add_argument("--once", action="store_true")
     p.add_argument("--max-experiments", type=int, default=0)
     p.add_argument("--until-empty", action="store_true")
     p.add_argument("--lease", type=float, default=60.0)
     p.add_argument("--poll", type=float, default=2.0)
+    p.add_argument("--runs-dir", default=None)
     p.add_argument("--pid-file", type=Path, default=None)
     p.add_argument("--log-path", default="")
     args = p.parse_args(argv)
     try:
         if args.pid_file:
             args.pid_file.write_text(f"{os.getpid()}\n")
-        Worker(args.db, args.device, lease_s=args.lease, poll_s=args.poll, once=args.once,
-               max_experiments=args.max_experiments,
-               until_empty=args.until_empty, log_path=args.log_path).run()
+        QueueWorker(args.db, args.device, lease_s=args.lease, poll_s=args.poll, once=args.once,
+                    max_experiments=args.max_experiments, until_empty=args.until_empty,
+                    log_path=args.log_path, runs=args.runs_dir).run()
         return 0
     except OpticalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        if args.pid_file and args.pid_file.exists() and args.pid_file.read_text().strip() == str(os.getpid()):
-            args.pid_file.unlink()
+        if args.pid_file:
+            try:
+                if args.pid_file.read_text().strip() == str(os.getpid()):
+                    args.pid_file.unlink()
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":

@@ -1,30 +1,29 @@
 """`optical-tui`: the Textual dashboard. Composes the screens and wires the background reader.
 
-Dependencies are injected (`OpticalApp(db_path, poll_interval, clock)`); nothing touches the
+Dependencies are injected (`OpticalApp(db_location, poll_interval, clock)`); nothing touches the
 database at import time. A thread worker (`optical_tui.poller`) reads on its own connection and
-posts messages; the app hands copies down to the open screens. Writes happen only when the user
-asks (screens/requests.py).
+posts messages (`optical_tui.messages`); the app hands copies down to the open screens. Screens
+reach the app only through `optical_tui.routes.DashboardRoutes`, which this class implements.
+Writes happen only when the user asks (`optical_tui.confirmed_writes`). Options are parsed in
+`optical_tui.commands.ui`, for `optical-tui` and `optical ui` alike.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.message import Message
 
-from engine.errors import OpticalError
-from optical_tui.poller import EventsAppended, ExperimentsChanged, MetricsAppended, PollFailed, poll_forever
-from optical_tui.screens import requests
+from engine.store import NewExperiment, redact
+from optical_tui import confirmed_writes
+from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended, PollFailed
+from optical_tui.poller import poll_forever
 from optical_tui.screens.confirm import ConfirmScreen
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.screens.help import HelpScreen
@@ -53,10 +52,10 @@ class OpticalApp(App[None]):
                 tooltip="command palette: open an experiment or sweep, queue, filter, sort"),
     ]
 
-    def __init__(self, db_path: str | Path, poll_interval: float = 1.0,
+    def __init__(self, db_location: str, poll_interval: float = 1.0,
                  clock: Callable[[], float] = time.time) -> None:
         super().__init__()
-        self.db_path = Path(db_path)
+        self.db_location = str(db_location)
         self.poll_interval = poll_interval
         self.clock = clock
         self.live: ExperimentsChanged | None = None
@@ -65,7 +64,7 @@ class OpticalApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(QueueScreen())
-        reader = partial(poll_forever, self.post_message, self.db_path, self.poll_interval,
+        reader = partial(poll_forever, self.post_message, self.db_location, self.poll_interval,
                          self._stop, self._wake)
         self.run_worker(reader, thread=True, group="poller", name="poller", exit_on_error=False)
 
@@ -79,10 +78,14 @@ class OpticalApp(App[None]):
 
     # ----------------------------------------------------------------- messages down
 
-    def _forward(self, message: Message) -> None:
+    @property
+    def display_location(self) -> str:
+        return redact(self.db_location)
+
+    def _forward(self, message: ExperimentsChanged | MetricsAppended | EventsAppended) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, LIVE_SCREENS):
-                screen.post_message(dataclasses.replace(message))  # type: ignore[type-var]
+                screen.post_message(dataclasses.replace(message))
 
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
         self.live = message
@@ -115,9 +118,9 @@ class OpticalApp(App[None]):
         self.push_screen(RatioStudyScreen(name, self.live.experiments))
 
     def open_new_experiment(self) -> None:
-        def queued(specs: list | None) -> None:
+        def queued(specs: list[NewExperiment] | None) -> None:
             if specs:
-                requests.add(self, specs)
+                confirmed_writes.add(self, specs)
 
         self.push_screen(NewExperimentScreen(), queued)
 
@@ -144,30 +147,3 @@ class OpticalApp(App[None]):
             ("Confirmation", ConfirmScreen.BINDINGS),
             ("Navigation", NAVIGATION),
         ]))
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`optical-tui [--db PATH] [--poll SECONDS]`."""
-    from optical_tui.common import resolve_db
-
-    parser = argparse.ArgumentParser(prog="optical-tui", description="Live dashboard for the experiment queue.")
-    parser.add_argument("--db", help="Experiments database (env OPTICAL_DB; default ./experiments.db).")
-    parser.add_argument("--poll", type=float, default=1.0, help="Seconds between database polls (default 1).")
-    args = parser.parse_args(argv)
-    run(resolve_db(args.db), args.poll)
-
-
-def run(db_path: Path, poll_interval: float = 1.0) -> None:
-    from engine.store import Store
-
-    try:
-        # Fail with one clear line (directory, not SQLite, newer schema) before the screen opens.
-        Store(db_path).close()
-    except OpticalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    OpticalApp(db_path, poll_interval).run()
-
-
-if __name__ == "__main__":
-    main()

@@ -7,23 +7,34 @@ can cause (`OpticalError`) become one line on stderr and exit status 1, never a 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from engine.errors import OpticalError
+from optical_tui.commands.ui import DB_HELP
+
+# Typer vendors click; its UsageError is the base of BadParameter (bad values, missing arguments).
+_USAGE_ERROR: Any = typer.BadParameter.__mro__[1]
 
 
 class OpticalGroup(TyperGroup):
     """Root group: turns the engine's error family into one clear line."""
 
-    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+    # Any: Typer vendors its own click, whose Context type is private.
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except OpticalError as exc:
             # Plain print: Rich would wrap long messages and interpret [brackets] as markup.
             print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        except _USAGE_ERROR as exc:
+            # A bad option value (an unknown --status, a non-integer seed): the same one line and
+            # exit status as any other bad input, with the command to ask for help.
+            where = exc.ctx.command_path if exc.ctx is not None else "optical"
+            print(f"error: {exc.format_message()} (see: {where} --help)", file=sys.stderr)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -45,8 +56,7 @@ def _root(
     ctx: typer.Context,
     db: Annotated[
         str | None,
-        typer.Option("--db", help="Experiments database (env OPTICAL_DB; default ./experiments.db).",
-                     envvar="OPTICAL_DB", show_default=False),
+        typer.Option("--db", help=DB_HELP, envvar="OPTICAL_DB", show_default=False),
     ] = None,
 ) -> None:
     ctx.obj = {"db": db}

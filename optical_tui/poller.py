@@ -1,8 +1,8 @@
-"""Background reader for the dashboard: its own Store connection, messages up, widgets untouched.
+"""Background reader for the dashboard: its own store connection, messages up, widgets untouched.
 
-`Poller.poll()` is plain code (the benchmark and tests drive it directly): it costs one
-`PRAGMA data_version` when nothing was committed since the last call, and otherwise reads the
-experiment rows, the workers, and only the metric rows and events that are new since the last
+`Poller.poll()` is plain code (the benchmark and tests drive it directly): it costs one cheap
+`Store.change_token()` when nothing was committed since the last call, and otherwise reads the
+experiment rows, the workers, and only the metric points and events that are new since the last
 cursor. `poll_forever` runs it in a Textual thread worker and posts the results as messages.
 """
 
@@ -10,68 +10,34 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from textual.message import Message
 
 from engine.errors import OpticalError
-from engine.store import Event, Experiment, Metric, Store, Worker
-
-# The queue's "latest primary metric": the full benchmark when it exists, else the quick curve.
-PRIMARY_KEYS: tuple[str, ...] = ("full/macro/mul/map", "eval/macro/mul/map")
-
-
-# --------------------------------------------------------------------------- messages
-# bubble=False: the app hands copies down to the screens; bubbling back up would loop.
-
-
-@dataclass
-class ExperimentsChanged(Message, bubble=False):
-    """Experiment rows, workers and the latest primary metric per experiment, all current."""
-
-    experiments: tuple[Experiment, ...]
-    workers: tuple[Worker, ...]
-    primary: dict[int, tuple[str, float]] = field(default_factory=dict)
-
-
-@dataclass
-class MetricsAppended(Message, bubble=False):
-    """Metric rows committed since the previous poll, in rowid order."""
-
-    metrics: tuple[Metric, ...]
-
-
-@dataclass
-class EventsAppended(Message, bubble=False):
-    events: tuple[Event, ...]
-
-
-@dataclass
-class PollFailed(Message, bubble=False):
-    error: str
-
-
-# --------------------------------------------------------------------------- reading
+from engine.metric_keys import PRIMARY_KEYS
+from engine.store import Event, Experiment, MetricPoint, WorkerInfo, open_store
+from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended, PollFailed
 
 
 @dataclass(frozen=True)
 class PollResult:
     experiments: tuple[Experiment, ...]
-    workers: tuple[Worker, ...]
+    workers: tuple[WorkerInfo, ...]
     primary: dict[int, tuple[str, float]]
-    metrics: tuple[Metric, ...]
+    metrics: tuple[MetricPoint, ...]
     events: tuple[Event, ...]
 
 
 class Poller:
     """Incremental reader. Create it in the thread that uses it (one connection per thread)."""
 
-    def __init__(self, db_path: str | Path, primary_keys: Sequence[str] = PRIMARY_KEYS) -> None:
-        self.store = Store(db_path)
+    def __init__(self, db: str, primary_keys: Sequence[str] = PRIMARY_KEYS) -> None:
+        self.store = open_store(db)
         self.primary_keys = tuple(primary_keys)
-        self._version: int | None = None
-        self._metric_cursor = 0
+        self._token: object = None
+        self._first = True
+        self._metric_cursor: object = None
         self._event_cursor = 0
         # key -> exp id -> (step, value): the latest point of each primary key, kept up to date
         # from new rows so the queue never re-aggregates the whole metrics table.
@@ -82,24 +48,22 @@ class Poller:
 
     def poll(self) -> PollResult | None:
         """None when nothing was committed since the previous call."""
-        version = self.store.data_version()
-        if version == self._version:
+        token = self.store.change_token()
+        if not self._first and token == self._token:
             return None
-        first = self._version is None
-        self._version = version
-        if first:
+        self._token = token
+        if self._first:
+            self._first = False
             # Start the cursors at the end: history is loaded per screen, on demand.
-            self._metric_cursor = self.store.max_metric_rowid()
+            _, self._metric_cursor = self.store.metrics_since(None)
             events = self.store.events()
             self._event_cursor = events[-1].id if events else 0
             self._latest = {k: self._initial_latest(k) for k in self.primary_keys}
-            new_metrics: list[Metric] = []
+            new_metrics: list[MetricPoint] = []
             new_events = events[-200:]
         else:
-            new_metrics = self.store.metrics(after_rowid=self._metric_cursor)
+            new_metrics, self._metric_cursor = self.store.metrics_since(self._metric_cursor)
             new_events = self.store.events(after_id=self._event_cursor)
-            if new_metrics:
-                self._metric_cursor = new_metrics[-1].rowid
             if new_events:
                 self._event_cursor = new_events[-1].id
             self._apply_latest(new_metrics)
@@ -111,13 +75,12 @@ class Poller:
                 del per_exp[gone]
         return PollResult(experiments, tuple(self.store.list_workers()), self.primary(),
                           tuple(new_metrics), tuple(new_events))
-
     def _initial_latest(self, key: str) -> dict[int, tuple[int, float]]:
         # The one aggregate query, at start-up only. Step -1: a run's steps only grow (a resumed
         # run's repeated points are ignored by the store), so any newer row replaces the value.
         return {i: (-1, v) for i, v in self.store.latest_metric(key).items()}
 
-    def _apply_latest(self, metrics: Sequence[Metric]) -> None:
+    def _apply_latest(self, metrics: Sequence[MetricPoint]) -> None:
         for m in metrics:
             per_exp = self._latest.get(m.key)
             if per_exp is None:
@@ -135,11 +98,11 @@ class Poller:
         return out
 
 
-def poll_forever(post: Callable[[Message], object], db_path: str | Path, interval: float,
+def poll_forever(post: Callable[[Message], object], db: str, interval: float,
                  stop: threading.Event, wake: threading.Event) -> None:
     """Thread body: poll, post what changed, sleep until the interval passes or `wake` is set."""
     try:
-        poller = Poller(db_path)
+        poller = Poller(db)
     except OpticalError as exc:
         post(PollFailed(str(exc)))
         return

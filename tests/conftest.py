@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# One real PostgreSQL server per test session, a fresh database per test (tests/pg_fixtures.py).
+pytest_plugins = ["tests.pg_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 

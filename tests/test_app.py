@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import shutil
-import time
-from collections.abc import Callable, Coroutine
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.console import Console
-from test_app_seed import NOW, seed_database
 from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, TextArea
 
-from engine.store import Store
+from engine.store import open_store
 from optical_tui.app import OpticalApp
 from optical_tui.poller import Poller
 from optical_tui.screens.confirm import ConfirmScreen
@@ -27,16 +24,19 @@ from optical_tui.screens.new_experiment import NewExperimentScreen
 from optical_tui.screens.queue import QueueScreen
 from optical_tui.screens.ratio_study import RatioStudyScreen
 from optical_tui.widgets.curves import CurvePlot
+from tests.dashboard_support import (
+    NOW,
+    column,
+    loaded,
+    make_app,
+    queue_table,
+    seed_database,
+    select,
+    synchronous,
+    wait_for,
+)
 
 SIZE = (120, 40)
-
-
-def synchronous(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async Pilot test on a fresh event loop (no pytest async plugin needed)."""
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -58,50 +58,18 @@ def ids(seeded: tuple[Path, dict[str, int]]) -> dict[str, int]:
     return seeded[1]
 
 
-def make_app(db: Path) -> OpticalApp:
-    app = OpticalApp(db, poll_interval=0.05, clock=lambda: NOW)
-    app.animation_level = "none"   # tab underlines would otherwise be caught mid-slide
-    return app
-
-
-async def wait_for(pilot: Pilot, predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
-
-
-def queue_table(app: OpticalApp) -> DataTable:
-    return app.screen.query_one("#queue", DataTable)
-
-
-async def loaded(pilot: Pilot) -> None:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, QueueScreen) and queue_table(pilot.app).row_count)
-
-
-def column(table: DataTable, key: str) -> list[str]:
-    return [str(table.get_cell(row, key)) for row in table.rows]
-
-
-async def select(pilot: Pilot, exp_id: int) -> None:
-    table = queue_table(pilot.app)
-    table.move_cursor(row=table.get_row_index(str(exp_id)))
-    await pilot.pause()
-
-
 # --------------------------------------------------------------------------- poller
 
 
 def test_poller_skips_idle_polls_and_reads_only_new_rows(db: Path, ids: dict[str, int]) -> None:
-    poller = Poller(db)
+    poller = Poller(str(db))
     first = poller.poll()
     assert first is not None and len(first.experiments) == 12 and first.metrics == ()
     assert first.primary[ids["done"]][0] == "full/macro/mul/map"
     assert first.primary[ids["running"]][0] == "eval/macro/mul/map"
     assert poller.poll() is None                       # nothing committed: one PRAGMA, no reads
-    with Store(db) as writer:
-        writer.flush(ids["running"], "gpu0", [("eval/macro/mul/map", 130, 0.5, NOW), ("train/loss", 130, 1.0, NOW)],
+    with open_store(db) as writer:
+        writer.flush(writer.get(ids["running"]).lease, [("eval/macro/mul/map", 130, 0.5, NOW), ("train/loss", 130, 1.0, NOW)],
                      step=130, total=200)
     update = poller.poll()
     assert update is not None
@@ -160,8 +128,8 @@ async def test_queue_updates_live_when_a_writer_commits(db: Path, ids: dict[str,
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        with Store(db) as writer:
-            writer.flush(ids["running"], "gpu0", [], step=190, total=200)
+        with open_store(db) as writer:
+            writer.flush(writer.get(ids["running"]).lease, [], step=190, total=200)
         await wait_for(pilot, lambda: "95%" in str(queue_table(app).get_row(str(ids["running"]))[5]))
 
 
@@ -223,8 +191,8 @@ async def test_experiment_training_eval_config_events_and_error_tabs(db: Path, i
         assert "full benchmark" in caption
         table = screen.query_one("#eval-table", DataTable)
         rows = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
-        assert rows == ["ar*", "de", "en", "es", "hi*", "vi*", "zh", "group high", "group low", "macro"]
-        assert [str(c.label) for c in table.columns.values()] == ["query", "Mo", "Cr", "Mul", "rank dist"]
+        assert rows == ["ar*", "de", "en", "es", "hi*", "vi*", "zh", "high (en, de, es, vi, zh)", "low (ar, hi)", "macro"]
+        assert [str(c.label) for c in table.columns.values()] == ["query", "Mo mAP", "Cr mAP", "Mul mAP", "Mul rank dist."]
 
 
 @synchronous
@@ -234,8 +202,8 @@ async def test_experiment_screen_receives_new_points_live(db: Path, ids: dict[st
         screen = await open_experiment(pilot, ids["running"])
         curve = screen.query_one("#curve", CurvePlot)
         assert len(curve.series[0].x) == 3                              # steps 0, 50, 100
-        with Store(db) as writer:
-            writer.flush(ids["running"], "gpu0", [(f"eval/mul/{lang}/map", 150, 0.6, NOW)
+        with open_store(db) as writer:
+            writer.flush(writer.get(ids["running"]).lease, [(f"eval/mul/{lang}/map", 150, 0.6, NOW)
                                                   for lang in ("ar", "de", "en", "es", "hi", "vi", "zh")])
         await wait_for(pilot, lambda: len(curve.series[0].x) == 4)
 
@@ -245,7 +213,7 @@ async def test_experiment_removed_elsewhere_closes_its_screen(db: Path, ids: dic
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
         await open_experiment(pilot, ids["done"])
-        with Store(db) as other:                                        # e.g. `optical queue rm`
+        with open_store(db) as other:                                        # e.g. `optical queue rm`
             other.remove([ids["done"]])
         await wait_for(pilot, lambda: isinstance(app.screen, QueueScreen) and queue_table(app).row_count == 11)
 
@@ -310,7 +278,7 @@ async def test_new_experiment_form_validates_inline_and_queues(db: Path) -> None
         assert "will queue 4 experiment(s)" in str(form.query_one("#form-summary").render())
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: queue_table(app).row_count == 16)
-    with Store(db) as store:
+    with open_store(db) as store:
         added = store.list_experiments(name="form-sweep")
     assert sorted((e.ratio, e.seed) for e in added) == [("0:1", 7), ("0:1", 8), ("1:0", 7), ("1:0", 8)]
     assert all(e.priority == 5 and e.config["train"]["steps"] == 50 and e.config["ot"]["weight"] == 0.0
@@ -329,7 +297,7 @@ async def confirm(pilot: Pilot, key: str, answer: str) -> None:
 @synchronous
 async def test_actions_cancel_retry_clone_delete_with_confirmation(db: Path, ids: dict[str, int]) -> None:
     app = make_app(db)
-    with Store(db) as store:
+    with open_store(db) as store:
         before = {e.id: e for e in store.list_experiments()}
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -338,7 +306,7 @@ async def test_actions_cancel_retry_clone_delete_with_confirmation(db: Path, ids
             await confirm(pilot, key, "y")
             await wait_for(pilot, lambda: isinstance(app.screen, QueueScreen))
         await wait_for(pilot, lambda: queue_table(app).row_count == 13)   # +2 copies, -1 deleted
-    with Store(db) as store:
+    with open_store(db) as store:
         after = {e.id: e for e in store.list_experiments()}
     assert after[ids["running"]].cancel_requested
     assert ids["cancelled"] not in after
@@ -351,7 +319,7 @@ async def test_actions_cancel_retry_clone_delete_with_confirmation(db: Path, ids
 @synchronous
 async def test_declined_and_invalid_actions_change_nothing(db: Path, ids: dict[str, int]) -> None:
     app = make_app(db)
-    with Store(db) as store:
+    with open_store(db) as store:
         before = store.list_experiments()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -364,7 +332,7 @@ async def test_declined_and_invalid_actions_change_nothing(db: Path, ids: dict[s
         await wait_for(pilot, lambda: any("only failed or cancelled" in str(n.message)
                                           for n in app._notifications))
         assert app.is_running
-    with Store(db) as store:
+    with open_store(db) as store:
         assert store.list_experiments() == before
 
 
@@ -403,8 +371,8 @@ async def test_command_palette_opens_a_sweep_study(db: Path) -> None:
 
 @synchronous
 async def test_the_app_never_writes_on_its_own(db: Path, ids: dict[str, int]) -> None:
-    with Store(db) as store:
-        version = store.data_version()
+    with open_store(db) as store:
+        version = store.change_token()
         app = make_app(db)
         async with app.run_test(size=SIZE) as pilot:
             screen = await open_experiment(pilot, ids["running"])
@@ -412,18 +380,23 @@ async def test_the_app_never_writes_on_its_own(db: Path, ids: dict[str, int]) ->
             await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
             await asyncio.sleep(0.2)                                    # a few idle polls
             assert screen.experiment.id == ids["running"]
-        assert store.data_version() == version
+        assert store.change_token() == version
 
 
 def test_entry_points(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from typer.testing import CliRunner
 
-    from optical_tui.app import main
     from optical_tui.cli import app as cli
 
-    with pytest.raises(SystemExit) as exc:
-        main(["--db", str(tmp_path)])
-    assert exc.value.code == 1 and "is a directory" in capsys.readouterr().err
+    # `optical-tui` and `optical ui` share one definition of the dashboard's options.
+    standalone = subprocess.run([sys.executable, "-c", "from optical_tui.commands.ui import main; main()",
+                                 "--db", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
+    assert standalone.returncode == 1 and "is a directory" in standalone.stderr
+    assert standalone.stderr.count("\n") == 1  # one line, no traceback
+    help_text = subprocess.run([sys.executable, "-c", "from optical_tui.commands.ui import main; main()",
+                                "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "--db" in help_text and "--poll" in help_text
     result = CliRunner().invoke(cli, ["--db", str(tmp_path), "ui"])
     assert result.exit_code == 1 and "is a directory" in result.output
     assert "ui" in CliRunner().invoke(cli, ["--help"]).output
+    assert "--poll" in CliRunner().invoke(cli, ["ui", "--help"]).output

@@ -13,34 +13,34 @@ import time
 from pathlib import Path
 
 import pytest
-from test_app import make_app, synchronous, wait_for
 from textual.pilot import Pilot
 
 from engine.config import Config, load_config, with_run
-from engine.store import NewExperiment, Store
+from engine.store import NewExperiment, open_store
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.widgets.curves import CurvePlot
+from tests.dashboard_support import make_app, synchronous, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
 WRITER = r"""
 import sys, time
-from engine.store import Store
+from engine.store import open_store
 db, exp_id, points = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-with Store(db) as store:
-    store.claim_next("writer", "cpu")
+with open_store(db) as store:
+    lease = store.claim_next("writer", "cpu").lease
     for step in range(points):
         rows = [(f"eval/mul/{lang}/map", step, 0.1 + 0.05 * step, time.time())
                 for lang in ("ar", "de", "en", "es", "hi", "vi", "zh")]
         rows.append(("train/loss", step, 2.0 / (step + 1), time.time()))
-        store.flush(exp_id, "writer", rows, step=step, total=points - 1)
+        store.flush(lease, rows, step=step, total=points - 1)
         time.sleep(0.15)
-    store.finish(exp_id, "writer", "done")
+    store.finish(lease, "done")
 """
 
 
 def queue_one(db: Path, cfg: Config) -> int:
-    with Store(db) as store:
+    with open_store(db) as store:
         (e,) = store.add_experiments([NewExperiment("live", "1:1", 0, with_run(cfg, "1:1", 0).to_dict())])
     return e.id
 

@@ -8,21 +8,33 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_app import loaded, make_app, select, wait_for
-from test_app_seed import seed_database
 from textual.pilot import Pilot
 
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.screens.new_experiment import NewExperimentScreen
 from optical_tui.screens.ratio_study import RatioStudyScreen
+from tests.dashboard_support import loaded, make_app, seed_database, select, wait_for
 
 SIZE = (120, 40)
-# Event times are shown in local time: pin the zone so snapshots match on every machine.
-os.environ["TZ"] = "UTC"
-time.tzset()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def utc() -> Iterator[None]:
+    """Event times are shown in local time: pin the zone for these snapshots, then restore it, so
+    no later test runs in a zone it did not ask for."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
 
 
 @pytest.fixture(scope="module")

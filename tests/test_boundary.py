@@ -1,5 +1,5 @@
 """The UI stays light (no torch) and the engine stays headless (no textual/typer); SQL lives
-only in engine/store.py."""
+only in the store package (engine/store/)."""
 
 import re
 import subprocess
@@ -22,8 +22,10 @@ def test_ui_never_loads_torch():
 
 
 def test_engine_never_loads_ui_libraries():
-    engine_modules = sorted(p.stem for p in (ROOT / "engine").glob("*.py") if p.stem != "__init__")
-    imports = "; ".join(f"import engine.{m}" for m in engine_modules)
+    engine_modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts)
+                            for p in (ROOT / "engine").rglob("*.py") if p.stem != "__init__")
+    assert "engine.store.sqlite" in engine_modules and "engine.worker" in engine_modules
+    imports = "; ".join(f"import {m}" for m in engine_modules)
     mods = _loaded_after(imports)
     for ui in ("textual", "typer"):
         assert ui not in mods, f"engine imports {ui}"
@@ -38,9 +40,15 @@ def test_source_level_boundaries():
         assert not ui_heavy.search(text), f"{p} imports torch/transformers/ot"
         assert not sql.search(text), f"{p} contains SQL"
         assert "import sqlite3" not in text, f"{p} talks to SQLite directly"
+    store = ROOT / "engine" / "store"
+    checked = 0
     for p in (ROOT / "engine").rglob("*.py"):
         text = p.read_text()
         assert not engine_ui.search(text), f"{p} imports textual/typer"
-        if p.name != "store.py":
-            assert not sql.search(text), f"{p} contains SQL (only engine/store.py may)"
+        if store not in p.parents:
+            checked += 1
+            assert not sql.search(text), f"{p} contains SQL (only the engine/store/ package may)"
             assert "import sqlite3" not in text, f"{p} talks to SQLite directly"
+            assert not re.search(r"^\s*(import|from)\s+psycopg\b", text, re.MULTILINE), f"{p} talks to PostgreSQL"
+    assert checked > 20  # the glob found the engine's modules
+    assert sql.search((store / "sqlite.py").read_text())  # and the pattern does match real SQL

@@ -4,7 +4,8 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from engine.store import SCHEMA_VERSION, Store
+from engine.store import open_store
+from engine.store.sqlite import SCHEMA_VERSION
 from optical_tui.cli import app
 
 runner = CliRunner()
@@ -22,7 +23,7 @@ def run(db, *args):
 def rows(db):
     if not db.exists():
         return []
-    with Store(db) as s:
+    with open_store(db) as s:
         return s.list_experiments()
 
 
@@ -121,7 +122,7 @@ def test_db_errors(tmp_path):
     assert r.exit_code == 1 and "not an SQLite database" in r.stderr
     assert junk.read_bytes().startswith(b"PK")
     newer = tmp_path / "newer.db"
-    Store(newer).close()
+    open_store(newer).close()
     con = sqlite3.connect(newer)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 3}")
     con.close()

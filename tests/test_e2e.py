@@ -68,11 +68,11 @@ def test_queue_worker_report_through_the_cli(tmp_path: Path, data_dir: Path) -> 
 
 def test_demo_plan_is_idempotent_and_fresh_starts_over(tmp_path: Path) -> None:
     """Queueing only (no training): a second `optical demo` continues the sweep, never duplicates."""
-    from engine.store import Store
+    from engine.store import open_store
     from optical_tui.commands.demo import RATIOS, SWEEP, plan_sweep
 
     config = REPO / "configs" / "smoke.toml"
-    with Store(tmp_path / "experiments.db") as store:
+    with open_store(tmp_path / "experiments.db") as store:
         plan_sweep(store, config, seeds=2, fresh=False)
         first = store.list_experiments(name=SWEEP)
         assert sorted((e.ratio, e.seed) for e in first) == sorted((r, s) for r in RATIOS for s in (0, 1))
@@ -83,9 +83,9 @@ def test_demo_plan_is_idempotent_and_fresh_starts_over(tmp_path: Path) -> None:
         assert len(store.list_experiments(name=SWEEP)) == 15
         # A failed run is retried once per `optical demo`; a done one is kept.
         a = store.claim_next("w", "cpu")
-        store.finish(a.id, "w", "failed", error="boom")
+        store.finish(a.lease, "failed", error="boom")
         b = store.claim_next("w", "cpu")
-        store.finish(b.id, "w", "done")
+        store.finish(b.lease, "done")
         plan_sweep(store, config, seeds=3, fresh=False)
         retried = [e for e in store.list_experiments(name=SWEEP) if e.retry_of == a.id]
         assert len(retried) == 1 and retried[0].status == "queued"

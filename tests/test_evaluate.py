@@ -250,5 +250,5 @@ def test_cli_tiny_model_json_and_table(data_dir: Path, tiny_encoder: object) -> 
     assert table.exit_code == 0, table.stderr
     out = table.stdout
     assert "Mo mAP" in out and "Mul mAP" in out and "Cr mAP" not in out
-    assert "macro" in out and "high (en,de)" in out and "low (hi)" in out
+    assert "macro" in out and "high (en, de)" in out and "low (hi)" in out
     assert "rank dist." in out

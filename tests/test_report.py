@@ -1,4 +1,4 @@
-"""engine.report statistics on hand-computed cases, the report built from a temp store, and every
+"""engine.study statistics on hand-computed cases, the report built from a temp store, and every
 output format parsed back (CSV, JSON) or checked for structure (Markdown, LaTeX, plots)."""
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from engine.config import Config, with_run
 from engine.errors import ConfigError, ExperimentNotFound
-from engine.report import MACRO, build_report, describe, paired_difference
+from engine.metric_keys import MACRO, group_unit
 from engine.report_formats import render, tables, tex_escape
-from engine.store import NewExperiment, Store
+from engine.store import NewExperiment, Store, open_store
+from engine.study import build_report, describe, paired_difference
 
 T_975_DF1 = 12.706204736174698  # Student t 97.5% quantile, 1 degree of freedom (tables)
 T_975_DF2 = 4.302652729911275  # … 2 degrees of freedom
@@ -114,15 +115,15 @@ def add_run(store: Store, ratio: str, seed: int, *, name: str = "sweep", full: b
     points += [(k, 10, v, 2.0) for k, v in _keys("eval", ratio, seed, shift=-0.1).items()]
     if full:
         points += [(k, 10, v, 3.0) for k, v in _keys("full", ratio, seed).items()]
-    store.flush(e.id, "w1", points, step=10, total=10)
+    store.flush(claimed.lease, points, step=10, total=10)
     if status != "running":
-        store.finish(e.id, "w1", status)
+        store.finish(claimed.lease, status)
     return e.id
 
 
 @pytest.fixture()
 def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "experiments.db")
+    s = open_store(tmp_path / "experiments.db")
     for ratio in ("1:1", "0:1", "1:0"):
         for seed in (0, 1, 2):
             add_run(s, ratio, seed, full=True)
@@ -138,7 +139,7 @@ def test_build_report_full_benchmark(store: Store) -> None:
     assert rep.zero_shot == ("ar", "hi", "vi")  # default train_langs en, de, es, zh
     assert rep.groups == {"high": ("en", "de", "es", "vi", "zh"), "low": ("ar", "hi")}
     # 1:1 high: .55, .56, .57 → mean .56, sd .01
-    s = rep.summary[("1:1", ("group", "high"))]
+    s = rep.summary[("1:1", group_unit("high"))]
     assert (s.n, s.mean, s.sd) == (3, pytest.approx(0.56), pytest.approx(0.01))
     # 1:0 − 1:1 is −.10 for every seed: mean −.1, no spread, p = 0
     d = rep.differences[("1:0", MACRO)]
@@ -281,5 +282,6 @@ def test_cli_report(store: Store, tmp_path: Path) -> None:
     res = runner.invoke(app, ["--db", db, "report", "--format", "md", "-o", str(tmp_path / "r.md")])
     assert res.exit_code == 0 and (tmp_path / "r.md").read_text().startswith("### MLQA-R")
     bad = runner.invoke(app, ["--db", db, "report", "--metric", "acc"])
-    assert bad.exit_code == 1 and bad.stderr.strip().startswith("error: --metric 'acc'")
+    assert bad.exit_code == 1 and bad.stderr.strip().startswith("error: Invalid value for '--metric'")
     assert len(bad.stderr.strip().splitlines()) == 1
+    assert "'map', 'r@1'" in bad.stderr  # the enum's choices, also listed by --help

@@ -5,8 +5,10 @@ import sqlite3
 
 import pytest
 
-from engine.errors import ExperimentNotFound, InvalidTransition, StoreError
-from engine.store import SCHEMA_VERSION, LeaseLost, NewExperiment, Store
+from engine.errors import ExperimentNotFound, InvalidTransition, LeaseLost, StoreError
+from engine.statuses import Status, WorkerStatus
+from engine.store import NewExperiment, RunLease, open_store
+from engine.store.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 
 class Clock:
@@ -24,7 +26,7 @@ def clock():
 
 @pytest.fixture
 def store(tmp_path, clock):
-    s = Store(tmp_path / "exp.db", clock=clock)
+    s = open_store(tmp_path / "exp.db", clock=clock)
     yield s
     s.close()
 
@@ -41,7 +43,7 @@ def test_schema_created_with_wal(store):
 
 def test_add_get_and_frozen_dataclasses(store):
     (e,) = store.add_experiments([spec("1:3", 2)])
-    assert e.status == "queued" and e.ratio == "1:3" and e.seed == 2 and e.config == {"train": {"ratio": "1:3"}}
+    assert e.status == Status.QUEUED and e.ratio == "1:3" and e.seed == 2 and e.config == {"train": {"ratio": "1:3"}}
     assert store.get(e.id) == e
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.status = "done"  # type: ignore[misc]
@@ -54,56 +56,82 @@ def test_claim_order_priority_then_fifo(store):
     order = [store.claim_next("w").id for _ in range(3)]
     assert order == [b.id, c.id, a.id]
     assert store.claim_next("w") is None
-    assert all(x.attempts == 1 and x.status == "running" for x in store.list_experiments())
+    assert all(x.attempts == 1 and x.status == Status.RUNNING for x in store.list_experiments())
 
 
 def test_flush_is_idempotent_per_step_and_returns_cancel(store, clock):
     (e,) = store.add_experiments([spec()])
-    store.claim_next("w1")
+    lease = store.claim_next("w1").lease
     clock.t += 5
-    assert store.flush(e.id, "w1", [("train/loss", 1, 2.0, 1.0), ("train/loss", 2, 1.5, 2.0)], step=2, total=10) is False
+    assert store.flush(lease, [("train/loss", 1, 2.0, 1.0), ("train/loss", 2, 1.5, 2.0)], step=2, total=10) is False
     # A resumed run re-sends step 2 with another value: the first point is kept, never duplicated.
-    store.flush(e.id, "w1", [("train/loss", 2, 9.9, 3.0), ("train/loss", 3, 1.0, 3.0)], step=3)
+    store.flush(lease, [("train/loss", 2, 9.9, 3.0), ("train/loss", 3, 1.0, 3.0)], step=3)
     pts = [(m.step, m.value) for m in store.metrics(e.id)]
     assert pts == [(1, 2.0), (2, 1.5), (3, 1.0)]
     got = store.get(e.id)
     assert got.step == 3 and got.total_steps == 10 and got.heartbeat_at == clock.t
     store.request_cancel([e.id])
-    assert store.flush(e.id, "w1", []) is True
+    assert store.flush(lease, []) is True
 
 
 def test_only_owner_may_write(store):
     (e,) = store.add_experiments([spec()])
-    store.claim_next("w1")
-    with pytest.raises(LeaseLost):
-        store.flush(e.id, "w2", [("x", 1, 1.0, 1.0)])
-    with pytest.raises(LeaseLost):
-        store.finish(e.id, "w2", "done")
+    lease = store.claim_next("w1").lease
+    other = RunLease(e.id, "w2", lease.attempt)
+    for write in (lambda: store.flush(other, [("x", 1, 1.0, 1.0)]), lambda: store.finish(other, Status.DONE),
+                  lambda: store.set_provenance(other, {}), lambda: store.log_run_event(other, "info", "x"),
+                  lambda: store.release(other)):
+        with pytest.raises(LeaseLost):
+            write()
+    assert store.metrics(e.id) == [] and store.get(e.id).status == Status.RUNNING
+
+
+def test_fence_includes_the_attempt_so_a_reused_worker_id_cannot_write(store, clock):
+    # Containers and Slurm reuse pids and host names: the same worker id can claim the run again
+    # after its lease expired; the paused first process still holds attempt 1 and must write nothing.
+    (e,) = store.add_experiments([spec()])
+    old = store.claim_next("host:1:cpu").lease
+    clock.t += 100
+    assert store.requeue_stale(lease_s=60) == [e.id]
+    new = store.claim_next("host:1:cpu").lease
+    assert (old.worker_id, old.attempt + 1) == (new.worker_id, new.attempt)
+    for write in (lambda: store.flush(old, [("train/loss", 1, 1.0, 1.0)], step=1),
+                  lambda: store.finish(old, Status.DONE), lambda: store.log_run_event(old, "info", "zombie"),
+                  lambda: store.release(old)):
+        with pytest.raises(LeaseLost):
+            write()
+    assert store.metrics(e.id) == []
+    assert store.flush(new, [("train/loss", 1, 1.0, 1.0)], step=1) is False
+    assert store.get(e.id).status == Status.RUNNING and store.get(e.id).attempts == 2
 
 
 def test_terminal_states_are_final(store):
     (e,) = store.add_experiments([spec()])
-    store.claim_next("w1")
-    store.finish(e.id, "w1", "done")
-    assert store.get(e.id).status == "done" and store.get(e.id).finished_at is not None
+    lease = store.claim_next("w1").lease
+    store.finish(lease, Status.DONE)
+    assert store.get(e.id).status == Status.DONE and store.get(e.id).finished_at is not None
     with pytest.raises(LeaseLost):
-        store.finish(e.id, "w1", "failed")
+        store.finish(lease, Status.FAILED)
     with pytest.raises(InvalidTransition, match="already done"):
         store.request_cancel([e.id])
     with pytest.raises(InvalidTransition, match="only failed or cancelled"):
         store.retry([e.id])
-    assert store.get(e.id).status == "done"
+    assert store.get(e.id).status == Status.DONE
 
 
 def test_cancel_retry_remove(store):
     q, r = store.add_experiments([spec(seed=1), spec(seed=2)])
     store.claim_next("w")  # claims q
     out = {x.id: x for x in store.request_cancel([q.id, r.id])}
-    assert out[q.id].status == "running" and out[q.id].cancel_requested
-    assert out[r.id].status == "cancelled"
+    assert out[q.id].status == Status.RUNNING and out[q.id].cancel_requested
+    assert out[r.id].status == Status.CANCELLED
     (copy,) = store.retry([r.id])
-    assert copy.status == "queued" and copy.retry_of == r.id and copy.config == r.config
-    assert store.get(r.id).status == "cancelled"
+    assert copy.status == Status.QUEUED and copy.retry_of == r.id and copy.config == r.config
+    assert store.get(r.id).status == Status.CANCELLED
+    # A second retry of the same run would queue a second copy: refused, naming the first.
+    with pytest.raises(InvalidTransition, match=f"already retried as #{copy.id}"):
+        store.retry([r.id])
+    assert len(store.list_experiments()) == 3
     with pytest.raises(InvalidTransition, match="running; cancel it first"):
         store.remove([q.id])
     assert store.remove([r.id]) == 1
@@ -115,7 +143,7 @@ def test_bad_id_in_batch_writes_nothing(store):
     (a,) = store.add_experiments([spec()])
     with pytest.raises(ExperimentNotFound):
         store.request_cancel([a.id, 12345])
-    assert store.get(a.id).status == "queued"
+    assert store.get(a.id).status == Status.QUEUED
 
 
 def test_requeue_stale_then_fail_after_max_attempts(store, clock):
@@ -123,23 +151,53 @@ def test_requeue_stale_then_fail_after_max_attempts(store, clock):
     store.claim_next("w1")
     clock.t += 30
     assert store.requeue_stale(lease_s=60) == []
+    assert store.heartbeat_ages() == {e.id: 30}
     clock.t += 100
     assert store.requeue_stale(lease_s=60) == [e.id]
-    assert store.get(e.id).status == "queued"
+    assert store.get(e.id).status == Status.QUEUED
     store.claim_next("w2")
     assert store.get(e.id).attempts == 2
     clock.t += 100
     store.requeue_stale(lease_s=60)
     got = store.get(e.id)
-    assert got.status == "failed" and "no heartbeat" in got.error
+    assert got.status == Status.FAILED and "no heartbeat" in got.error
+
+
+def test_a_lost_run_with_a_pending_cancel_ends_cancelled_not_failed(store, clock):
+    (e,) = store.add_experiments([spec(max_attempts=1)])
+    store.claim_next("w1")
+    store.request_cancel([e.id])
+    clock.t += 100
+    store.requeue_stale(lease_s=60)
+    assert store.get(e.id).status == Status.CANCELLED
+
+
+def test_attempt_start_is_recorded_for_the_eta(store, clock):
+    (_e,) = store.add_experiments([spec()])
+    lease = store.claim_next("w1").lease
+    store.flush(lease, [], step=40, total=100)
+    clock.t += 100
+    store.requeue_stale(lease_s=60)
+    clock.t += 50
+    again = store.claim_next("w2")
+    assert again.started_at == 1000.0 and again.attempt_started_at == clock.t
+    assert again.attempt_start_step == 40
 
 
 def test_release_returns_run_to_queue_without_spending_an_attempt(store):
     (e,) = store.add_experiments([spec()])
-    store.claim_next("w1")
-    store.release(e.id, "w1", "worker draining")
+    store.release(store.claim_next("w1").lease, "worker draining")
     got = store.get(e.id)
-    assert got.status == "queued" and got.attempts == 0 and got.worker_id is None
+    assert got.status == Status.QUEUED and got.attempts == 0 and got.worker_id is None
+
+
+def test_release_after_a_crash_counts_the_attempt_and_fails_when_none_are_left(store):
+    (e,) = store.add_experiments([spec(max_attempts=2)])
+    store.release(store.claim_next("w1").lease, "killed", count_attempt=True)
+    assert store.get(e.id).status == Status.QUEUED and store.get(e.id).attempts == 1
+    store.release(store.claim_next("w1").lease, "killed again", count_attempt=True)
+    got = store.get(e.id)
+    assert got.status == Status.FAILED and "no attempts left" in got.error
 
 
 def test_hostile_names_are_stored_verbatim(store):
@@ -152,63 +210,108 @@ def test_hostile_names_are_stored_verbatim(store):
 
 def test_metrics_prefix_and_latest(store):
     (e,) = store.add_experiments([spec()])
-    store.claim_next("w")
-    store.flush(e.id, "w", [("eval/mul/hi/map", 0, 0.1, 0), ("eval/mul/hi/map", 10, 0.3, 1),
-                            ("eval/mul/ar/map", 10, 0.2, 1), ("train/loss", 10, 3.0, 1)])
+    lease = store.claim_next("w").lease
+    store.flush(lease, [("eval/mul/hi/map", 0, 0.1, 0), ("eval/mul/hi/map", 10, 0.3, 1),
+                        ("eval/mul/ar/map", 10, 0.2, 1), ("train/loss", 10, 3.0, 1)])
     assert {m.key for m in store.metrics(e.id, prefix="eval/")} == {"eval/mul/hi/map", "eval/mul/ar/map"}
     assert store.latest_metric("eval/mul/hi/map") == {e.id: 0.3}
-    first = store.metrics(e.id)
-    assert store.metrics(e.id, after_rowid=first[1].rowid) == first[2:]
+    assert store.metrics(e.id, keys=["train/loss"])[0].value == 3.0
 
 
-def test_data_version_changes_on_foreign_commit(tmp_path):
-    a, b = Store(tmp_path / "d.db"), Store(tmp_path / "d.db")
-    v = a.data_version()
-    assert a.data_version() == v
+def test_metrics_since_sees_every_new_point_once(store):
+    _a, b = store.add_experiments([spec(seed=1), spec(seed=2)])
+    la, lb = store.claim_next("w").lease, store.claim_next("w").lease
+    store.flush(la, [("train/loss", 1, 1.0, 1.0)])
+    new, cursor = store.metrics_since(None)
+    assert new == []  # a new reader starts at the end
+    store.flush(lb, [("train/loss", 1, 2.0, 1.0), ("train/loss", 2, 3.0, 1.0)])
+    new, cursor = store.metrics_since(cursor)
+    assert [(m.experiment_id, m.step) for m in new] == [(b.id, 1), (b.id, 2)]
+    assert store.metrics_since(cursor)[0] == []
+
+
+def test_metric_ids_are_never_reused_after_a_delete(store):
+    # A reader's cursor sits after the deleted rows' ids; a reused id would hide new points.
+    a, b = store.add_experiments([spec(seed=1), spec(seed=2)])
+    la, lb = store.claim_next("w").lease, store.claim_next("w").lease
+    store.flush(la, [("train/loss", s, 1.0, 1.0) for s in range(5)])
+    store.finish(la, Status.DONE)
+    _, cursor = store.metrics_since(None)
+    store.remove([a.id])
+    store.flush(lb, [("train/loss", 1, 2.0, 1.0)])
+    new, _ = store.metrics_since(cursor)
+    assert [(m.experiment_id, m.value) for m in new] == [(b.id, 2.0)]
+    ev_before = store.events()[-1].id
+    store.log_event(None, "info", "after the delete")
+    assert store.events()[-1].id > ev_before
+
+
+def test_change_token_changes_on_foreign_commit(tmp_path):
+    a, b = open_store(tmp_path / "d.db"), open_store(tmp_path / "d.db")
+    v = a.change_token()
+    assert a.change_token() == v
     b.add_experiments([spec()])
-    assert a.data_version() != v
+    assert a.change_token() != v
 
 
 def test_events_and_workers(store):
     store.register_worker("h:1:cpu", "h", 1, "cpu")
-    assert store.worker_heartbeat("h:1:cpu", None, "idle") is False
-    assert store.request_worker_stop() == 1
-    assert store.worker_heartbeat("h:1:cpu", None, "idle") is True
+    store.register_worker("g:2:cpu", "g", 2, "cpu")
+    assert store.worker_heartbeat("h:1:cpu", None, WorkerStatus.IDLE) is False
+    assert store.request_worker_stop(host="h") == 1  # one box drains, the other keeps serving
+    assert store.worker_heartbeat("h:1:cpu", None, WorkerStatus.IDLE) is True
+    assert store.worker_heartbeat("g:2:cpu", None, WorkerStatus.IDLE) is False
     store.unregister_worker("h:1:cpu")
-    assert store.list_workers() == []
-    assert len(store.list_workers(include_stopped=True)) == 1
+    assert [w.id for w in store.list_workers()] == ["g:2:cpu"]
+    assert len(store.list_workers(include_stopped=True)) == 2
     kinds = [ev.kind for ev in store.events()]
-    assert kinds.count("worker") == 2
+    assert kinds.count("worker") == 3
 
 
 def test_open_errors(tmp_path):
     with pytest.raises(StoreError, match="is a directory"):
-        Store(tmp_path)
+        open_store(tmp_path)
     junk = tmp_path / "junk.db"
     junk.write_text("this is not sqlite at all, just text")
     with pytest.raises(StoreError, match="not an SQLite database"):
-        Store(junk)
+        open_store(junk)
     with pytest.raises(StoreError, match="does not exist"):
-        Store(tmp_path / "nope" / "x.db")
+        open_store(tmp_path / "nope" / "x.db")
+    with pytest.raises(StoreError, match="not a regular file"):
+        open_store("/dev/null")
+    device_link = tmp_path / "link.db"
+    device_link.symlink_to("/dev/full")
+    with pytest.raises(StoreError, match="not a regular file"):
+        open_store(device_link)
+    with pytest.raises(StoreError, match="unknown scheme 'mysql'"):
+        open_store("mysql://u:secret@h/db")
     newer = tmp_path / "newer.db"
-    Store(newer).close()
+    open_store(newer).close()
     conn = sqlite3.connect(newer)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(StoreError, match="newer than this optical-tui"):
-        Store(newer)
+        open_store(newer)
+
+
+def test_sqlite_url_and_redacted_locations(tmp_path):
+    from engine.store import redact
+
+    with open_store(f"sqlite:///{tmp_path}/u.db") as s:
+        assert s.location == f"{tmp_path}/u.db"
+    assert redact("postgresql://optical:s3cret@h:5432/db") == "postgresql://optical:***@h:5432/db"
 
 
 def test_migration_from_empty_file_and_reopen(tmp_path):
     p = tmp_path / "empty.db"
     p.write_bytes(b"")
-    Store(p).add_experiments([spec()])
-    again = Store(p)
+    open_store(p).add_experiments([spec()])
+    again = open_store(p)
     assert again.schema_version() == SCHEMA_VERSION and len(again.list_experiments()) == 1
 
 
 def _claimer(path, worker, out):
-    s = Store(path)
+    s = open_store(path)
     got = []
     while (e := s.claim_next(worker)) is not None:
         got.append(e.id)
@@ -217,7 +320,7 @@ def _claimer(path, worker, out):
 
 def test_concurrent_processes_claim_each_experiment_exactly_once(tmp_path):
     path = tmp_path / "race.db"
-    with Store(path) as s:
+    with open_store(path) as s:
         s.add_experiments([spec(seed=i) for i in range(60)])
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -230,9 +333,9 @@ def test_concurrent_processes_claim_each_experiment_exactly_once(tmp_path):
         assert p.exitcode == 0
     claimed = [i for _, ids in results for i in ids]
     assert sorted(claimed) == list(range(1, 61))  # every row once, none twice
-    with Store(path) as s:
+    with open_store(path) as s:
         rows = s.list_experiments()
-        assert all(r.status == "running" and r.attempts == 1 for r in rows)
+        assert all(r.status == Status.RUNNING and r.attempts == 1 for r in rows)
         owners = {r.id: r.worker_id for r in rows}
     for worker, ids in results:
         assert all(owners[i] == worker for i in ids)
@@ -242,8 +345,6 @@ def test_concurrent_processes_claim_each_experiment_exactly_once(tmp_path):
 def test_migrations_upgrade_an_old_database_in_order(tmp_path):
     import sqlite_utils
 
-    from engine.store import MIGRATIONS
-
     p = tmp_path / "v1.db"
     conn = sqlite3.connect(p)
     MIGRATIONS[0](sqlite_utils.Database(conn))
@@ -251,9 +352,9 @@ def test_migrations_upgrade_an_old_database_in_order(tmp_path):
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
-    s = Store(p)
+    s = open_store(p)
     assert s.schema_version() == SCHEMA_VERSION
-    indexes = {tuple(i.columns) for i in s.db["metrics"].indexes}
+    indexes = {tuple(i.columns) for i in s.db.table("metrics").indexes}
     assert ("key", "experiment_id", "step") in indexes
     assert [e.id for e in s.list_experiments()] == [1]
     assert s.add_experiments([spec()])[0].id == 2
@@ -267,3 +368,29 @@ def test_ids_are_never_reused_after_remove(store):
     store.remove([a.id, c.id])
     (d,) = store.add_experiments([spec(seed=4)])
     assert d.id == c.id + 1
+
+
+def test_database_errors_inside_a_transaction_become_store_errors_and_roll_back(tmp_path):
+    # A real "disk full": cap the file's page count so the insert itself fails (SQLITE_FULL).
+    s = open_store(tmp_path / "full.db")
+    (e,) = s.add_experiments([spec()])
+    lease = s.claim_next("w").lease
+    pages = s.conn.execute("PRAGMA page_count").fetchone()[0]
+    s.conn.execute(f"PRAGMA max_page_count = {pages}")
+    big = [("train/loss", i, 1.0, 1.0) for i in range(20_000)]
+    with pytest.raises(StoreError, match="full"):
+        s.flush(lease, big, step=1)
+    assert not s.conn.in_transaction
+    assert s.metrics(e.id) == [] and s.get(e.id).step == 0  # nothing half-written
+    s.conn.execute(f"PRAGMA max_page_count = {pages * 1000}")
+    s.flush(lease, big[:10], step=1)  # the same connection works once there is room again
+    assert len(s.metrics(e.id)) == 10
+
+
+def test_a_read_only_database_gives_a_store_error(tmp_path):
+    # As root file modes do not stop writes, so make the connection itself read-only.
+    with open_store(tmp_path / "ro.db") as s:
+        s.conn.execute("PRAGMA query_only = ON")
+        with pytest.raises(StoreError, match="not writable"):
+            s.add_experiments([spec()])
+        assert s.list_experiments() == []

@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.config import load_config, with_run
-from engine.store import NewExperiment, Store
+from engine.errors import LeaseLost, StoreError
+from engine.store import NewExperiment, Store, open_store
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "smoke.toml"
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("data_dir")
 def queue(db: Path, overrides: list[str] = (), seeds: tuple[int, ...] = (0,), priority: int = 0) -> list[int]:
     cfg = load_config(SMOKE, list(overrides))
     specs = [NewExperiment("t", "1:1", s, with_run(cfg, "1:1", s).to_dict(), priority=priority) for s in seeds]
-    with Store(db) as store:
+    with open_store(db) as store:
         return [e.id for e in store.add_experiments(specs)]
 
 
@@ -60,7 +61,7 @@ def child_pids(db: Path) -> list[int]:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"engine.child" in cmd and str(db).encode() in cmd:
+        if b"engine.run_process" in cmd and str(db).encode() in cmd:
             found.append(int(entry.name))
     return found
 
@@ -110,7 +111,7 @@ def test_kill9_worker_resumes_from_checkpoint_with_every_step_once(tmp_path: Pat
     (reference,) = queue(db, steps)
     w1 = workers(db, "--max-experiments", "1")
     ckpts = tmp_path / "runs" / str(victim) / "checkpoints"
-    store = Store(db)
+    store = open_store(db)
     # Kill mid-run: after a checkpoint exists and a few more steps have been reported.
     wait_for(lambda: any(ckpts.glob("step_*.pt")) and max(train_steps(store, victim), default=0) >= 7,
              180, "the first run to pass a checkpoint")
@@ -150,7 +151,7 @@ def test_four_workers_twenty_experiments_each_runs_exactly_once(tmp_path: Path, 
     procs = [workers(db, "--until-empty") for _ in range(4)]
     for p in procs:
         assert p.wait(timeout=560) == 0, worker_log(tmp_path)
-    store = Store(db)
+    store = open_store(db)
     exps = store.list_experiments(ids=ids)
     assert [e.status for e in exps] == ["done"] * 20, [(e.id, e.error) for e in exps if e.status != "done"]
     assert all(e.attempts == 1 for e in exps)
@@ -172,7 +173,7 @@ def test_cancel_running_experiment(tmp_path: Path, workers) -> None:
     db = tmp_path / "e.db"
     (exp_id,) = queue(db, LONG)
     w = workers(db, "--max-experiments", "1")
-    store = Store(db)
+    store = open_store(db)
     wait_for(lambda: train_steps(store, exp_id), 180, "training to start")
     result = CliRunner().invoke(app, ["--db", str(db), "queue", "cancel", str(exp_id)])
     assert result.exit_code == 0, result.output
@@ -192,7 +193,7 @@ def test_sigterm_and_worker_stop_release_the_run_which_resumes(tmp_path: Path, w
 
     db = tmp_path / "e.db"
     (exp_id,) = queue(db, ["train.steps=400", "train.checkpoint_every=20", "eval.every=0"])
-    store = Store(db)
+    store = open_store(db)
     # 1. SIGTERM: checkpoint, hand the run back to the queue, unregister, exit 0.
     w = workers(db)
     wait_for(lambda: train_steps(store, exp_id), 180, "training to start")
@@ -229,9 +230,10 @@ def test_failures_are_recorded_and_the_worker_carries_on(tmp_path: Path, workers
     (missing_data,) = queue(db, [f"data.data_dir={empty}"], priority=2)
     (killed,) = queue(db, LONG, priority=1)  # runs after the failure: the worker carried on
     w = workers(db, "--until-empty")
-    store = Store(db)
+    store = open_store(db)
     # An OOM kill or segfault of the training process: simulate the kernel's SIGKILL.
-    wait_for(lambda: train_steps(store, killed), 180, "the second run to start training")
+    ckpts = tmp_path / "runs" / str(killed) / "checkpoints"
+    wait_for(lambda: any(ckpts.glob("step_*.pt")), 180, "the second run to write a checkpoint")
     (child,) = child_pids(db)
     os.kill(child, signal.SIGKILL)
     assert w.wait(timeout=120) == 0, worker_log(tmp_path)
@@ -241,8 +243,11 @@ def test_failures_are_recorded_and_the_worker_carries_on(tmp_path: Path, workers
     assert a.error.startswith("DataMissing: ") and str(empty) in a.error.splitlines()[0]
     assert "Traceback (most recent call last)" in a.error
     assert any(ev.kind == "traceback" and "DataMissing" in ev.message for ev in store.events(missing_data))
+    # Killed from outside but not for memory: back to the queue, resumed from its checkpoint.
     b = store.get(killed)
-    assert b.status == "failed" and "SIGKILL" in b.error and "out-of-memory" in b.error
+    assert b.status == "done" and b.attempts == 2, (b.error, worker_log(tmp_path))
+    assert any(ev.kind == "requeued" and "SIGKILL" in ev.message for ev in store.events(killed))
+    assert any(ev.kind == "info" and ev.message.startswith("resumed from step") for ev in store.events(killed))
     assert [w.status for w in store.list_workers(include_stopped=True)] == ["stopped"]
 
 
@@ -251,7 +256,7 @@ def test_detach_runs_in_the_background_with_log_and_pid_file_and_stops(tmp_path:
     from optical_tui.cli import app
 
     db = tmp_path / "e.db"
-    Store(db).close()
+    open_store(db).close()
     cli = CliRunner()
     result = cli.invoke(app, ["--db", str(db), "worker", "--detach", "--device", "cpu", "--poll", "0.2"])
     assert result.exit_code == 0, result.output
@@ -282,12 +287,12 @@ def test_a_second_store_in_one_process_keeps_the_first_ones_view(tmp_path: Path)
     (seen here as a run stuck at "queued" after another process finished it)."""
     db = tmp_path / "e.db"
     (exp_id,) = queue(db)
-    first = Store(db)
+    first = open_store(db)
     assert first.get(exp_id).status == "queued"
-    Store(db).close()  # e.g. `optical worker status` invoked in-process, a dashboard thread
-    steps = {"running": "s.claim_next('w')", "done": f"s.finish({exp_id}, 'w', 'done')"}
+    open_store(db).close()  # e.g. `optical worker status` invoked in-process, a dashboard thread
+    steps = {"running": "s.claim_next('w')", "done": f"s.finish(s.get({exp_id}).lease, 'done')"}
     for status, call in steps.items():  # two writers elsewhere, each closing its connection
-        code = f"from engine.store import Store; s = Store({str(db)!r}); {call}; s.close()"
+        code = f"from engine.store import open_store; s = open_store({str(db)!r}); {call}; s.close()"
         subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
         assert first.get(exp_id).status == status
 
@@ -295,15 +300,14 @@ def test_a_second_store_in_one_process_keeps_the_first_ones_view(tmp_path: Path)
 def test_store_reporter_buffers_flushes_before_checkpoints_and_sees_cancel(tmp_path: Path) -> None:
     import threading
 
-    from engine.reporter import StoreReporter
-    from engine.store import LeaseLost
+    from engine.store_reporter import StoreReporter
 
     db = tmp_path / "e.db"
     (exp_id,) = queue(db)
-    store = Store(db)
-    store.claim_next("w")
+    store = open_store(db)
+    lease = store.claim_next("w").lease
     stop = threading.Event()
-    rep = StoreReporter(store, exp_id, "w", stop, flush_interval_s=3600)
+    rep = StoreReporter(store, lease, stop, flush_interval_s=3600)
     rep.metrics(1, {"train/loss": 2.0})
     rep.progress(1, 10)
     assert store.metrics(exp_id) == []  # buffered: one transaction per second, not per point
@@ -318,7 +322,7 @@ def test_store_reporter_buffers_flushes_before_checkpoints_and_sees_cancel(tmp_p
     assert rep.cancel_requested and rep.should_stop()
     assert [(m.step, m.value) for m in store.metrics(exp_id)] == [(1, 2.0), (2, 1.5)]
     # The run was taken away (lease expired, requeued): the training thread must unwind.
-    store.requeue_stale(0, now=time.time() + 10)
+    open_store(db, clock=lambda: time.time() + 10).requeue_stale(0)
     with pytest.raises(LeaseLost):
         rep.flush()
     with pytest.raises(LeaseLost):
@@ -328,8 +332,8 @@ def test_store_reporter_buffers_flushes_before_checkpoints_and_sees_cancel(tmp_p
 def test_failure_messages_name_the_setting_to_lower() -> None:
     import torch
 
-    from engine.child import explain_failure
     from engine.errors import DataMissing
+    from engine.run_process import explain_failure
     from engine.worker import describe_exit
 
     cfg = load_config(SMOKE)
@@ -340,5 +344,66 @@ def test_failure_messages_name_the_setting_to_lower() -> None:
                     "--set train.batch_size=4", "--set train.grad_accum=2"):
         assert setting in msg
     assert explain_failure(DataMissing("missing data file x"), cfg, "cpu") == "DataMissing: missing data file x"
-    assert "SIGKILL" in describe_exit(-9) and "out-of-memory" in describe_exit(-9)
-    assert "SIGSEGV" in describe_exit(-11) and "status 2" in describe_exit(2)
+    assert "out-of-memory" in describe_exit(-9, oom=True)
+    assert "SIGKILL" in describe_exit(-9, oom=False) and "memory" not in describe_exit(-9, oom=False)
+    assert "SIGSEGV" in describe_exit(-11, oom=False) and "status 2" in describe_exit(2, oom=False)
+
+
+class FailingStore:
+    """A store whose writes fail as a full disk or a dropped connection would (fault injection)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.fail = store, True
+        self.attempts = 0
+
+    def flush(self, *args, **kwargs):
+        self.attempts += 1
+        if self.fail:
+            raise StoreError("database or disk is full (free some space on that disk)")
+        return self.store.flush(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_heartbeats_retry_transient_errors_and_keep_the_points(tmp_path: Path) -> None:
+    import threading
+
+    from engine.store_reporter import StoreReporter
+
+    db = tmp_path / "e.db"
+    (exp_id,) = queue(db)
+    real = open_store(db)
+    failing = FailingStore(real)
+    rep = StoreReporter(failing, real.claim_next("w").lease, threading.Event(), flush_interval_s=0.05,
+                        lease_s=60)
+    rep.metrics(1, {"train/loss": 2.0})
+    rep.start()
+    wait_for(lambda: failing.attempts >= 3, 10, "the heartbeat thread to retry")
+    assert not rep.should_stop()  # a few failed beats, far inside the lease: keep training
+    failing.fail = False
+    wait_for(lambda: real.metrics(exp_id), 10, "the buffered point to reach the store")
+    rep.close()
+    assert [(m.step, m.value) for m in real.metrics(exp_id)] == [(1, 2.0)]
+
+
+def test_a_run_that_cannot_renew_its_lease_stops_before_it_expires(tmp_path: Path) -> None:
+    import threading
+
+    from engine.store_reporter import StoreReporter
+
+    db = tmp_path / "e.db"
+    (exp_id,) = queue(db)
+    real = open_store(db)
+    stop = threading.Event()
+    rep = StoreReporter(FailingStore(real), real.claim_next("w").lease, stop, flush_interval_s=0.05, lease_s=1.0)
+    started = time.monotonic()
+    rep.start()
+    wait_for(stop.is_set, 10, "the run to stop itself")
+    # Half the lease without a renewal: stop, so no second worker can ever train alongside it.
+    assert 0.4 < time.monotonic() - started < 1.0
+    with pytest.raises(LeaseLost, match="could not renew"):
+        rep.should_stop()
+    with pytest.raises(LeaseLost):
+        rep.metrics(2, {"train/loss": 1.0})
+    assert real.metrics(exp_id) == []

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from optical_tui.common import console, print_json
+from optical_tui.console import console, print_json
 
 data_app = typer.Typer(help="Check or download the benchmark and training data.", no_args_is_help=True)
 

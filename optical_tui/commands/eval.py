@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from engine.config import MLQA_LANGS, SETTINGS, EvalConfig
+from engine.config import MLQA_LANGS, EvalConfig
+from engine.devices import DEVICE_FORMS, check_device_setting
 from engine.errors import ConfigError
-from optical_tui.common import console, err_console, print_json
+from engine.metric_keys import SETTINGS, Setting, Split, lang_setting_table, parse_key, size_key
+from optical_tui.console import console, err_console, lang_setting_rich, print_json
 
 _DEFAULTS = EvalConfig()
-_SETTING_TITLES = {"mo": "Mo", "cr": "Cr", "mul": "Mul"}
 
 
 def _split(value: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -22,40 +23,6 @@ def _split(value: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
     if bad or not items:
         raise ConfigError(f"--{what}: {', '.join(bad) or 'nothing given'} invalid; valid: {','.join(valid)}")
     return items
-
-
-def _fmt(metrics: dict[str, float], key: str, digits: int = 3) -> str:
-    value = metrics.get(key)
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def render_table(metrics: dict[str, float], langs: tuple[str, ...], settings: tuple[str, ...],
-                 groups: dict[str, tuple[str, ...]], title: str, prefix: str = "eval") -> Any:
-    """Rows = query language, then resource groups and the macro mean; columns = mAP per setting."""
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("query lang")
-    for s in settings:
-        table.add_column(f"{_SETTING_TITLES[s]} mAP", justify="right")
-    if "mul" in settings:
-        table.add_column("rank dist.", justify="right")  # Mul language bias: lower is better
-
-    def row(label: str, base: str, style: str = "") -> None:
-        cells = [_fmt(metrics, f"{base(s)}/map") for s in settings]
-        if "mul" in settings:
-            cells.append(_fmt(metrics, f"{base('mul')}/rank_distance", 1))
-        table.add_row(label, *cells, style=style)
-
-    for lang in langs:
-        row(lang, lambda s, lang=lang: f"{prefix}/{s}/{lang}")
-    table.add_section()
-    for g, members in groups.items():
-        present = [m for m in members if m in langs]
-        if present:
-            row(f"{g} ({','.join(present)})", lambda s, g=g: f"{prefix}/group/{g}/{s}", style="italic")
-    row("macro", lambda s: f"{prefix}/macro/{s}", style="bold")
-    return table
 
 
 def eval_command(
@@ -77,7 +44,7 @@ def eval_command(
     max_length: Annotated[int, typer.Option("--max-length", min=8, help="Max tokens per text.")] = (
         _DEFAULTS.max_length
     ),
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=f"{DEVICE_FORMS}.")] = "auto",
     high: Annotated[str, typer.Option("--high", help="High-resource group.")] = ",".join(_DEFAULTS.high),
     low: Annotated[str, typer.Option("--low", help="Low-resource group.")] = ",".join(_DEFAULTS.low),
     query_prefix: Annotated[str, typer.Option("--query-prefix", help="Prefix of questions.")] = "query: ",
@@ -92,10 +59,9 @@ def eval_command(
     target language are skipped and counted (see --json for the per-pair counts).
     """
     lang_list = _split(langs, MLQA_LANGS, "langs")
-    setting_list = _split(settings, SETTINGS, "settings")
+    setting_list = _split(settings, tuple(SETTINGS), "settings")
     groups = {"high": _split(high, MLQA_LANGS, "high"), "low": _split(low, MLQA_LANGS, "low")}
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"--device: {device!r} is not auto, cpu, cuda or cuda:N")
+    check_device_setting(device, "--device")
 
     # Heavy imports (torch, transformers) only once the command actually runs.
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -117,7 +83,7 @@ def eval_command(
         task = bar.add_task("encoding", total=None)
         metrics = evaluate(
             encoder, sets, settings=setting_list, groups=groups, subset_questions=subset,
-            subset_seed=subset_seed, batch_size=batch_size, max_length=max_length, prefix="eval",
+            subset_seed=subset_seed, batch_size=batch_size, max_length=max_length, prefix=Split.QUICK,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     elapsed = time.perf_counter() - start
@@ -125,11 +91,13 @@ def eval_command(
         print_json(metrics)
         return
     scope = f"subset {subset}/lang (seed {subset_seed})" if subset else "full"
-    title = (f"MLQA-R zero-shot, {model} ({scope}: {int(metrics['eval/n_questions'])} questions, "
-             f"{int(metrics['eval/n_candidates'])} sentences; {dev}, {elapsed:.1f} s)")
-    console.print(render_table(metrics, lang_list, setting_list, groups, title))
-    skipped = sum(v for k, v in metrics.items() if k.startswith("eval/cr/") and k.endswith("/skipped"))
-    if "cr" in setting_list:
+    title = (f"MLQA-R zero-shot, {model} ({scope}: {int(metrics[size_key(Split.QUICK, 'n_questions')])} "
+             f"questions, {int(metrics[size_key(Split.QUICK, 'n_candidates')])} sentences; {dev}, {elapsed:.1f} s)")
+    console.print(lang_setting_rich(lang_setting_table(metrics.get, Split.QUICK, lang_list, setting_list, groups),
+                                    title))
+    skipped = sum(v for k, v in metrics.items()
+                  if (p := parse_key(k)) and p.setting == Setting.CR and p.metric == "skipped")
+    if Setting.CR in setting_list:
         console.print(f"cr: {int(skipped)} (question, target language) pairs skipped: no answer in the target "
                       "(MLQA is 2–4-way parallel)", markup=False)
 

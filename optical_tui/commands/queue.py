@@ -11,11 +11,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from engine.errors import ConfigError
+from engine.metric_keys import LOSS_KEYS, MACRO, SETTINGS, MetricName, Split, metric_key
 from engine.provenance import code_version
-from engine.store import STATUSES, Experiment
-from optical_tui.common import console, open_store, parse_ids, print_json
-from optical_tui.queueing import new_experiments, status_text
+from engine.statuses import Status
+from engine.store import Experiment
+from engine.sweep import new_experiments
+from optical_tui.commands.context import parse_ids, store_for
+from optical_tui.console import console, print_json
+from optical_tui.status_style import status_text
 
 queue_app = typer.Typer(help="Add, inspect and manage queued experiments.", no_args_is_help=True)
 
@@ -46,7 +49,7 @@ def add(
     specs = new_experiments(ratio, seed or [0], config, overrides or [], name, priority, max_attempts,
                             code_version())
     sweep = specs[0].name
-    with open_store(ctx) as store:
+    with store_for(ctx) as store:
         added = store.add_experiments(specs)
     if as_json:
         print_json([experiment_dict(e) for e in added])
@@ -59,14 +62,12 @@ def add(
 @queue_app.command("list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status", help=f"Only this status: {', '.join(STATUSES)}.")] = None,
+    status: Annotated[Status | None, typer.Option("--status", help="Only this status.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Only this sweep name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List experiments (oldest first)."""
-    if status is not None and status not in STATUSES:
-        raise ConfigError(f"--status {status!r}: valid statuses are {', '.join(STATUSES)}")
-    with open_store(ctx) as store:
+    with store_for(ctx) as store:
         exps = store.list_experiments(status=status, name=name)
     if as_json:
         print_json([experiment_dict(e) for e in exps])
@@ -102,7 +103,7 @@ def show(
 ) -> None:
     """Show one experiment: state, frozen config, provenance, events and latest metrics."""
     (i,) = parse_ids([exp_id])
-    with open_store(ctx) as store:
+    with store_for(ctx) as store:
         e = store.get(i)
         events = store.events(i)
         latest: dict[str, tuple[int, float]] = {}
@@ -124,7 +125,9 @@ def show(
     console.print(f"  code {e.code_version or '-'}" + ("  [yellow]cancel requested[/yellow]" if e.cancel_requested else ""))
     if e.error:
         console.print(Text("  error:\n" + e.error, style="red"))
-    shown = {k: v for k, v in latest.items() if k.startswith(("train/loss", "eval/macro/", "full/macro/")) and k.endswith(("loss", "map", "loss_ot", "loss_task"))}
+    headline = {*LOSS_KEYS, *(metric_key(split, s, MACRO, MetricName.MAP)
+                              for split in (Split.QUICK, Split.FULL) for s in SETTINGS)}
+    shown = {k: v for k, v in latest.items() if k in headline}
     if shown:
         console.print("  latest metrics:")
         for k in sorted(shown):
@@ -141,9 +144,9 @@ def cancel(
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
 ) -> None:
     """Cancel experiments: queued ones at once, running ones within seconds."""
-    with open_store(ctx) as store:
+    with store_for(ctx) as store:
         for e in store.request_cancel(parse_ids(ids)):
-            what = "cancelled" if e.status == "cancelled" else "cancel requested (stops within seconds)"
+            what = Status.CANCELLED.value if e.status == Status.CANCELLED else "cancel requested (stops within seconds)"
             console.print(f"#{e.id}: {what}")
 
 
@@ -153,7 +156,7 @@ def retry(
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Failed or cancelled experiment ids.")],
 ) -> None:
     """Queue a fresh copy of failed or cancelled experiments (terminal states stay final)."""
-    with open_store(ctx) as store:
+    with store_for(ctx) as store:
         for e in store.retry(parse_ids(ids)):
             console.print(f"#{e.retry_of} retried as #{e.id} (queued)")
 
@@ -164,7 +167,7 @@ def rm(
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
 ) -> None:
     """Delete experiments with their metrics and events (running ones must be cancelled first)."""
-    with open_store(ctx) as store:
+    with store_for(ctx) as store:
         n = store.remove(parse_ids(ids))
     console.print(f"removed {n} experiment(s)")
 

@@ -9,12 +9,14 @@ import typer
 from rich.table import Table
 
 from engine.errors import ConfigError
-from optical_tui.common import console, err_console, open_store, parse_ids
+from engine.metric_keys import MetricName, Setting
+from engine.report_formats import ReportFormat
+from engine.study import Source
+from optical_tui.commands.context import parse_ids, store_for
+from optical_tui.console import console, err_console
 
 if TYPE_CHECKING:
-    from engine.report import Report
-
-FORMATS = ("table", "md", "csv", "json", "tex")
+    from engine.study import Report
 
 
 def print_report(report: Report) -> None:
@@ -40,28 +42,26 @@ def report(
     ctx: typer.Context,
     ids: Annotated[list[str] | None, typer.Argument(metavar="ID", help="Experiment ids (default: the newest sweep).")] = None,
     sweep: Annotated[str | None, typer.Option("--sweep", "-n", help="Sweep name (as given to queue add --name).")] = None,
-    metric: Annotated[str, typer.Option("--metric", "-m", help="map, r@1, r@10, mrr@10 or ndcg@10.")] = "map",
-    setting: Annotated[str, typer.Option("--setting", "-s", help="mo (X→X), cr (X→Y) or mul (X→all languages).")] = "mul",
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, md, csv, json or tex.")] = "table",
+    metric: Annotated[MetricName, typer.Option("--metric", "-m", help="Per-query metric, averaged over queries (rank distance has its own table with --setting mul).")] = MetricName.MAP,
+    setting: Annotated[Setting, typer.Option("--setting", "-s", help="mo (X→X), cr (X→Y) or mul (X→all languages).")] = Setting.MUL,
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="table (terminal), md, csv, json or tex.")] = ReportFormat.TABLE,
     plot: Annotated[Path | None, typer.Option("--plot", help="Also save the metric-vs-ratio plot (.png, .svg or .pdf).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the md/csv/json/tex text to this file instead of stdout.")] = None,
-    source: Annotated[str, typer.Option("--source", help="auto (full/… when every run has it, else eval/…), full, or eval (the last quick-curve point).")] = "auto",
+    source: Annotated[Source, typer.Option("--source", help="auto (the full benchmark when every run has it, else the last quick-subset evaluation), full, or eval (the quick subset).")] = Source.AUTO,
     baseline: Annotated[str, typer.Option("--baseline", help="Ratio the paired differences are taken against.")] = "1:1",
 ) -> None:
     """Per ratio, group and language: mean, sd and 95% interval over seeds; paired differences from 1:1."""
-    from engine.report import build_report
     from engine.report_formats import render
+    from engine.study import build_report
 
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt!r}: valid formats are {', '.join(FORMATS)}")
-    if output is not None and fmt == "table":
+    if output is not None and fmt == ReportFormat.TABLE:
         raise ConfigError("--output needs a text format: --format md, csv, json or tex")
     if output is not None and not output.parent.exists():
         raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
-    with open_store(ctx) as store:
-        rep = build_report(store, sweep=sweep, ids=parse_ids(ids or []), metric=metric, setting=setting,
-                           source=source, baseline=baseline)
-    if fmt == "table":
+    with store_for(ctx) as store:
+        rep = build_report(store, sweep=sweep, ids=parse_ids(ids or []), metric=metric,
+                           setting=setting, source=source, baseline=baseline)
+    if fmt == ReportFormat.TABLE:
         print_report(rep)
     else:
         text = render(rep, fmt)

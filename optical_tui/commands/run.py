@@ -26,7 +26,18 @@ from rich.progress import (
 from rich.table import Table
 
 from engine.config import load_config, parse_ratio
-from optical_tui.common import console, err_console, print_json
+from engine.metric_keys import (
+    MACRO,
+    PRIMARY_METRIC,
+    PRIMARY_SETTING,
+    Split,
+    TrainKey,
+    lang_setting_table,
+    metric_key,
+    split_prefix,
+)
+from engine.statuses import EventKind, RunOutcome
+from optical_tui.console import console, err_console, lang_setting_rich, print_json
 
 
 def default_run_dir(config: Path | None, cfg: Any) -> Path:
@@ -38,7 +49,10 @@ def default_run_dir(config: Path | None, cfg: Any) -> Path:
 
 
 class CliReporter:
-    """Reporter for the foreground run: Rich progress bar, event lines, metrics.jsonl in the run dir."""
+    """Reporter for the foreground run: Rich progress bar, event lines, metrics.jsonl in the run dir.
+
+    Like the store, metrics.jsonl holds each (key, step) once: a resumed run re-reports the steps
+    after its checkpoint, and those already in the file are not written again."""
 
     def __init__(self, run_dir: Path, progress: Progress | None) -> None:
         self.latest: dict[str, float] = {}
@@ -47,25 +61,31 @@ class CliReporter:
         self._progress = progress
         self._task = progress.add_task("training", total=None, status="") if progress else None
         self._metrics_file = run_dir / "metrics.jsonl"
+        self._written = _points_in(self._metrics_file)
 
     def metrics(self, step: int, values: Mapping[str, float]) -> None:
         self.latest.update(values)
+        new = {k: v for k, v in values.items() if (str(k), int(step)) not in self._written}
+        self._written.update((str(k), int(step)) for k in new)
         with open(self._metrics_file, "a", encoding="utf-8") as fh:
-            fh.writelines(json.dumps({"step": step, "key": key, "value": value, "time": time.time()}) + "\n" for key, value in values.items())
+            fh.writelines(json.dumps({"step": step, "key": str(key), "value": value, "time": time.time()}) + "\n"
+                          for key, value in new.items())
         if self._progress is not None and self._task is not None:
+            quick = metric_key(Split.QUICK, PRIMARY_SETTING, MACRO, PRIMARY_METRIC)
             bits = []
-            if "train/loss" in self.latest:
-                bits.append(f"loss {self.latest['train/loss']:.4f}")
-            if "train/loss_ot" in self.latest:
-                bits.append(f"ot {self.latest['train/loss_ot']:.4f}")
-            if "eval/macro/mul/map" in self.latest:
-                bits.append(f"mul mAP {self.latest['eval/macro/mul/map']:.4f}")
+            if TrainKey.LOSS in self.latest:
+                bits.append(f"loss {self.latest[TrainKey.LOSS]:.4f}")
+            if TrainKey.LOSS_OT in self.latest:
+                bits.append(f"ot {self.latest[TrainKey.LOSS_OT]:.4f}")
+            if quick in self.latest:
+                bits.append(f"mul mAP {self.latest[quick]:.4f}")
             if bits:
                 self._progress.update(self._task, status=" · ".join(bits))
 
     def event(self, kind: str, message: str) -> None:
         if self._progress is not None:
-            colour = {"warning": "yellow", "checkpoint": "cyan", "eval": "green"}.get(kind, "white")
+            colour = {EventKind.WARNING: "yellow", EventKind.CHECKPOINT: "cyan", EventKind.EVAL: "green"}.get(
+                EventKind(kind) if kind in set(EventKind) else EventKind.INFO, "white")
             self._progress.console.print(f"[{colour}]{kind:>10}[/{colour}] {message}", markup=True, highlight=False)
 
     def progress(self, step: int, total: int) -> None:
@@ -77,20 +97,30 @@ class CliReporter:
         return self.stop_requested
 
 
-def summary_table(values: Mapping[str, float]) -> Table:
-    table = Table(title="MLQA-R mAP (macro over query languages; groups)", show_lines=False)
-    table.add_column("split")
-    for col in ("mo", "cr", "mul", "high mul", "low mul", "rank dist"):
-        table.add_column(col, justify="right")
-    for prefix in ("eval", "full"):
-        if f"{prefix}/macro/mul/map" not in values:
+def _points_in(path: Path) -> set[tuple[str, int]]:
+    """(key, step) of every point already in a metrics.jsonl (a torn last line is skipped)."""
+    seen: set[tuple[str, int]] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return seen
+    for line in lines:
+        try:
+            row = json.loads(line)
+            seen.add((str(row["key"]), int(row["step"])))
+        except (ValueError, KeyError, TypeError):
             continue
-        cells = [values.get(f"{prefix}/macro/{s}/map") for s in ("mo", "cr", "mul")]
-        cells += [values.get(f"{prefix}/group/{g}/mul/map") for g in ("high", "low")]
-        cells.append(values.get(f"{prefix}/macro/mul/rank_distance"))
-        table.add_row(prefix, *("-" if v is None else f"{v:.4f}" if i < 5 else f"{v:.1f}"
-                                for i, v in enumerate(cells)))
-    return table
+    return seen
+
+
+def summary_table(values: Mapping[str, float], cfg: Any) -> Table:
+    """The final evaluation as query language × setting: the full benchmark when it ran."""
+    split = Split.FULL if any(k.startswith(split_prefix(Split.FULL)) for k in values) else Split.QUICK
+    groups = {"high": tuple(cfg.eval.high), "low": tuple(cfg.eval.low)}
+    zero_shot = [x for x in cfg.eval.langs if x not in cfg.data.train_langs]
+    table = lang_setting_table(values.get, split, cfg.eval.langs, cfg.eval.settings, groups, zero_shot=zero_shot)
+    scope = "full MLQA-R" if split == Split.FULL else "MLQA-R quick subset"
+    return lang_setting_rich(table, f"{scope} at the last step (* zero-shot)")
 
 
 def run(
@@ -130,10 +160,10 @@ def run(
         print_json({"status": status, "run_dir": str(run_dir), "step": reporter.final_step,
                     "metrics": reporter.latest})
     else:
-        console.print(summary_table(reporter.latest))
-        if status == "stopped":
+        console.print(summary_table(reporter.latest, cfg))
+        if status == RunOutcome.STOPPED:
             console.print(f"stopped at step {reporter.final_step}; rerun the same command to resume")
-    if status == "stopped":
+    if status == RunOutcome.STOPPED:
         raise typer.Exit(130)
 
 

@@ -1,22 +1,49 @@
-"""`optical ui`: the dashboard, the same app as `optical-tui`."""
+"""`optical ui` and `optical-tui`: the dashboard. Its options are defined once, here."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
-from optical_tui.common import db_path
+from engine.errors import OpticalError
+from engine.store import open_store, resolve_location
+from optical_tui.commands.context import db_location
+
+PollOption = Annotated[float, typer.Option("--poll", help="Seconds between database polls.", min=0.05)]
+DB_HELP = "Experiments database: a file path or postgresql:// URL (env OPTICAL_DB; default ./experiments.db)."
 
 
-def ui(
-    ctx: typer.Context,
-    poll: Annotated[float, typer.Option("--poll", help="Seconds between database polls.", min=0.05)] = 1.0,
-) -> None:
+def open_dashboard(db: str, poll: float) -> None:
+    try:
+        # Fail with one clear line (directory, not a database, newer schema, unreachable server)
+        # before the screen opens.
+        open_store(db).close()
+    except OpticalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    from optical_tui.app import OpticalApp  # Textual loads only when the dashboard is asked for
+
+    OpticalApp(db, poll).run()
+
+
+def ui(ctx: typer.Context, poll: PollOption = 1.0) -> None:
     """Open the live dashboard: queue, per-language curves, ratio study (same as optical-tui)."""
-    from optical_tui.app import run  # Textual loads only when the dashboard is asked for
+    open_dashboard(db_location(ctx), poll)
 
-    run(db_path(ctx), poll)
+
+def _standalone(
+    db: Annotated[str | None, typer.Option("--db", help=DB_HELP, envvar="OPTICAL_DB", show_default=False)] = None,
+    poll: PollOption = 1.0,
+) -> None:
+    """Live dashboard for the experiment queue (same as `optical ui`)."""
+    open_dashboard(resolve_location(db), poll)
+
+
+def main() -> None:
+    """The `optical-tui` entry point."""
+    typer.run(_standalone)
 
 
 def register(app: typer.Typer) -> None:

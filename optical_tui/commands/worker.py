@@ -13,21 +13,24 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from engine.devices import DEVICE_FORMS
 from engine.errors import OpticalError
-from optical_tui.common import console, db_path, open_store, print_json
+from engine.statuses import WorkerState
+from optical_tui.commands.context import db_location, store_for
+from optical_tui.console import console, print_json
+from optical_tui.status_style import WORKER_STATE_STYLE
 
 worker_app = typer.Typer(
     help="Run queued experiments on a device (one worker per GPU); list or stop workers.",
     invoke_without_command=True,
 )
 
-STATE_STYLE = {"alive": "green", "stopping": "yellow", "stale": "red", "stopped": "bright_black"}
 
 
 @worker_app.callback()
 def run(
     ctx: typer.Context,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto (a GPU when visible, else cpu), cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option("--device", "-d", help=f"{DEVICE_FORMS} (auto: a GPU when visible, else cpu).")] = "auto",
     once: Annotated[bool, typer.Option("--once", help="Run one experiment (or none if the queue is empty), then exit.")] = False,
     max_experiments: Annotated[int, typer.Option("--max-experiments", "-n", help="Exit after this many experiments (0 = no limit).", min=0)] = 0,
     until_empty: Annotated[bool, typer.Option("--until-empty", help="Exit when the queue is empty instead of waiting for more (batch jobs).")] = False,
@@ -42,23 +45,26 @@ def run(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from engine.worker import Worker
+    from engine.devices import check_device_setting
+    from engine.run_dirs import runs_root
+    from engine.worker import QueueWorker
     from engine.worker_control import start_detached
 
-    path = db_path(ctx)
+    check_device_setting(device, "--device")
+    location = db_location(ctx)
     if detach:
         args = ["--lease", str(lease), "--poll", str(poll)]
         args += ["--once"] if once else []
         args += ["--until-empty"] if until_empty else []
         args += ["--max-experiments", str(max_experiments)] if max_experiments else []
-        pid, log, pid_file = start_detached(path, device, args)
+        pid, log, pid_file = start_detached(location, device, runs_root(location), args)
         console.print(f"worker started in the background: pid {pid}")
         console.print(f"  log      {log}")
         console.print(f"  pid file {pid_file}")
         console.print("  stop it with: optical worker stop")
         return
-    Worker(path, device, lease_s=lease, poll_s=poll, once=once, max_experiments=max_experiments,
-           until_empty=until_empty).run()
+    QueueWorker(location, device, lease_s=lease, poll_s=poll, once=once, max_experiments=max_experiments,
+                until_empty=until_empty).run()
 
 
 def _age(seconds: float) -> str:
@@ -79,7 +85,7 @@ def status(
     """List workers: host, pid, device, current experiment, last heartbeat, alive or stale."""
     from engine.worker_control import worker_rows
 
-    with open_store(ctx) as store:
+    with store_for(ctx) as store:
         rows = worker_rows(store, lease, include_stopped=all_)
     if as_json:
         print_json(rows)
@@ -94,7 +100,7 @@ def status(
     for r in rows:
         table.add_row(Text(str(r["host"])), str(r["pid"]), str(r["device"]),
                       f"#{r['experiment_id']}" if r["experiment_id"] else "-", _age(float(r["heartbeat_age_s"])),
-                      Text(str(r["state"]), style=STATE_STYLE.get(str(r["state"]), "white")),
+                      Text(str(r["state"]), style=WORKER_STATE_STYLE.get(WorkerState(str(r["state"])), "white")),
                       time.strftime("%m-%d %H:%M", time.localtime(float(r["started_at"]))))
     console.print(table)
 
@@ -105,7 +111,7 @@ def stop(
     worker_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Worker id host:pid:device (see `optical worker status`); default: all workers.")] = None,
 ) -> None:
     """Ask workers to stop: the current run checkpoints and goes back to the queue, then the worker exits."""
-    with open_store(ctx) as store:
+    with store_for(ctx) as store:
         n = store.request_worker_stop(worker_id)
     if worker_id is not None and n == 0:
         raise OpticalError(f"no running worker with id {worker_id!r}; see `optical worker status`")

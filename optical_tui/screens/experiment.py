@@ -15,20 +15,20 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from engine.errors import OpticalError
-from engine.store import Event, Experiment, Metric, Store
-from optical_tui.poller import EventsAppended, ExperimentsChanged, MetricsAppended
-from optical_tui.queueing import status_text
-from optical_tui.screens import requests
+from engine.metric_keys import LOSS_KEYS, MetricName, Setting, TrainKey
+from engine.statuses import EventKind, Status
+from engine.store import Event, Experiment, MetricPoint, open_store
+from optical_tui import confirmed_writes
+from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended
+from optical_tui.routes import routes
 from optical_tui.screens.experiment_data import (
-    LOSS_KEYS,
-    LR_KEY,
-    SETTING_NAMES,
     History,
     config_lines,
     curve_keys,
     eval_table,
 )
 from optical_tui.screens.metric_switch import MetricSwitchMixin
+from optical_tui.status_style import status_text
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.curves import CurvePlot, Series, points
 
@@ -72,8 +72,8 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         self.experiment = experiment
         self.history = History()
         self.events: list[Event] = []
-        self.setting = "mul"
-        self.metric = "map"
+        self.setting: str = Setting.MUL
+        self.metric: str = MetricName.MAP
         self.view = "languages"
         self.loaded = False
         self._stale: set[str] = set()
@@ -116,7 +116,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
     def _load_history(self) -> None:
         """The experiment's history, read on its own connection off the UI thread."""
         try:
-            with Store(self.app.db_path) as store:  # type: ignore[attr-defined]
+            with open_store(routes(self).db_location) as store:
                 metrics = store.metrics(self.experiment.id)
                 events = store.events(self.experiment.id)
         except OpticalError as exc:
@@ -124,7 +124,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
             return
         self.app.call_from_thread(self._history_loaded, metrics, events)
 
-    def _history_loaded(self, metrics: list[Metric], events: list[Event]) -> None:
+    def _history_loaded(self, metrics: list[MetricPoint], events: list[Event]) -> None:
         self.history.add(metrics)
         known = {ev.id for ev in self.events}
         self._add_events([ev for ev in events if ev.id not in known])
@@ -162,14 +162,14 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
 
     def _show_summary(self) -> None:
         e = self.experiment
-        now = self.app.clock()  # type: ignore[attr-defined]
+        now = routes(self).clock()
         text = Text.assemble(
             (f"#{e.id} ", "bold"), (e.name, "bold"), f"  ratio {e.ratio}  seed {e.seed}  ", status_text(e.status),
             "  ", progress_bar(e), f" {e.step}/{e.total_steps}" if e.total_steps else "",
-            f"  {'' if e.status != 'running' else 'ETA '}{eta(e, now).replace('-', '')}  device {e.device or '-'}"
+            f"  {'' if e.status != Status.RUNNING else 'ETA '}{eta(e, now).replace('-', '')}  device {e.device or '-'}"
             f"  tries {e.attempts}/{e.max_attempts}",
         )
-        if e.cancel_requested and e.status == "running":
+        if e.cancel_requested and e.status == Status.RUNNING:
             text.append("  cancel requested", style="yellow")
         if e.error:
             last = e.error.strip().splitlines()[-1] if e.error.strip() else e.error
@@ -193,7 +193,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         table = self.query_one("#events-table", DataTable)
         for ev in events:
             stamp = time.strftime("%m-%d %H:%M:%S", time.localtime(ev.time))
-            style = "red" if ev.kind == "failed" else "yellow" if ev.kind in ("requeued", "warning") else ""
+            style = "red" if ev.kind == EventKind.FAILED else "yellow" if ev.kind in (EventKind.REQUEUED, EventKind.WARNING) else ""
             table.add_row(stamp, Text(ev.kind, style=style), Text(ev.message))
 
     def _redraw(self) -> None:
@@ -219,7 +219,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         cfg = self.experiment.config
         series = [Series(label, *points(self.history.get(key)))
                   for label, key in curve_keys(cfg, self.setting, self.metric, self.view)]
-        name = SETTING_NAMES.get(self.setting, self.setting)
+        name = Setting(self.setting).label
         view = "resource groups" if self.view == "groups" else "per query language"
         self.query_one("#curve-controls", Static).update(Text.assemble(
             ("setting ", "dim"), (name, "bold"), ("  metric ", "dim"), (self.metric, "bold"),
@@ -232,12 +232,12 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
     def _draw_training(self) -> None:
         losses = [Series(k.split("/", 1)[1], *points(self.history.get(k))) for k in LOSS_KEYS]
         self.query_one("#losses", CurvePlot).show(losses, title="training losses (loss = task + λ·ot)")
-        self.query_one("#lr", CurvePlot).show([Series("lr", *points(self.history.get(LR_KEY)))],
+        self.query_one("#lr", CurvePlot).show([Series("lr", *points(self.history.get(TrainKey.LR)))],
                                               title="learning rate")
 
     def _draw_eval_table(self) -> None:
         # Rank distance has its own column; the setting columns then show mAP.
-        metric = self.metric if self.metric != "rank_distance" else "map"
+        metric = self.metric if self.metric != MetricName.RANK_DISTANCE else MetricName.MAP
         table = eval_table(self.history, self.experiment.config, metric)
         at = f" at step {table.step}" if table.step is not None else ""
         self.query_one("#eval-caption", Static).update(Text.assemble(
@@ -246,13 +246,13 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         dt = self.query_one("#eval-table", DataTable)
         dt.clear(columns=True)
         dt.add_column("query", key="query")
-        for col in table.columns:
+        for col in table.table.columns:
             dt.add_column(col, key=col)
-        digits = [1 if col == "rank dist" else 3 for col in table.columns]
-        for label, values in table.rows:
-            style = "bold" if label.startswith(("group", "macro")) else ""
-            dt.add_row(Text(label, style=style),
-                       *[Text(metric_value(v, d), justify="right") for v, d in zip(values, digits)])
+        digits = [1 if "rank" in col else 3 for col in table.table.columns]
+        for row in table.table.rows:
+            style = "bold" if row.unit.kind != "lang" else ""
+            dt.add_row(Text(row.label, style=style),
+                       *[Text(metric_value(v, d), justify="right") for v, d in zip(row.values, digits)])
 
     # ----------------------------------------------------------------- actions
 
@@ -269,16 +269,16 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         self.query_one("#exp-tabs", TabbedContent).active = tab
 
     def action_study(self) -> None:
-        self.app.open_study(self.experiment.name)  # type: ignore[attr-defined]
+        routes(self).open_study(self.experiment.name)
 
     def action_cancel(self) -> None:
-        requests.cancel(self.app, self.experiment)
+        confirmed_writes.cancel(self.app, self.experiment)
 
     def action_retry(self) -> None:
-        requests.retry(self.app, self.experiment)
+        confirmed_writes.retry(self.app, self.experiment)
 
     def action_clone(self) -> None:
-        requests.clone(self.app, self.experiment)
+        confirmed_writes.clone(self.app, self.experiment)
 
     def action_delete(self) -> None:
-        requests.delete(self.app, self.experiment)
+        confirmed_writes.delete(self.app, self.experiment)

@@ -6,38 +6,43 @@ the on-demand history load with rows that arrived meanwhile is idempotent in any
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config import MLQA_LANGS, SETTINGS
-from engine.store import Metric
-
-SETTING_NAMES = {"mo": "Mo", "cr": "Cr", "mul": "Mul"}
-METRIC_CHOICES = ("map", "r@1", "r@10", "mrr@10", "ndcg@10", "rank_distance")
-LOSS_KEYS = ("train/loss", "train/loss_task", "train/loss_ot")
-LR_KEY = "train/lr"
-
-
-def metric_allowed(setting: str, metric: str) -> bool:
-    # Rank distance (language bias) is only defined for the multilingual pool.
-    return metric != "rank_distance" or setting == "mul"
+from engine.config import MLQA_LANGS
+from engine.metric_keys import (
+    ALL_METRICS,
+    MACRO,
+    LangSettingTable,
+    MetricName,
+    Setting,
+    Split,
+    group_unit,
+    lang_setting_table,
+    lang_unit,
+    metric_allowed,
+    metric_key,
+    split_prefix,
+)
+from engine.store import MetricPoint
 
 
 def next_metric(setting: str, metric: str) -> str:
-    i = METRIC_CHOICES.index(metric) if metric in METRIC_CHOICES else -1
-    for step in range(1, len(METRIC_CHOICES) + 1):
-        candidate = METRIC_CHOICES[(i + step) % len(METRIC_CHOICES)]
+    """The metric after `metric` that exists in `setting` (rank distance: Mul only)."""
+    i = ALL_METRICS.index(MetricName(metric)) if metric in set(ALL_METRICS) else -1
+    for step in range(1, len(ALL_METRICS) + 1):
+        candidate = ALL_METRICS[(i + step) % len(ALL_METRICS)]
         if metric_allowed(setting, candidate):
             return candidate
-    return "map"
+    return MetricName.MAP
 
 
 @dataclass
 class History:
     series: dict[str, dict[int, float]] = field(default_factory=dict)
 
-    def add(self, metrics: Iterable[Metric]) -> bool:
+    def add(self, metrics: Iterable[MetricPoint]) -> bool:
         changed = False
         for m in metrics:
             per_key = self.series.setdefault(m.key, {})
@@ -77,54 +82,35 @@ def curve_keys(config: dict[str, Any], setting: str, metric: str, view: str) -> 
     if view == "groups":
         g = groups(config)
         return [(f"{name} ({' '.join(lang_label(x, config) for x in g[name])})",
-                 f"eval/group/{name}/{setting}/{metric}") for name in ("high", "low")] + [
-            ("macro", f"eval/macro/{setting}/{metric}")]
-    return [(lang_label(lang, config), f"eval/{setting}/{lang}/{metric}") for lang in languages(config)]
+                 metric_key(Split.QUICK, setting, group_unit(name), metric)) for name in g] + [
+            ("macro", metric_key(Split.QUICK, setting, MACRO, metric))]
+    return [(lang_label(lang, config), metric_key(Split.QUICK, setting, lang_unit(lang), metric))
+            for lang in languages(config)]
 
 
 @dataclass(frozen=True)
 class EvalTable:
     source: str            # "full benchmark" or "quick eval (subset)"
     step: int | None
-    rows: list[tuple[str, list[float | None]]]
-    columns: tuple[str, ...]
+    table: LangSettingTable
 
 
-def eval_table(history: History, config: dict[str, Any], metric: str,
-               settings: Sequence[str] = SETTINGS) -> EvalTable:
+def eval_table(history: History, config: dict[str, Any], metric: str) -> EvalTable:
     """Query language × setting at the latest full evaluation, else at the latest quick eval."""
-    prefix, source = "full", "full benchmark"
-    if not any(k.startswith("full/") for k in history.series):
-        prefix, source = "eval", "quick eval (subset)"
-    probe = [k for k in history.series if k.startswith(f"{prefix}/macro/")]
+    split, source = Split.FULL, "full benchmark"
+    if not any(k.startswith(split_prefix(Split.FULL)) for k in history.series):
+        split, source = Split.QUICK, "quick eval (subset)"
+    probe = [k for k in history.series if k.startswith(split_prefix(split))]
     steps = {s for k in probe for s in history.get(k)}
     step = max(steps) if steps else None
 
     def at(key: str) -> float | None:
-        if step is None:
-            return None
-        return history.get(key).get(step)
+        return None if step is None else history.get(key).get(step)
 
-    rows: list[tuple[str, list[float | None]]] = []
-    for lang in languages(config):
-        rows.append((lang_label(lang, config), [at(f"{prefix}/{s}/{lang}/{metric}") for s in settings]))
-    for name, members in groups(config).items():
-        if members:
-            rows.append((f"group {name}", [at(f"{prefix}/group/{name}/{s}/{metric}") for s in settings]))
-    rows.append(("macro", [at(f"{prefix}/macro/{s}/{metric}") for s in settings]))
-    if "mul" in settings:
-        columns = (*[SETTING_NAMES.get(s, s) for s in settings], "rank dist")
-        for i, (label, values) in enumerate(rows):
-            if label.startswith("group "):
-                key = f"{prefix}/group/{label.split()[1]}/mul/rank_distance"
-            elif label == "macro":
-                key = f"{prefix}/macro/mul/rank_distance"
-            else:
-                key = f"{prefix}/mul/{label.rstrip('*')}/rank_distance"
-            rows[i] = (label, [*values, at(key)])
-    else:
-        columns = tuple(SETTING_NAMES.get(s, s) for s in settings)
-    return EvalTable(source, step, rows, columns)
+    settings = [s for s in config.get("eval", {}).get("settings", [s.value for s in Setting])]
+    table = lang_setting_table(at, split, languages(config), settings, groups(config), metric,
+                               zero_shot=[x for x in languages(config) if x not in train_langs(config)])
+    return EvalTable(source, step, table)
 
 
 def config_lines(config: dict[str, Any]) -> list[str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from optical_tui.screens.experiment_data import metric_allowed, next_metric
+from engine.metric_keys import MetricName, metric_allowed
+from optical_tui.screens.experiment_data import next_metric
 
 
 class MetricSwitchMixin:
@@ -17,7 +18,7 @@ class MetricSwitchMixin:
     def action_setting(self, setting: str) -> None:
         self.setting = setting
         if not metric_allowed(setting, self.metric):  # rank distance exists only for Mul
-            self.metric = "map"
+            self.metric = MetricName.MAP
         self._redraw()
 
     def action_metric(self) -> None:

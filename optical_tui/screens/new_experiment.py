@@ -1,6 +1,6 @@
 """The new-experiment form: ratios × seeds with a config file and overrides, validated as you type.
 
-Validation goes through `optical_tui.queueing.new_experiments`, the same function behind
+Validation goes through `engine.sweep.new_experiments`, the same function behind
 `optical queue add`, so the form accepts exactly what the CLI accepts.
 """
 
@@ -22,7 +22,7 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 from engine.config import load_config, parse_ratio
 from engine.errors import OpticalError
 from engine.store import NewExperiment
-from optical_tui.queueing import new_experiments
+from engine.sweep import new_experiments
 
 FIELDS = ("name", "ratios", "seeds", "config", "overrides", "priority")
 

@@ -7,28 +7,27 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from engine.store import STATUSES
+from engine.statuses import Status
+from optical_tui.routes import routes
 
 
 class OpticalCommands(Provider):
     def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
-        app = self.app
-        live = getattr(app, "live", None)
-        experiments = live.experiments if live is not None else ()
+        app = routes(self.app)
+        experiments = app.live.experiments if app.live is not None else ()
         out: list[tuple[str, Callable[[], object], str]] = [
-            ("New experiment", app.open_new_experiment, "queue ratios × seeds"),  # type: ignore[attr-defined]
-            ("Help: key bindings", app.action_help, "every key of every screen"),  # type: ignore[attr-defined]
-            ("Queue: show all statuses", partial(app.queue_filter, None), "clear the status filter"),  # type: ignore[attr-defined]
+            ("New experiment", app.open_new_experiment, "queue ratios × seeds"),
+            ("Help: key bindings", app.action_help, "every key of every screen"),
+            ("Queue: show all statuses", partial(app.queue_filter, None), "clear the status filter"),
         ]
-        out += [(f"Queue: show only {s}", partial(app.queue_filter, s), f"filter by status {s}")  # type: ignore[attr-defined]
-                for s in STATUSES]
-        out += [(f"Queue: sort by {k}", partial(app.queue_sort, k), "")  # type: ignore[attr-defined]
+        out += [(f"Queue: show only {s}", partial(app.queue_filter, s), f"filter by status {s}") for s in Status]
+        out += [(f"Queue: sort by {k}", partial(app.queue_sort, k), "")
                 for k in ("id", "name", "ratio", "status", "metric")]
         for name in sorted({e.name for e in experiments}):
-            out.append((f"Ratio study: {name}", partial(app.open_study, name), "final metric vs ratio"))  # type: ignore[attr-defined]
+            out.append((f"Ratio study: {name}", partial(app.open_study, name), "final metric vs ratio"))
         for e in experiments:
             out.append((f"Open #{e.id} {e.name} {e.ratio} seed {e.seed} ({e.status})",
-                        partial(app.open_experiment, e.id), "curves, losses, eval table, config, events"))  # type: ignore[attr-defined]
+                        partial(app.open_experiment, e.id), "curves, losses, eval table, config, events"))
         return out
 
     async def discover(self) -> Hits:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -16,18 +16,22 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from engine.config import ratio_sort_key
 from engine.errors import OpticalError
-from engine.store import STATUSES, Experiment
-from optical_tui.poller import ExperimentsChanged
-from optical_tui.queueing import status_text
-from optical_tui.screens import requests
+from engine.metric_keys import Split, split_prefix
+from engine.statuses import Status
+from engine.store import Experiment
+from optical_tui import confirmed_writes
+from optical_tui.messages import ExperimentsChanged
+from optical_tui.routes import routes
+from optical_tui.status_style import status_text
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.status_bar import WorkerStatusBar
 
 COLUMNS = (("id", "id"), ("name", "name"), ("ratio", "ratio"), ("seed", "seed"), ("status", "status"),
            ("progress", "progress"), ("eta", "ETA"), ("metric", "Mul mAP"), ("device", "device"),
            ("tries", "tries"))
-FILTERS: tuple[str | None, ...] = (None, *STATUSES)
-_STATUS_ORDER = {s: i for i, s in enumerate(("running", "queued", "failed", "done", "cancelled"))}
+FILTERS: tuple[Status | None, ...] = (None, *Status)
+_STATUS_ORDER = {s: i for i, s in enumerate((Status.RUNNING, Status.QUEUED, Status.FAILED, Status.DONE,
+                                               Status.CANCELLED))}
 
 
 def _ratio_key(e: Experiment) -> float:
@@ -37,7 +41,8 @@ def _ratio_key(e: Experiment) -> float:
         return 0.0
 
 
-SORTS: dict[str, Callable[[Experiment, dict[int, tuple[str, float]]], object]] = {
+# Each returns a sort key (a number or a tuple): Any, since the shapes differ by column.
+SORTS: dict[str, Callable[[Experiment, dict[int, tuple[str, float]]], Any]] = {
     "id": lambda e, p: e.id,
     "name": lambda e, p: (e.name.lower(), _ratio_key(e), e.seed),
     "ratio": lambda e, p: (_ratio_key(e), e.name.lower(), e.seed),
@@ -75,7 +80,7 @@ class QueueScreen(Screen):
     def __init__(self) -> None:
         super().__init__(id="queue-screen")
         self.sort = "id"
-        self.status_filter: str | None = None
+        self.status_filter: Status | None = None
         self.search = ""
         self._experiments: tuple[Experiment, ...] = ()
         self._primary: dict[int, tuple[str, float]] = {}
@@ -98,10 +103,10 @@ class QueueScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = "optical-tui"
-        self.sub_title = str(self.app.db_path)  # type: ignore[attr-defined]
+        self.sub_title = routes(self).display_location
         self._update_view_label()
         self.query_one("#queue", DataTable).focus()
-        live = getattr(self.app, "live", None)
+        live = routes(self).live
         if live is not None:
             self._apply(live)
 
@@ -113,22 +118,22 @@ class QueueScreen(Screen):
     def _apply(self, message: ExperimentsChanged) -> None:
         self._experiments, self._primary = message.experiments, message.primary
         self.refresh_table()
-        self.query_one(WorkerStatusBar).show(message.workers, message.experiments, self.app.clock())  # type: ignore[attr-defined]
+        self.query_one(WorkerStatusBar).show(message.workers, message.experiments, routes(self).clock())
 
-    def visible(self) -> list[Experiment]:
+    def visible_experiments(self) -> list[Experiment]:
         needle = self.search.lower()
         rows = [e for e in self._experiments
                 if (self.status_filter is None or e.status == self.status_filter)
                 and (not needle or needle in e.name.lower())]
-        return sorted(rows, key=lambda e: SORTS[self.sort](e, self._primary))  # type: ignore[arg-type, return-value]
+        return sorted(rows, key=lambda e: SORTS[self.sort](e, self._primary))
 
     def _cells(self, e: Experiment, now: float) -> tuple[object, ...]:
         primary = self._primary.get(e.id)
         metric = Text(metric_value(primary[1]) if primary else "-",
-                      style="bold" if primary and primary[0].startswith("full/") else "")
+                      style="bold" if primary and primary[0].startswith(split_prefix(Split.FULL)) else "")
         tries = Text(f"{e.attempts}/{e.max_attempts}", style="red" if e.attempts > 1 else "")
         status = status_text(e.status)
-        if e.cancel_requested and e.status == "running":
+        if e.cancel_requested and e.status == Status.RUNNING:
             status.append(" (cancelling)", style="dim")
         return (str(e.id), Text(e.name, overflow="ellipsis"), e.ratio, str(e.seed), status,
                 progress_bar(e), eta(e, now), metric, Text(e.device or "-"), tries)
@@ -138,7 +143,7 @@ class QueueScreen(Screen):
         key = (e.name, e.ratio, e.seed, e.status, e.step, e.total_steps, e.attempts, e.max_attempts,
                e.device, e.cancel_requested, e.started_at, e.finished_at, self._primary.get(e.id))
         hit = self._cell_cache.get(e.id)
-        if hit is not None and hit[0] == key and e.status != "running":
+        if hit is not None and hit[0] == key and e.status != Status.RUNNING:
             return hit[1]
         cells = self._cells(e, now)
         self._cell_cache[e.id] = (key, cells)
@@ -147,8 +152,8 @@ class QueueScreen(Screen):
     def refresh_table(self) -> None:
         """Update changed cells in place; rebuild only when the set or order of rows changed."""
         table = self.query_one("#queue", DataTable)
-        now = self.app.clock()  # type: ignore[attr-defined]
-        shown = self.visible()
+        now = routes(self).clock()
+        shown = self.visible_experiments()
         order = [e.id for e in shown]
         cells = {e.id: self._cached_cells(e, now) for e in shown}
         if order != self._order:
@@ -204,25 +209,25 @@ class QueueScreen(Screen):
         self.action_open()
 
     def action_open(self) -> None:
-        self._with_selected(lambda e: self.app.open_experiment(e.id))  # type: ignore[attr-defined]
+        self._with_selected(lambda e: routes(self).open_experiment(e.id))
 
     def action_study(self) -> None:
-        self._with_selected(lambda e: self.app.open_study(e.name))  # type: ignore[attr-defined]
+        self._with_selected(lambda e: routes(self).open_study(e.name))
 
     def action_new(self) -> None:
-        self.app.open_new_experiment()  # type: ignore[attr-defined]
+        routes(self).open_new_experiment()
 
     def action_cancel(self) -> None:
-        self._with_selected(lambda e: requests.cancel(self.app, e))
+        self._with_selected(lambda e: confirmed_writes.cancel(self.app, e))
 
     def action_retry(self) -> None:
-        self._with_selected(lambda e: requests.retry(self.app, e))
+        self._with_selected(lambda e: confirmed_writes.retry(self.app, e))
 
     def action_clone(self) -> None:
-        self._with_selected(lambda e: requests.clone(self.app, e))
+        self._with_selected(lambda e: confirmed_writes.clone(self.app, e))
 
     def action_delete(self) -> None:
-        self._with_selected(lambda e: requests.delete(self.app, e))
+        self._with_selected(lambda e: confirmed_writes.delete(self.app, e))
 
     def action_sort(self, by: str | None = None) -> None:
         keys = list(SORTS)
@@ -233,7 +238,7 @@ class QueueScreen(Screen):
     def action_filter(self, status: str | None = "") -> None:
         if status == "":
             status = FILTERS[(FILTERS.index(self.status_filter) + 1) % len(FILTERS)]
-        self.status_filter = status if status in STATUSES else None
+        self.status_filter = Status(status) if status in set(Status) else None
         self._update_view_label()
         self.refresh_table()
 

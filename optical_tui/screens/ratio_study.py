@@ -13,9 +13,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.errors import OpticalError
-from engine.store import Experiment, Metric, Store
-from optical_tui.poller import ExperimentsChanged, MetricsAppended
-from optical_tui.screens.experiment_data import SETTING_NAMES, History
+from engine.metric_keys import MetricName, Setting, Split, split_prefix
+from engine.store import Experiment, MetricPoint, open_store
+from optical_tui.messages import ExperimentsChanged, MetricsAppended
+from optical_tui.routes import routes
+from optical_tui.screens.experiment_data import History
 from optical_tui.screens.metric_switch import MetricSwitchMixin
 from optical_tui.screens.study_data import STUDY_STATUSES, Study, build_study
 from optical_tui.widgets.curves import CurvePlot, Series
@@ -44,8 +46,8 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         self.sweep = name
         self.experiments = experiments
         self.histories: dict[int, History] = {}
-        self.setting = "mul"
-        self.metric = "map"
+        self.setting: str = Setting.MUL
+        self.metric: str = MetricName.MAP
         self.loaded = False
         self.study: Study | None = None
 
@@ -69,14 +71,15 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         """Final-metric history of every run in the sweep, on its own connection."""
         ids = [e.id for e in self._members() if e.status in STUDY_STATUSES]
         try:
-            with Store(self.app.db_path) as store:  # type: ignore[attr-defined]
-                rows = {i: store.metrics(i, prefix="full/") + store.metrics(i, prefix="eval/") for i in ids}
+            with open_store(routes(self).db_location) as store:
+                rows = {i: store.metrics(i, prefix=split_prefix(Split.FULL)) + store.metrics(i, prefix=split_prefix(Split.QUICK))
+                        for i in ids}
         except OpticalError as exc:
             self.app.call_from_thread(partial(self.notify, str(exc), severity="error", markup=False))
             return
         self.app.call_from_thread(self._loaded, self.sweep, rows)
 
-    def _loaded(self, sweep: str, rows: dict[int, list[Metric]]) -> None:
+    def _loaded(self, sweep: str, rows: dict[int, list[MetricPoint]]) -> None:
         if sweep != self.sweep:  # the user moved on to another sweep meanwhile
             return
         for i, metrics in rows.items():
@@ -88,7 +91,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         ids = {e.id for e in self._members()}
         changed = False
         for m in message.metrics:
-            if m.experiment_id in ids and m.key.startswith(("full/", "eval/")):
+            if m.experiment_id in ids and m.key.startswith((split_prefix(Split.FULL), split_prefix(Split.QUICK))):
                 changed |= self.histories.setdefault(m.experiment_id, History()).add([m])
         if changed:
             self._redraw()
@@ -111,7 +114,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         study = build_study(self.sweep, self.experiments, self.histories, self.setting, self.metric)
         self.study = study
         counts = " · ".join(f"{n} {s}" for s, n in sorted(study.counts.items()))
-        name = SETTING_NAMES.get(self.setting, self.setting)
+        name = Setting(self.setting).label
         self.query_one("#study-summary", Static).update(Text.assemble(
             ("sweep ", "dim"), (self.sweep, "bold"), f"  ({counts or 'no experiments'})",
             ("  setting ", "dim"), (name, "bold"), ("  metric ", "dim"), (self.metric, "bold"),

@@ -1,7 +1,7 @@
 """The ratio study as numbers: final metric per ratio, mean and spread over seeds.
 
-Final value of an experiment: its full-benchmark point (`full/...`) when it has one, else its
-last quick-eval point (`eval/...`). Ratios are ordered as the study reads them, 1:0 … 0:1.
+Final value of an experiment: its full-benchmark point when it has one, else its last
+quick-eval point. Ratios are ordered as the study reads them, 1:0 … 0:1.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config import ratio_sort_key
+from engine.metric_keys import Split, Unit, group_unit, lang_unit, metric_key
+from engine.statuses import Status
 from engine.store import Experiment
 from optical_tui.screens.experiment_data import History, groups, languages, train_langs
 
 # Done runs are final; running ones count with their latest quick eval, flagged as provisional.
-STUDY_STATUSES = ("done", "running")
+STUDY_STATUSES = (Status.DONE, Status.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,10 @@ class Study:
     counts: Mapping[str, int]      # status -> experiments of the sweep
 
 
-def final_value(history: History, key_tail: str) -> float | None:
-    """`full/<tail>` at its latest step, else the latest `eval/<tail>` point."""
-    full = history.last(f"full/{key_tail}")
-    return full if full is not None else history.last(f"eval/{key_tail}")
+def final_value(history: History, setting: str, unit: Unit, metric: str) -> float | None:
+    """The full benchmark's value at its latest step, else the latest quick-eval point."""
+    full = history.last(metric_key(Split.FULL, setting, unit, metric))
+    return full if full is not None else history.last(metric_key(Split.QUICK, setting, unit, metric))
 
 
 def _cell(values: Sequence[float], provisional: bool) -> Cell | None:
@@ -79,15 +81,15 @@ def build_study(name: str, experiments: Sequence[Experiment], histories: Mapping
     zero_shot = tuple(x for x in langs if x not in trained)
     grp = groups(config)
 
-    def row(label: str, kind: str, tail: str, zs: bool = False) -> StudyRow:
+    def row(label: str, kind: str, unit: Unit, zs: bool = False) -> StudyRow:
         cells = []
         for r in ratios:
             runs = [e for e in used if e.ratio == r]
-            values = [final_value(histories.get(e.id, History()), tail) for e in runs]
-            provisional = any(e.status != "done" for e in runs)
+            values = [final_value(histories.get(e.id, History()), setting, unit, metric) for e in runs]
+            provisional = any(e.status != Status.DONE for e in runs)
             cells.append(_cell([v for v in values if v is not None], provisional))
         return StudyRow(label, kind, tuple(cells), zs)
 
-    rows = [row(g, "group", f"group/{g}/{setting}/{metric}") for g in ("high", "low") if grp.get(g)]
-    rows += [row(x, "lang", f"{setting}/{x}/{metric}", x in zero_shot) for x in langs]
+    rows = [row(g, "group", group_unit(g)) for g in ("high", "low") if grp.get(g)]
+    rows += [row(x, "lang", lang_unit(x), x in zero_shot) for x in langs]
     return Study(name, ratios, tuple(rows), zero_shot, tuple(sorted(trained)), grp, counts)

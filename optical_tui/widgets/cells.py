@@ -6,7 +6,9 @@ import math
 
 from rich.text import Text
 
+from engine.statuses import Status
 from engine.store import Experiment
+from optical_tui.status_style import BAR_COLOUR
 
 BAR_WIDTH = 10
 
@@ -14,9 +16,9 @@ BAR_WIDTH = 10
 def progress_bar(e: Experiment, width: int = BAR_WIDTH) -> Text:
     """`███████░░░ 70%`; empty for runs that never reported a total."""
     if not e.total_steps:
-        return Text("-" if e.status != "running" else "starting", style="dim")
+        return Text("-" if e.status != Status.RUNNING else "starting", style="dim")
     filled = round(e.progress * width)
-    colour = {"running": "yellow", "done": "green", "failed": "red"}.get(e.status, "bright_black")
+    colour = BAR_COLOUR.get(e.status, "bright_black")
     return Text.assemble(("█" * filled, colour), ("░" * (width - filled), "bright_black"),
                          f" {e.progress * 100:3.0f}%")
 
@@ -35,11 +37,15 @@ def duration(seconds: float) -> str:
 
 def eta(e: Experiment, now: float) -> str:
     """Remaining time of a running experiment from its average step rate so far."""
-    if e.status == "done" and e.started_at and e.finished_at:
+    if e.status == Status.DONE and e.started_at and e.finished_at:
         return f"took {duration(e.finished_at - e.started_at)}"
-    if e.status != "running" or not e.started_at or not e.total_steps or e.step <= 0:
+    # The rate of the current attempt: a requeued run's first attempt (and the time it waited in
+    # the queue) says nothing about how fast it runs now.
+    start = e.attempt_started_at or e.started_at
+    done = e.step - (e.attempt_start_step if e.attempt_started_at else 0)
+    if e.status != Status.RUNNING or not start or not e.total_steps or done <= 0:
         return "-"
-    per_step = (now - e.started_at) / e.step
+    per_step = (now - start) / done
     return duration(per_step * max(0, e.total_steps - e.step))
 
 

@@ -13,15 +13,38 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
-from engine.config import METRICS, SETTINGS, parse_ratio, ratio_sort_key
+from engine.config import parse_ratio, ratio_sort_key
 from engine.errors import ConfigError, ExperimentNotFound
+from engine.metric_keys import (
+    MACRO,
+    RANKING_METRICS,
+    SETTINGS,
+    SIZES,
+    MetricName,
+    Setting,
+    Split,
+    Unit,
+    group_unit,
+    lang_unit,
+    metric_key,
+    size_key,
+)
+from engine.statuses import Status
 from engine.store import Experiment, Store
 
-SOURCES = ("auto", "full", "eval")
-#: (kind, name): ("group", "high"), ("macro", "all") or ("lang", "ar").
-Unit = tuple[str, str]
-MACRO: Unit = ("macro", "all")
+
+class Source(StrEnum):
+    """Which evaluation a report reads: the full benchmark when every run has it, else the last
+    quick-subset point (auto), or one of them explicitly."""
+
+    AUTO = "auto"
+    FULL = Split.FULL.value
+    QUICK = Split.QUICK.value
+
+
+RD = MetricName.RANK_DISTANCE
 
 
 # --------------------------------------------------------------------------- statistics
@@ -132,15 +155,6 @@ class Report:
     before_rank: Mapping[Unit, Stat]
 
 
-def _key(prefix: str, setting: str, metric: str, unit: Unit) -> str:
-    kind, name = unit
-    if kind == "group":
-        return f"{prefix}/group/{name}/{setting}/{metric}"
-    if kind == "macro":
-        return f"{prefix}/macro/{setting}/{metric}"
-    return f"{prefix}/{setting}/{name}/{metric}"
-
-
 def _select(store: Store, sweep: str | None, ids: Sequence[int] | None) -> tuple[list[Experiment], str]:
     if sweep is not None and ids:
         raise ConfigError("give either --sweep NAME or experiment ids, not both")
@@ -179,7 +193,7 @@ def _setup(runs: Sequence[Experiment], source: str, sizes: Mapping[str, float], 
     def col(section: str, key: str) -> str:
         return _distinct([c.get(section, {}).get(key, "?") for c in cfgs])
 
-    if source == "full":
+    if source == Split.FULL:
         scored = "full MLQA-R benchmark"
     elif not _subset(runs, source):
         scored = f"full MLQA-R benchmark (last eval/… point, step {step}; eval.subset_questions = 0)"
@@ -204,14 +218,14 @@ def _setup(runs: Sequence[Experiment], source: str, sizes: Mapping[str, float], 
 
 
 def build_report(store: Store, *, sweep: str | None = None, ids: Sequence[int] | None = None,
-                 metric: str = "map", setting: str = "mul", source: str = "auto",
+                 metric: str = MetricName.MAP, setting: str = Setting.MUL, source: str = Source.AUTO,
                  baseline: str = "1:1") -> Report:
-    if metric not in METRICS:
-        raise ConfigError(f"--metric {metric!r}: valid metrics are {', '.join(METRICS)}")
+    if metric not in RANKING_METRICS:
+        raise ConfigError(f"--metric {metric!r}: valid metrics are {', '.join(RANKING_METRICS)}")
     if setting not in SETTINGS:
         raise ConfigError(f"--setting {setting!r}: valid settings are {', '.join(SETTINGS)}")
-    if source not in SOURCES:
-        raise ConfigError(f"--source {source!r}: valid sources are {', '.join(SOURCES)}")
+    if source not in set(Source):
+        raise ConfigError(f"--source {source!r}: valid sources are {', '.join(Source)}")
     baseline = str(parse_ratio(baseline))
     exps, selection = _select(store, sweep, ids)
     counts: dict[str, dict[str, int]] = {}
@@ -222,7 +236,7 @@ def build_report(store: Store, *, sweep: str | None = None, ids: Sequence[int] |
     notes: list[str] = []
     # One run per (ratio, seed): a retried or re-queued duplicate would count a seed twice.
     latest: dict[tuple[str, int], Experiment] = {}
-    for e in sorted((e for e in exps if e.status == "done"), key=lambda e: e.id):
+    for e in sorted((e for e in exps if e.status == Status.DONE), key=lambda e: e.id):
         k = (str(parse_ratio(e.ratio)), e.seed)
         if k in latest:
             notes.append(f"#{latest[k].id} superseded by #{e.id} (same ratio {k[0]} and seed {k[1]})")
@@ -240,16 +254,18 @@ def build_report(store: Store, *, sweep: str | None = None, ids: Sequence[int] |
            for e in done):
         notes.append("runs define the resource groups differently; groups shown are those of the first run")
     zero_shot = tuple(lang for lang in langs if lang not in train_langs)
-    units: tuple[Unit, ...] = (*(("group", g) for g in groups), MACRO, *(("lang", lang) for lang in langs))
+    units: tuple[Unit, ...] = (*(group_unit(g) for g in groups), MACRO, *(lang_unit(lang) for lang in langs))
 
-    needed = [_key(p, setting, metric, u) for p in ("full", "eval") for u in units]
-    needed += [_key(p, "mul", "rank_distance", u) for p in ("full", "eval") for u in units]
-    needed += [f"{p}/{n}" for p in ("full", "eval") for n in ("n_questions", "n_candidates")]
+    splits = (Split.FULL, Split.QUICK)
+    needed = [metric_key(p, setting, u, metric) for p in splits for u in units]
+    needed += [metric_key(p, Setting.MUL, u, RD) for p in splits for u in units]
+    needed += [size_key(p, n) for p in splits for n in SIZES]
     series = {e.id: store.metrics(e.id, keys=needed) for e in done}
-    has_full = {i for i, ms in series.items() if any(m.key.startswith("full/") for m in ms)}
-    if source == "auto":
-        source = "full" if len(has_full) == len(done) else "eval"
-        if source == "eval":
+    full_keys = {k for k in needed if k.startswith(f"{Split.FULL}/")}
+    has_full = {i for i, ms in series.items() if any(m.key in full_keys for m in ms)}
+    if source == Source.AUTO:
+        source = Split.FULL if len(has_full) == len(done) else Split.QUICK
+        if source == Split.QUICK:
             notes.append(
                 f"{len(done) - len(has_full)} of {len(done)} done runs have no full-benchmark result "
                 "(eval.full_at_end = false): every run is scored by its last quick-curve evaluation "
@@ -259,21 +275,21 @@ def build_report(store: Store, *, sweep: str | None = None, ids: Sequence[int] |
     for e in done:
         last: dict[str, tuple[int, float]] = {}
         for m in series[e.id]:
-            if m.key.startswith(source + "/") and (m.key not in last or m.step >= last[m.key][0]):
+            if m.key.startswith(f"{source}/") and (m.key not in last or m.step >= last[m.key][0]):
                 last[m.key] = (m.step, m.value)
-        vals = {u: last[k][1] for u in units if (k := _key(source, setting, metric, u)) in last}
-        rd = {u: last[k][1] for u in units if (k := _key(source, "mul", "rank_distance", u)) in last}
+        vals = {u: last[key][1] for u in units if (key := metric_key(source, setting, u, metric)) in last}
+        rd = {u: last[key][1] for u in units if (key := metric_key(source, Setting.MUL, u, RD)) in last}
         # full/… has no step-0 point: the untrained encoder is only comparable on the eval/… set.
-        start = {m.key: m.value for m in series[e.id] if m.step == 0 and source == "eval"}
-        b_vals = {u: start[k] for u in units if (k := _key(source, setting, metric, u)) in start}
-        b_rank = {u: start[k] for u in units if (k := _key(source, "mul", "rank_distance", u)) in start}
+        start = {m.key: m.value for m in series[e.id] if m.step == 0 and source == Split.QUICK}
+        b_vals = {u: start[key] for u in units if (key := metric_key(source, setting, u, metric)) in start}
+        b_rank = {u: start[key] for u in units if (key := metric_key(source, Setting.MUL, u, RD)) in start}
         if not vals:
             notes.append(f"#{e.id} (ratio {e.ratio}, seed {e.seed}) has no {source}/…/{setting}/{metric} "
                          "values; left out")
             continue
-        for n in ("n_questions", "n_candidates"):
-            if f"{source}/{n}" in last:
-                sizes.setdefault(n, last[f"{source}/{n}"][1])
+        for n in SIZES:
+            if size_key(source, n) in last:
+                sizes.setdefault(n, last[size_key(source, n)][1])
         step = max(s for s, _ in last.values())
         runs.append(RunValues(e.id, str(parse_ratio(e.ratio)), e.seed, source, step, vals, rd, b_vals, b_rank))
     if not runs:
@@ -314,7 +330,7 @@ def _pooled(per_run: Sequence[Mapping[Unit, float]], units: Sequence[Unit]) -> d
 
 
 def _subset(runs: Sequence[Experiment], source: str) -> bool:
-    return source == "eval" and any(e.config["eval"].get("subset_questions", 0) > 0 for e in runs)
+    return source == Split.QUICK and any(e.config["eval"].get("subset_questions", 0) > 0 for e in runs)
 
 
 def _total(counts: Mapping[str, Mapping[str, int]]) -> dict[str, int]:

@@ -13,6 +13,7 @@ that reached the store before a crash are re-sent on resume and ignored (unique 
 key, step), so a series holds every step exactly once.
 """
 
+
 from __future__ import annotations
 
 import os
@@ -21,29 +22,39 @@ import threading
 import time
 from collections.abc import Mapping
 
-from engine.errors import StoreError
-from engine.store import LeaseLost, Store
+from engine.errors import LeaseLost, StoreError
+from engine.store import RunLease, Store
+
+#: Longest wait between two heartbeat retries after a database error.
+MAX_BACKOFF_S = 8.0
 
 
 class StoreReporter:
-    def __init__(self, store: Store, exp_id: int, worker_id: str, stop: threading.Event, *,
-                 flush_interval_s: float = 1.0, parent_pid: int | None = None) -> None:
+    def __init__(self, store: Store, lease: RunLease, stop: threading.Event, *,
+                 flush_interval_s: float = 1.0, lease_s: float = 60.0, parent_pid: int | None = None) -> None:
         self.store = store
-        self.exp_id = exp_id
-        self.worker_id = worker_id
+        self.lease = lease
         self.stop = stop  # set by SIGTERM/SIGINT (worker draining) or by a cancel request
         self.flush_interval_s = flush_interval_s
+        # Renewal must succeed well inside the lease: after half of it without one, the run stops
+        # itself, so it can never keep training once another worker may have reclaimed it.
+        self.renew_deadline_s = lease_s / 2
         self.parent_pid = parent_pid
         self.cancel_requested = False
         self.last_step = 0
         self._buf: list[tuple[str, int, float, float]] = []
         self._step: int | None = None
         self._total: int | None = None
-        # One sqlite connection shared by the main thread and the heartbeat thread: serialise.
+        # One database connection shared by the main thread and the heartbeat thread: serialise.
         self._lock = threading.RLock()
         self._lease_lost: LeaseLost | None = None
+        self._last_renewal = time.monotonic()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    @property
+    def exp_id(self) -> int:
+        return self.lease.experiment_id
 
     # ------------------------------------------------------------------ Reporter protocol
 
@@ -57,7 +68,7 @@ class StoreReporter:
     def event(self, kind: str, message: str) -> None:
         self._check_lease()
         with self._lock:
-            self.store.log_event(self.exp_id, kind, message)
+            self.store.log_run_event(self.lease, kind, message)
 
     def progress(self, step: int, total: int) -> None:
         with self._lock:
@@ -77,13 +88,14 @@ class StoreReporter:
         self._thread.start()
 
     def flush(self) -> None:
-        """Write the buffer + heartbeat + progress now. Raises LeaseLost if the run was taken away."""
+        """Write the buffer + heartbeat + progress now. Raises LeaseLost if the run was taken away,
+        StoreError if the database refused the write (the points stay buffered for the next try)."""
         with self._lock:
             if self._lease_lost is not None:
                 raise self._lease_lost
             batch, self._buf = self._buf, []
             try:
-                cancel = self.store.flush(self.exp_id, self.worker_id, batch, self._step, self._total)
+                cancel = self.store.flush(self.lease, batch, self._step, self._total)
             except LeaseLost as exc:
                 self._lease_lost = exc
                 self.stop.set()
@@ -91,6 +103,7 @@ class StoreReporter:
             except BaseException:
                 self._buf = batch + self._buf  # keep the points for the next try
                 raise
+            self._last_renewal = time.monotonic()
         if cancel and not self.cancel_requested:
             self.cancel_requested = True
             self.stop.set()
@@ -109,14 +122,26 @@ class StoreReporter:
             raise self._lease_lost
 
     def _beat(self) -> None:
-        while not self._closed.wait(self.flush_interval_s):
+        backoff = self.flush_interval_s
+        while not self._closed.wait(backoff):
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
                 # The worker is gone (PR_SET_PDEATHSIG covers Linux; this covers the rest):
                 # an orphan must not keep the lease alive.
                 os._exit(1)
             try:
                 self.flush()
+                backoff = self.flush_interval_s
             except LeaseLost:
                 return
-            except StoreError as exc:  # locked for longer than the busy timeout: try again
-                print(f"heartbeat: {exc}", file=sys.stderr, flush=True)
+            except StoreError as exc:
+                # A transient error (locked past the busy timeout, a full disk, a dropped
+                # connection): retry sooner than the lease runs out, backing off meanwhile.
+                silent = time.monotonic() - self._last_renewal
+                print(f"heartbeat: {exc} (no renewal for {silent:.0f}s)", file=sys.stderr, flush=True)
+                if silent >= self.renew_deadline_s:
+                    self._lease_lost = LeaseLost(
+                        f"experiment {self.exp_id}: could not renew its lease for {silent:.0f}s "
+                        f"({exc}); stopping before another worker can take it over")
+                    self.stop.set()
+                    return
+                backoff = min(MAX_BACKOFF_S, backoff * 2, max(0.1, self.renew_deadline_s - silent))

@@ -1,8 +1,5 @@
-"""What queueing experiments means for both front ends (CLI and dashboard).
-
-`new_experiments` turns user input into validated `NewExperiment` specs with the same parser
-and rules as `optical queue add`, so the dashboard's form can never accept what the CLI
-rejects. `STATUS_STYLE` / `status_text` give each status one glyph and colour everywhere.
+"""What queueing experiments means, for both front ends (`optical queue add` and the dashboard's
+form): user input → validated `NewExperiment` specs, all checked before anything is written.
 """
 
 from __future__ import annotations
@@ -10,24 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.text import Text
-
 from engine.config import load_config, parse_ratio, with_run
 from engine.errors import ConfigError
 from engine.store import NewExperiment
-
-STATUS_STYLE: dict[str, tuple[str, str]] = {
-    "queued": ("◌", "cyan"),
-    "running": ("▶", "yellow"),
-    "done": ("✔", "green"),
-    "failed": ("✘", "red"),
-    "cancelled": ("⊘", "bright_black"),
-}
-
-
-def status_text(status: str) -> Text:
-    glyph, colour = STATUS_STYLE.get(status, ("?", "white"))
-    return Text(f"{glyph} {status}", style=colour)
 
 
 def new_experiments(ratios: Sequence[str], seeds: Sequence[int] = (), config: Path | None = None,

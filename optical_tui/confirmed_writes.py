@@ -9,29 +9,32 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
+from typing import Any
 
 from textual.app import App
 
 from engine.errors import OpticalError
-from engine.store import Experiment, NewExperiment, Store
+from engine.statuses import Status
+from engine.store import Experiment, NewExperiment, Store, open_store
+from optical_tui.routes import routes
 from optical_tui.screens.confirm import ConfirmScreen
 
 
-def submit(app: App, title: str, op: Callable[[Store], str]) -> None:
+def submit(app: App[Any], title: str, op: Callable[[Store], str]) -> None:
     """Run `op` against a fresh Store off the UI thread; notify its message or its error."""
-    db_path: Path = app.db_path  # type: ignore[attr-defined]
+    route = routes(app)
+    location = route.db_location
 
     def work() -> None:
         try:
-            with Store(db_path) as store:
+            with open_store(location) as store:
                 message = op(store)
         except OpticalError as exc:
             app.call_from_thread(partial(app.notify, str(exc), title=title, severity="error", timeout=8,
                                        markup=False))
             return
         app.call_from_thread(partial(app.notify, message, title=title, markup=False))
-        app.call_from_thread(app.poll_now)  # type: ignore[attr-defined]
+        app.call_from_thread(route.poll_now)
 
     app.run_worker(work, thread=True, group="requests", name=title)
 
@@ -44,7 +47,7 @@ def _describe(e: Experiment) -> str:
     return f"#{e.id} {e.name} (ratio {e.ratio}, seed {e.seed}, {e.status})"
 
 
-def confirm_then(app: App, question: str, yes_label: str, title: str, op: Callable[[Store], str]) -> None:
+def confirm_then(app: App[Any], question: str, yes_label: str, title: str, op: Callable[[Store], str]) -> None:
     def answered(yes: bool | None) -> None:
         if yes:
             submit(app, title, op)
@@ -52,29 +55,29 @@ def confirm_then(app: App, question: str, yes_label: str, title: str, op: Callab
     app.push_screen(ConfirmScreen(question, yes_label), answered)
 
 
-def cancel(app: App, e: Experiment) -> None:
+def cancel(app: App[Any], e: Experiment) -> None:
     def op(store: Store) -> str:
         (done,) = store.request_cancel([e.id])
-        return f"#{e.id} cancelled" if done.status == "cancelled" else f"#{e.id}: cancel requested"
-    what = "stop the run within seconds" if e.status == "running" else "never run"
+        return f"#{e.id} cancelled" if done.status == Status.CANCELLED else f"#{e.id}: cancel requested"
+    what = "stop the run within seconds" if e.status == Status.RUNNING else "never run"
     confirm_then(app, f"Cancel {_describe(e)}?\nIt will {what}.", "Cancel it", "cancel", op)
 
 
-def retry(app: App, e: Experiment) -> None:
+def retry(app: App[Any], e: Experiment) -> None:
     def op(store: Store) -> str:
         return f"#{e.id} retried as {_ids(store.retry([e.id]))} (queued)"
     confirm_then(app, f"Retry {_describe(e)}?\nA fresh copy is queued; this run stays as it is.",
                  "Retry", "retry", op)
 
 
-def clone(app: App, e: Experiment) -> None:
+def clone(app: App[Any], e: Experiment) -> None:
     def op(store: Store) -> str:
         return f"#{e.id} cloned as {_ids(store.clone([e.id]))} (queued)"
     confirm_then(app, f"Clone {_describe(e)}?\nA copy with the same frozen config is queued.",
                  "Clone", "clone", op)
 
 
-def delete(app: App, e: Experiment) -> None:
+def delete(app: App[Any], e: Experiment) -> None:
     def op(store: Store) -> str:
         store.remove([e.id])
         return f"removed #{e.id} with its metrics and events"
@@ -82,7 +85,7 @@ def delete(app: App, e: Experiment) -> None:
                  "Delete", "delete", op)
 
 
-def add(app: App, specs: Sequence[NewExperiment]) -> None:
+def add(app: App[Any], specs: Sequence[NewExperiment]) -> None:
     def op(store: Store) -> str:
         from engine.provenance import code_version  # runs git: keep it off the UI thread
 

@@ -1,4 +1,4 @@
-"""One experiment in its own process: `python -m engine.child --db DB --experiment ID ...`.
+"""One experiment in its own process: `python -m engine.run_process --db DB --experiment ID ...`.
 
 The worker starts one child per claimed experiment, so an out-of-memory kill or a segfault ends
 one run, never the worker. The child freezes provenance into the row, trains through a
@@ -23,17 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, config_from_dict
-from engine.errors import OpticalError
-from engine.reporter import StoreReporter
-from engine.store import Experiment, LeaseLost, Store
+from engine.errors import LeaseLost, OpticalError
+from engine.run_dirs import run_dir, runs_root
+from engine.statuses import EventKind, RunOutcome, Status
+from engine.store import Experiment, open_store
+from engine.store_reporter import StoreReporter
 
 EXIT_LEASE_LOST = 3
 PR_SET_PDEATHSIG = 1
-
-
-def run_dir_for(db_path: Path, exp_id: int) -> Path:
-    """`<db parent>/runs/<experiment id>/`: checkpoints and the child log."""
-    return Path(db_path).resolve().parent / "runs" / str(exp_id)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -99,44 +96,45 @@ def explain_failure(exc: BaseException, cfg: Config | None, device: str) -> str:
     return f"training crashed: {type(exc).__name__}: {exc}"
 
 
-def run(db_path: Path, exp_id: int, worker_id: str, device: str, parent_pid: int | None) -> int:
+def run(db: str, exp_id: int, worker_id: str, attempt: int, device: str, parent_pid: int | None, *,
+        runs: Path | None = None, lease_s: float = 60.0) -> int:
     stop = threading.Event()
     _install_stop_handlers(stop)  # first: a drain request during start-up must not kill us
-    store = Store(db_path)
+    store = open_store(db)
     exp = store.get(exp_id)
-    if exp.status != "running" or exp.worker_id != worker_id:
+    lease = exp.lease
+    if lease is None or lease.worker_id != worker_id or lease.attempt != attempt:
         return EXIT_LEASE_LOST
-    run_dir = run_dir_for(db_path, exp_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = run_dir(runs or runs_root(db), exp_id)
+    folder.mkdir(parents=True, exist_ok=True)
     # Heartbeats start now, before the slow imports, so a short lease never expires during
     # start-up. The reporter has its own connection: one per thread, never shared.
-    reporter = StoreReporter(Store(db_path), exp_id, worker_id, stop, parent_pid=parent_pid)
+    reporter = StoreReporter(open_store(db), lease, stop, lease_s=lease_s, parent_pid=parent_pid)
     reporter.start()
     cfg: Config | None = None
     try:
         if exp.cancel_requested:  # cancelled while its previous worker was lost
             reporter.close()
-            store.finish(exp_id, worker_id, "cancelled")
+            store.finish(lease, Status.CANCELLED)
             return 0
         cfg = config_from_dict(exp.config)
         if device:
             cfg = cfg.replace(train={"device": device})
-        store.set_provenance(exp_id, worker_id, provenance(cfg, device, exp, run_dir))
+        store.set_provenance(lease, provenance(cfg, device, exp, folder))
         from engine.train import run_training
 
-        print(f"experiment {exp_id} attempt {exp.attempts} on {device}, run dir {run_dir}", flush=True)
-        outcome = run_training(cfg, run_dir, reporter)
+        print(f"experiment {exp_id} attempt {exp.attempts} on {device}, run dir {folder}", flush=True)
+        outcome = run_training(cfg, folder, reporter)
         reporter.close()
-        if outcome == "done":
-            store.finish(exp_id, worker_id, "done")
+        if outcome == RunOutcome.DONE:
+            store.finish(lease, Status.DONE)
             # A finished run never resumes; its checkpoint (optimizer state included: ~255 MB
             # for a CPU demo run, GBs on a GPU run) would only fill the disk.
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
         elif reporter.cancel_requested or store.get(exp_id).cancel_requested:
-            store.finish(exp_id, worker_id, "cancelled")
+            store.finish(lease, Status.CANCELLED)
         else:
-            store.release(exp_id, worker_id, f"worker stopping: checkpointed at step {reporter.last_step}, "
-                                             "resumes from there")
+            store.release(lease, f"worker stopping: checkpointed at step {reporter.last_step}, resumes from there")
         print(f"experiment {exp_id}: {outcome}", flush=True)
         return 0
     except LeaseLost as exc:
@@ -148,11 +146,13 @@ def run(db_path: Path, exp_id: int, worker_id: str, device: str, parent_pid: int
         message = explain_failure(exc, cfg, device)
         try:
             reporter.close()  # keep the points reported before the crash
+        except LeaseLost:
+            return EXIT_LEASE_LOST
         except Exception as flush_exc:  # noqa: BLE001 - the failure itself matters more
             print(f"could not write the last metrics: {flush_exc}", file=sys.stderr, flush=True)
         try:
-            store.log_event(exp_id, "traceback", tb)
-            store.finish(exp_id, worker_id, "failed", error=f"{message}\n\n{tb}")
+            store.log_run_event(lease, EventKind.TRACEBACK, tb)
+            store.finish(lease, Status.FAILED, error=f"{message}\n\n{tb}")
         except LeaseLost:
             return EXIT_LEASE_LOST
         return 0
@@ -169,16 +169,20 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.child", description=__doc__)
-    p.add_argument("--db", required=True, type=Path)
+    p = argparse.ArgumentParser(prog="python -m engine.run_process", description=__doc__)
+    p.add_argument("--db", required=True, help="database path or URL")
     p.add_argument("--experiment", required=True, type=int)
     p.add_argument("--worker-id", required=True)
+    p.add_argument("--attempt", required=True, type=int, help="the attempt this process was started for")
     p.add_argument("--device", default="")
     p.add_argument("--parent-pid", type=int, default=None)
+    p.add_argument("--runs-dir", type=Path, default=None)
+    p.add_argument("--lease", type=float, default=60.0)
     args = p.parse_args(argv)
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)
-    return run(args.db, args.experiment, args.worker_id, args.device, args.parent_pid)
+    return run(args.db, args.experiment, args.worker_id, args.attempt, args.device, args.parent_pid,
+               runs=args.runs_dir, lease_s=args.lease)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,170 @@
+"""What the dashboard tests share: a seeded database with fixed timestamps, and Pilot helpers.
+
+Written only through the public Store API (claim, flush, finish, …) so the dashboard reads what a
+real worker would leave behind. Values are a deterministic synthetic pattern (a fixture, not a
+result): they differ by ratio, language and step so every curve and table cell is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from engine.config import MLQA_LANGS, Config, with_run
+from engine.metric_keys import SETTINGS
+from engine.store import NewExperiment, open_store
+from optical_tui.app import OpticalApp
+from optical_tui.screens.queue import QueueScreen
+
+T0 = 1_700_000_000.0          # fixed wall clock of the seeded world
+NOW = T0 + 7_200.0            # the injected "now" of the app under test
+RATIOS = ("1:0", "3:1", "1:1", "1:3", "0:1")
+SEEDS = (1, 2)
+STEPS = 200
+EVAL_EVERY = 50
+GROUPS = {"high": ("en", "de", "es", "vi", "zh"), "low": ("ar", "hi")}
+
+
+class FixedClock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def value(ratio: str, seed: int, setting: str, lang: str, step: int, metric: str = "map") -> float:
+    mono, cross = (float(x) for x in ratio.split(":"))
+    alpha = mono / (mono + cross)
+    base = {"mo": 0.62, "cr": 0.50, "mul": 0.40}[setting] + (0.03 if lang in GROUPS["high"] else -0.06)
+    shape = 0.05 * (1 - (alpha - 0.5) ** 2 * 4) + (0.02 * alpha if setting == "mo" else 0.0)
+    learned = (1 - math.exp(-step / 80)) * shape
+    noise = 0.008 * math.sin(seed * 7 + MLQA_LANGS.index(lang) * 3 + step)
+    scale = {"map": 1.0, "r@1": 0.8, "r@10": 1.3, "mrr@10": 0.95, "ndcg@10": 1.05}.get(metric, 1.0)
+    return round(min(0.99, (base + learned + noise) * scale), 4)
+
+
+def eval_points(prefix: str, ratio: str, seed: int, step: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for metric in ("map", "r@1"):
+        for setting in SETTINGS:
+            for lang in MLQA_LANGS:
+                out[f"{prefix}/{setting}/{lang}/{metric}"] = value(ratio, seed, setting, lang, step, metric)
+            for g, members in GROUPS.items():
+                out[f"{prefix}/group/{g}/{setting}/{metric}"] = round(
+                    sum(out[f"{prefix}/{setting}/{x}/{metric}"] for x in members) / len(members), 4)
+            out[f"{prefix}/macro/{setting}/{metric}"] = round(
+                sum(out[f"{prefix}/{setting}/{x}/{metric}"] for x in MLQA_LANGS) / len(MLQA_LANGS), 4)
+    for lang in MLQA_LANGS:
+        out[f"{prefix}/mul/{lang}/rank_distance"] = round(300 - step * 0.3 - 40 * seed / 2, 1)
+    out[f"{prefix}/macro/mul/rank_distance"] = round(290 - step * 0.3, 1)
+    return out
+
+
+def train_points(step: int) -> dict[str, float]:
+    lr = 2e-5 * min(1.0, step / 20) * (1 - step / STEPS)
+    return {"train/loss_task": round(2.5 * math.exp(-step / 60) + 0.4, 4),
+            "train/loss_ot": round(0.8 * math.exp(-step / 90) + 0.1, 4),
+            "train/loss": round(2.5 * math.exp(-step / 60) + 0.8 * math.exp(-step / 90) + 0.5, 4),
+            "train/lr": lr}
+
+
+def seed_database(path: Path, sweep: str = "ratio-sweep", t0: float = T0) -> dict[str, int]:
+    """10 experiments (5 ratios × 2 seeds): done, one running, one failed, one queued, one cancelled.
+
+    Returns `{"running": id, "failed": id, "queued": id, "cancelled": id, "done": id}`.
+    """
+    clock = FixedClock(t0)
+    base = Config().replace(train={"steps": STEPS}, eval={"every": EVAL_EVERY})
+    ids: dict[str, int] = {}
+    with open_store(path, clock=clock) as store:
+        specs = [NewExperiment(name=sweep, ratio=r, seed=s, priority=0,
+                               config=with_run(base, r, s).to_dict(), code_version="abc123def456")
+                 for r in RATIOS for s in SEEDS]
+        specs.append(NewExperiment(name="lambda-0", ratio="1:1", seed=1, priority=0,
+                                   config=with_run(base.replace(ot={"weight": 0.0}), "1:1", 1).to_dict()))
+        exps = store.add_experiments(specs)
+        store.register_worker("gpu0", "box", 4242, "cuda:0")
+        plan = {e.id: "done" for e in exps}
+        plan[exps[8].id] = "running"       # 0:1 seed 1
+        plan[exps[9].id] = "failed"        # 0:1 seed 2
+        plan[exps[10].id] = "queued"       # the lambda-0 sweep
+        for e in exps:
+            if plan[e.id] == "queued":
+                ids["queued"] = e.id
+                continue
+            clock.t += 60
+            claimed = store.claim_next("gpu0", "cuda:0")
+            assert claimed is not None
+            last = STEPS if plan[e.id] == "done" else 120 if plan[e.id] == "running" else 60
+            for step in range(0, last + 1, 10):
+                clock.t += 3
+                rows = [(k, step, v, clock.t) for k, v in train_points(step).items()]
+                if step % EVAL_EVERY == 0:
+                    rows += [(k, step, v, clock.t) for k, v in eval_points("eval", e.ratio, e.seed, step).items()]
+                if plan[e.id] == "done" and step == STEPS:
+                    rows += [(k, step, v, clock.t)
+                             for k, v in eval_points("full", e.ratio, e.seed, step + 40).items()]
+                store.flush(claimed.lease, rows, step=step, total=STEPS)
+            if plan[e.id] == "failed":
+                store.finish(claimed.lease, "failed", error=(
+                    "Traceback (most recent call last):\n  File \"engine/train.py\", line 120, in run_training\n"
+                    "    loss.backward()\nRuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"))
+            elif plan[e.id] == "done":
+                store.finish(claimed.lease, "done")
+            ids[plan[e.id]] = e.id
+        extra = store.add_experiments([NewExperiment(name=sweep, ratio="1:1", seed=3, priority=0,
+                                                     config=with_run(base, "1:1", 3).to_dict())])
+        store.request_cancel([extra[0].id])
+        ids["cancelled"] = extra[0].id
+        clock.t = t0 + (NOW - T0) - 5
+        store.worker_heartbeat("gpu0", ids["running"], "running")
+    return ids
+
+
+def synchronous(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async Pilot test on a fresh event loop (no pytest async plugin needed)."""
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return run
+
+
+def make_app(db: Path) -> OpticalApp:
+    app = OpticalApp(str(db), poll_interval=0.05, clock=lambda: NOW)
+    app.animation_level = "none"   # tab underlines would otherwise be caught mid-slide
+    return app
+
+
+async def wait_for(pilot: Pilot, predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+def queue_table(app: OpticalApp) -> DataTable:
+    return app.screen.query_one("#queue", DataTable)
+
+
+async def loaded(pilot: Pilot) -> None:
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, QueueScreen) and queue_table(pilot.app).row_count)
+
+
+def column(table: DataTable, key: str) -> list[str]:
+    return [str(table.get_cell(row, key)) for row in table.rows]
+
+
+async def select(pilot: Pilot, exp_id: int) -> None:
+    table = queue_table(pilot.app)
+    table.move_cursor(row=table.get_row_index(str(exp_id)))
+    await pilot.pause()
