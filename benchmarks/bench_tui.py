@@ -9,6 +9,10 @@ Measures, with a naive full re-read measured in the same run as the baseline:
   Target: each well under 100 ms.
 
     python benchmarks/bench_tui.py [--experiments 200] [--points 500] [--out benchmarks/results/tui.json]
+                                   [--db EMPTY_DB_PATH_OR_URL]
+
+`--db` measures another store (e.g. an empty PostgreSQL database) instead of a temporary SQLite
+file; benchmarks/bench_store_backends.py runs it on both side by side.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from engine.config import MLQA_LANGS, Config
 from engine.metric_keys import MACRO, MetricName, Setting, Split, TrainKey, lang_unit, metric_key
 from engine.statuses import Status
-from engine.store import NewExperiment, open_store
+from engine.store import NewExperiment, open_store, redact
 from optical_tui.app import OpticalApp
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.poller import Poller
@@ -49,7 +53,7 @@ def lang_key(lang: str) -> str:
     return metric_key(Split.QUICK, Setting.MUL, lang_unit(lang), MetricName.MAP)
 
 
-def seed(db: Path, n_exp: int, points: int) -> int:
+def seed(db: Path | str, n_exp: int, points: int) -> int:
     """Through the public Store API, as workers would have written it. Returns the row count."""
     config = Config().to_dict()
     rows = 0
@@ -69,7 +73,7 @@ def seed(db: Path, n_exp: int, points: int) -> int:
     return rows
 
 
-def naive_read(db: Path) -> float:
+def naive_read(db: Path | str) -> float:
     """Baseline: what a dashboard without cursors does each time — re-read everything."""
     t = time.perf_counter()
     with open_store(db) as store:
@@ -83,7 +87,7 @@ def naive_read(db: Path) -> float:
     return time.perf_counter() - t
 
 
-def write_step(db: Path, step: int) -> int:
+def write_step(db: Path | str, step: int) -> int:
     """One poll's worth of new rows: every running experiment flushes one eval point."""
     n = 0
     with open_store(db) as store:
@@ -99,7 +103,7 @@ def ms(xs: list[float]) -> dict[str, float]:
     return {"median_ms": round(statistics.median(xs) * 1e3, 3), "max_ms": round(max(xs) * 1e3, 3)}
 
 
-async def measure(db: Path, points: int) -> dict:
+async def measure(db: Path | str, points: int) -> dict:
     out: dict = {}
     # ---- first paint: app start -> queue filled
     t0 = time.perf_counter()
@@ -171,9 +175,10 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=200)
     parser.add_argument("--points", type=int, default=500)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "tui.json")
+    parser.add_argument("--db", help="an empty database (path or URL) to use instead of a temporary SQLite file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.db"
+        db: Path | str = args.db or Path(tmp) / "bench.db"
         t = time.perf_counter()
         n_rows = seed(db, args.experiments, args.points)
         seed_s = time.perf_counter() - t
@@ -192,6 +197,7 @@ def main() -> None:
         "metric_rows": n_rows, "running_experiments_writing": RUNNING, "repeats": REPEATS,
         "seed_s": round(seed_s, 1), "python": platform.python_version(), "machine": platform.machine(),
         "cpus": __import__("os").cpu_count(),
+        "store": redact(args.db) if args.db else "sqlite (temporary file)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

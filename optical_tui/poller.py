@@ -38,7 +38,7 @@ class Poller:
         self._token: object = None
         self._first = True
         self._metric_cursor: object = None
-        self._event_cursor = 0
+        self._event_cursor: object = None
         # key -> exp id -> (step, value): the latest point of each primary key, kept up to date
         # from new rows so the queue never re-aggregates the whole metrics table.
         self._latest: dict[str, dict[int, tuple[int, float]]] = {}
@@ -51,30 +51,33 @@ class Poller:
         token = self.store.change_token()
         if not self._first and token == self._token:
             return None
-        self._token = token
+        # Cursors and caches change only once every read succeeded: after a failed read (a lost
+        # connection) the next poll reads the same rows again instead of dropping them.
         if self._first:
-            self._first = False
             # Start the cursors at the end: history is loaded per screen, on demand.
-            _, self._metric_cursor = self.store.metrics_since(None)
-            events = self.store.events()
-            self._event_cursor = events[-1].id if events else 0
-            self._latest = {k: self._initial_latest(k) for k in self.primary_keys}
+            _, metric_cursor = self.store.metrics_since(None)
+            events, event_cursor = self.store.events_since(None)
+            latest = {k: self._initial_latest(k) for k in self.primary_keys}
             new_metrics: list[MetricPoint] = []
             new_events = events[-200:]
         else:
-            new_metrics, self._metric_cursor = self.store.metrics_since(self._metric_cursor)
-            new_events = self.store.events(after_id=self._event_cursor)
-            if new_events:
-                self._event_cursor = new_events[-1].id
-            self._apply_latest(new_metrics)
+            # Cursors, not "ids after the last one": on PostgreSQL a row can commit after a
+            # row with a higher id, and the cursors still return it (engine/store/postgres.py).
+            new_metrics, metric_cursor = self.store.metrics_since(self._metric_cursor)
+            new_events, event_cursor = self.store.events_since(self._event_cursor)
+            latest = self._latest
         experiments = tuple(self.store.list_experiments())
+        workers = tuple(self.store.list_workers())
+        self._token, self._first = token, False
+        self._metric_cursor, self._event_cursor, self._latest = metric_cursor, event_cursor, latest
+        self._apply_latest(new_metrics)
         live = {e.id for e in experiments}
         # Removed experiments drop out of the cache.
         for per_exp in self._latest.values():
             for gone in [i for i in per_exp if i not in live]:
                 del per_exp[gone]
-        return PollResult(experiments, tuple(self.store.list_workers()), self.primary(),
-                          tuple(new_metrics), tuple(new_events))
+        return PollResult(experiments, workers, self.primary(), tuple(new_metrics), tuple(new_events))
+
     def _initial_latest(self, key: str) -> dict[int, tuple[int, float]]:
         # The one aggregate query, at start-up only. Step -1: a run's steps only grow (a resumed
         # run's repeated points are ignored by the store), so any newer row replaces the value.

@@ -1,7 +1,10 @@
 """The dashboard while another process writes: the curve on screen grows as points are committed.
 
 The fast test uses a separate Python process writing through `Store.flush` exactly as a training
-child does; the slow one runs a real `optical worker` on configs/smoke.toml (tiny model, CPU).
+child does, on SQLite and on a real PostgreSQL (tests/pg_fixtures.py); the slow one runs a real
+`optical worker` on configs/smoke.toml (tiny model, CPU). On PostgreSQL a point can commit after
+points with higher ids: the late-commit test holds one back in an open transaction and checks it
+still reaches the screen.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from textual.pilot import Pilot
 
@@ -39,7 +43,7 @@ with open_store(db) as store:
 """
 
 
-def queue_one(db: Path, cfg: Config) -> int:
+def queue_one(db: Path | str, cfg: Config) -> int:
     with open_store(db) as store:
         (e,) = store.add_experiments([NewExperiment("live", "1:1", 0, with_run(cfg, "1:1", 0).to_dict())])
     return e.id
@@ -67,11 +71,21 @@ async def watch_growth(pilot: Pilot, curve: CurvePlot, proc: subprocess.Popen, w
     return seen
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "experiments.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def steps_on_screen(curve: CurvePlot) -> list[float]:
+    return list(curve.series[0].x) if curve.series else []
+
+
 @synchronous
-async def test_curve_grows_while_a_writer_process_commits(tmp_path: Path) -> None:
-    db = tmp_path / "experiments.db"
+async def test_curve_grows_while_a_writer_process_commits(db: str) -> None:
     exp_id = queue_one(db, Config())
-    app = make_app(db)
+    app = make_app(db)  # type: ignore[arg-type]  # a path or a URL, as --db takes it
     async with app.run_test(size=(120, 40)) as pilot:
         curve = await open_first(pilot)
         assert curve.series == ()
@@ -84,6 +98,36 @@ async def test_curve_grows_while_a_writer_process_commits(tmp_path: Path) -> Non
         # Several intermediate states: the screen followed the writer, not just the final result.
         assert len(seen) >= 4 and seen == sorted(seen)
         await wait_for(pilot, lambda: app.screen.experiment.status == "done")
+
+
+@synchronous
+async def test_a_point_that_commits_late_still_reaches_the_screen_on_postgres(pg_url: str) -> None:
+    """Tx A writes step 0 and stays open; steps 1-3 commit (higher ids) and are drawn; A commits;
+    step 0 appears. A dashboard reading "ids after the last one" would never draw it."""
+    exp_id = queue_one(pg_url, Config())
+    with open_store(pg_url) as store:
+        lease = store.claim_next("writer", "cpu").lease
+    assert lease is not None
+    langs = ("ar", "de", "en", "es", "hi", "vi", "zh")
+
+    def rows(step: int) -> list[tuple[str, int, float, float]]:
+        return [(f"eval/mul/{lang}/map", step, 0.1 + 0.05 * step, time.time()) for lang in langs]
+
+    app = make_app(pg_url)  # type: ignore[arg-type]  # a URL, as --db takes it
+    async with app.run_test(size=(120, 40)) as pilot:
+        curve = await open_first(pilot)
+        with psycopg.connect(pg_url) as slow:     # not autocommit: the transaction stays open
+            for key, step, value, at in rows(0):
+                slow.execute("INSERT INTO metrics (experiment_id, key, step, value, time) VALUES (%s, %s, %s, %s, %s)",
+                             (exp_id, key, step, value, at))
+            with open_store(pg_url) as store:
+                for step in (1, 2, 3):
+                    store.flush(lease, rows(step), step=step, total=3)
+            await wait_for(pilot, lambda: steps_on_screen(curve) == [1.0, 2.0, 3.0])
+            await pilot.pause(0.3)               # several polls pass while A is still open
+            assert steps_on_screen(curve) == [1.0, 2.0, 3.0]
+            slow.commit()
+        await wait_for(pilot, lambda: steps_on_screen(curve) == [0.0, 1.0, 2.0, 3.0])
 
 
 @pytest.mark.slow

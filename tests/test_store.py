@@ -1,7 +1,12 @@
+"""The store contract (engine/store/base.py), run against both backends: SQLite and a real
+PostgreSQL (tests/pg_fixtures.py: one server per session, a fresh database per test).
+Backend-specific behaviour: the SQLite-only tests at the end, and tests/test_store_postgres.py."""
+
 import dataclasses
 import json
 import multiprocessing as mp
 import sqlite3
+import time
 
 import pytest
 
@@ -24,21 +29,40 @@ def clock():
     return Clock()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request, tmp_path):
+    """Where a fresh, empty store lives: an SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "exp.db")
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def store(tmp_path, clock):
-    s = open_store(tmp_path / "exp.db", clock=clock)
+def store(location, clock):
+    s = open_store(location, clock=clock)
     yield s
     s.close()
+
+
+def at(t):
+    """A time the store wrote. SQLite takes it from the injected clock; PostgreSQL from the
+    server's clock shifted by the injected clock's offset, so it lands within milliseconds."""
+    return pytest.approx(t, abs=0.5)
 
 
 def spec(ratio="1:1", seed=0, priority=0, name="sweep", **kw):
     return NewExperiment(name=name, ratio=ratio, seed=seed, priority=priority, config={"train": {"ratio": ratio}}, **kw)
 
 
-def test_schema_created_with_wal(store):
-    assert store.schema_version() == SCHEMA_VERSION
+def test_schema_created_and_checked(store):
     check = store.check()
-    assert check["ok"] and check["journal_mode"] == "wal"
+    assert check["ok"] and check["integrity"] == ["ok"]
+    assert store.schema_version() == check["schema_version"] == check["supported_schema_version"]
+    assert check["location"] == store.location and check["experiments"]["queued"] == 0
+    if check["backend"] == "sqlite":
+        assert check["journal_mode"] == "wal" and check["schema_version"] == SCHEMA_VERSION
+    else:
+        assert check["backend"] == "postgresql" and ":***@" in check["location"]
 
 
 def test_add_get_and_frozen_dataclasses(store):
@@ -69,7 +93,7 @@ def test_flush_is_idempotent_per_step_and_returns_cancel(store, clock):
     pts = [(m.step, m.value) for m in store.metrics(e.id)]
     assert pts == [(1, 2.0), (2, 1.5), (3, 1.0)]
     got = store.get(e.id)
-    assert got.step == 3 and got.total_steps == 10 and got.heartbeat_at == clock.t
+    assert got.step == 3 and got.total_steps == 10 and got.heartbeat_at == at(clock.t)
     store.request_cancel([e.id])
     assert store.flush(lease, []) is True
 
@@ -151,7 +175,7 @@ def test_requeue_stale_then_fail_after_max_attempts(store, clock):
     store.claim_next("w1")
     clock.t += 30
     assert store.requeue_stale(lease_s=60) == []
-    assert store.heartbeat_ages() == {e.id: 30}
+    assert store.heartbeat_ages() == {e.id: at(30)}
     clock.t += 100
     assert store.requeue_stale(lease_s=60) == [e.id]
     assert store.get(e.id).status == Status.QUEUED
@@ -180,7 +204,7 @@ def test_attempt_start_is_recorded_for_the_eta(store, clock):
     store.requeue_stale(lease_s=60)
     clock.t += 50
     again = store.claim_next("w2")
-    assert again.started_at == 1000.0 and again.attempt_started_at == clock.t
+    assert again.started_at == at(1000.0) and again.attempt_started_at == at(clock.t)
     assert again.attempt_start_step == 40
 
 
@@ -246,12 +270,29 @@ def test_metric_ids_are_never_reused_after_a_delete(store):
     assert store.events()[-1].id > ev_before
 
 
-def test_change_token_changes_on_foreign_commit(tmp_path):
-    a, b = open_store(tmp_path / "d.db"), open_store(tmp_path / "d.db")
-    v = a.change_token()
-    assert a.change_token() == v
-    b.add_experiments([spec()])
-    assert a.change_token() != v
+def test_events_since_sees_every_new_event_once(store):
+    store.log_event(None, "info", "before")
+    old, cursor = store.events_since(None)   # a new reader gets the history and a cursor
+    assert [ev.message for ev in old] == ["before"]
+    (e,) = store.add_experiments([spec()])
+    store.log_event(e.id, "info", "after")
+    new, cursor = store.events_since(cursor)
+    assert [(ev.experiment_id, ev.kind) for ev in new] == [(e.id, "queued"), (e.id, "info")]
+    assert store.events_since(cursor)[0] == []
+
+
+def test_change_token_changes_on_foreign_commit(location):
+    with open_store(location) as a, open_store(location) as b:
+        v = a.change_token()
+        assert a.change_token() == v
+        a.list_experiments()
+        assert a.change_token() == v  # reading is not a change
+        b.add_experiments([spec()])
+        # PostgreSQL delivers the notification just after the commit: allow it a moment.
+        deadline = time.monotonic() + 10
+        while a.change_token() == v and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert a.change_token() != v
 
 
 def test_events_and_workers(store):
@@ -283,8 +324,9 @@ def test_open_errors(tmp_path):
     device_link.symlink_to("/dev/full")
     with pytest.raises(StoreError, match="not a regular file"):
         open_store(device_link)
-    with pytest.raises(StoreError, match="unknown scheme 'mysql'"):
+    with pytest.raises(StoreError, match="unknown scheme 'mysql'") as err:
         open_store("mysql://u:secret@h/db")
+    assert "secret" not in str(err.value)
     newer = tmp_path / "newer.db"
     open_store(newer).close()
     conn = sqlite3.connect(newer)
@@ -310,21 +352,23 @@ def test_migration_from_empty_file_and_reopen(tmp_path):
     assert again.schema_version() == SCHEMA_VERSION and len(again.list_experiments()) == 1
 
 
-def _claimer(path, worker, out):
+def _claimer(path, worker, start, out):
     s = open_store(path)
+    start.wait(timeout=120)  # all four start claiming at the same moment
     got = []
     while (e := s.claim_next(worker)) is not None:
         got.append(e.id)
     out.put((worker, got))
 
 
-def test_concurrent_processes_claim_each_experiment_exactly_once(tmp_path):
-    path = tmp_path / "race.db"
+def test_concurrent_processes_claim_each_experiment_exactly_once(location):
+    path = location
     with open_store(path) as s:
         s.add_experiments([spec(seed=i) for i in range(60)])
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_claimer, args=(str(path), f"w{i}", out)) for i in range(4)]
+    start = ctx.Barrier(4)
+    procs = [ctx.Process(target=_claimer, args=(str(path), f"w{i}", start, out)) for i in range(4)]
     for p in procs:
         p.start()
     results = [out.get(timeout=120) for _ in procs]
@@ -394,3 +438,13 @@ def test_a_read_only_database_gives_a_store_error(tmp_path):
         with pytest.raises(StoreError, match="not writable"):
             s.add_experiments([spec()])
         assert s.list_experiments() == []
+
+
+def test_a_database_url_reaches_child_processes_through_the_environment_not_argv() -> None:
+    from engine.store import db_arguments
+
+    env: dict[str, str] = {}
+    assert db_arguments("postgresql://optical:s3cret@h:5432/db", env) == []  # `ps` shows argv to all
+    assert env == {"OPTICAL_DB": "postgresql://optical:s3cret@h:5432/db"}
+    env = {}
+    assert db_arguments("/data/experiments.db", env) == ["--db", "/data/experiments.db"] and env == {}

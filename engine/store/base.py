@@ -16,10 +16,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Self
 
 from engine.statuses import Status, WorkerStatus
-from engine.store.records import Event, Experiment, MetricPoint, NewExperiment, RunLease, WorkerInfo
+from engine.store.records import (
+    Event,
+    Experiment,
+    MetricPoint,
+    NewExperiment,
+    RunLease,
+    StudyExport,
+    WorkerInfo,
+)
 
 #: A metric row to write: (key, step, value, unix time).
 PointRow = tuple[str, int, float, float]
@@ -30,6 +39,8 @@ class Store(ABC):
 
     #: What to show the user for this database (a path, or a URL without its password).
     location: str
+    #: Now, by the database's clock: what heartbeat and lease times are compared with (SQLite:
+    #: the injected clock, this box's by default; PostgreSQL: the server's, one query).
     clock: Callable[[], float]
 
     # ----------------------------------------------------------------- lifecycle and info
@@ -141,6 +152,24 @@ class Store(ABC):
 
     @abstractmethod
     def events(self, exp_id: int | None = None, after_id: int = 0) -> list[Event]: ...
+
+    @abstractmethod
+    def events_since(self, cursor: object | None) -> tuple[list[Event], object]:
+        """Events committed since `cursor` and the new cursor; None: every event so far (unlike
+        `metrics_since`, events are few, and a reader shows the recent ones at once). Never skips
+        an event, whatever order concurrent writers commit in (`after_id` can, on PostgreSQL)."""
+
+    # ----------------------------------------------------------------- copying a study
+
+    @abstractmethod
+    def export_study(self) -> AbstractContextManager[StudyExport]:
+        """Every experiment, metric point and event, read in one snapshot (held until exit)."""
+
+    @abstractmethod
+    def import_study(self, study: StudyExport) -> dict[str, int]:
+        """Write an exported study into this store, keeping every id, all or nothing; refuses a
+        store that holds (or ever held) experiments, metrics or events. Later ids continue after
+        `study.last_ids`. Returns the counts written."""
 
     # ----------------------------------------------------------------- workers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,22 @@ class Event:
     time: float
     kind: str
     message: str
+
+
+@dataclass(frozen=True)
+class StudyExport:
+    """A whole study as `optical db copy` moves it, read in one snapshot of the source.
+
+    `metrics` is streamed in id order while the snapshot is open (a study can hold millions of
+    points); `last_ids` is the highest id each table ever handed out (experiments, metrics,
+    events), which can be above the highest id still present after deletes: the destination
+    continues after it, so ids are never reused."""
+
+    experiments: list[Experiment]
+    events: list[Event]
+    metrics: Iterable[MetricPoint]
+    metric_count: int
+    last_ids: dict[str, int]
 
 
 @dataclass(frozen=True)

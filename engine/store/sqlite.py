@@ -22,7 +22,26 @@ import sqlite_utils
 from engine.errors import ExperimentNotFound, InvalidTransition, LeaseLost, StoreError
 from engine.statuses import RETRYABLE, TERMINAL, EventKind, Status, WorkerStatus
 from engine.store.base import PointRow, Store
-from engine.store.records import Event, Experiment, MetricPoint, NewExperiment, RunLease, WorkerInfo
+from engine.store.records import (
+    Event,
+    Experiment,
+    MetricPoint,
+    NewExperiment,
+    RunLease,
+    StudyExport,
+    WorkerInfo,
+)
+from engine.store.rows import (
+    EVENT_COLUMNS,
+    EXPERIMENT_COLUMNS,
+    ID_TABLES,
+    METRIC_VALUE_COLUMNS,
+    batched,
+    event_values,
+    experiment_values,
+    metric_values,
+    refuse_non_empty,
+)
 
 Q, R = Status.QUEUED.value, Status.RUNNING.value  # bound as parameters, never spliced into SQL
 
@@ -247,6 +266,7 @@ class SqliteStore(Store):
             counts[r[0]] = r[1]
         return {
             "backend": "sqlite",
+            "location": self.location,
             "path": str(self.path),
             "ok": integrity == ["ok"] and not fk,
             "integrity": integrity,
@@ -557,6 +577,74 @@ class SqliteStore(Store):
             rows = self._read("SELECT * FROM events WHERE experiment_id = ? AND id > ? ORDER BY id",
                               (exp_id, after_id))
         return [Event(r["id"], r["experiment_id"], r["time"], r["kind"], r["message"]) for r in rows]
+
+    def events_since(self, cursor: object | None) -> tuple[list[Event], object]:
+        # As metrics_since: event ids are handed out inside the one write transaction (AUTOINCREMENT).
+        if cursor is not None and not isinstance(cursor, int):
+            raise TypeError(f"not an SQLite events cursor: {cursor!r}")
+        new = self.events(after_id=cursor or 0)
+        return new, (new[-1].id if new else cursor or 0)
+
+    # ----------------------------------------------------------------- copying a study
+
+    def _last_ids(self) -> dict[str, int]:
+        seq = {r[0]: r[1] for r in self._read("SELECT name, seq FROM sqlite_sequence")}
+        top = self._read("SELECT (SELECT value FROM meta WHERE key = 'last_experiment_id'), "
+                         "(SELECT COALESCE(max(rowid), 0) FROM metrics), (SELECT COALESCE(max(id), 0) FROM events)")[0]
+        return {"experiments": int(top[0] or 0), "metrics": max(int(top[1]), seq.get("metrics", 0)),
+                "events": max(int(top[2]), seq.get("events", 0))}
+
+    @contextmanager
+    def export_study(self) -> Iterator[StudyExport]:
+        # One read transaction: in WAL mode its snapshot holds while writers go on.
+        try:
+            self.conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {_describe(exc)}") from None
+        try:
+            experiments = [_exp(r) for r in self._read("SELECT * FROM experiments ORDER BY id")]
+            events = self.events()
+            count = int(self._read("SELECT count(*) FROM metrics")[0][0])
+            last_ids = self._last_ids()
+
+            def points() -> Iterator[MetricPoint]:
+                try:
+                    cur = self.conn.execute("SELECT rowid, experiment_id, key, step, value, time FROM metrics "
+                                            "ORDER BY rowid")
+                    while rows := cur.fetchmany(10_000):
+                        yield from (MetricPoint(*r) for r in rows)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"{self.path}: {_describe(exc)}") from None
+
+            yield StudyExport(experiments, events, points(), count, last_ids)
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")  # read only: nothing to keep
+
+    def import_study(self, study: StudyExport) -> dict[str, int]:
+        with self._tx() as c:
+            held = {t: int(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in ID_TABLES}
+            refusal = refuse_non_empty(self.location, held, self._last_ids())
+            if refusal:
+                raise StoreError(refusal)
+            c.executemany(f"INSERT INTO experiments ({', '.join(EXPERIMENT_COLUMNS)}) "
+                          f"VALUES ({', '.join('?' * len(EXPERIMENT_COLUMNS))})",
+                          [experiment_values(e) for e in study.experiments])
+            c.executemany(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
+                          [event_values(ev) for ev in study.events])
+            n_metrics = 0
+            for chunk in batched(study.metrics, 10_000):
+                c.executemany(f"INSERT INTO metrics (rowid, {', '.join(METRIC_VALUE_COLUMNS)}) "
+                              "VALUES (?, ?, ?, ?, ?, ?)", [metric_values(m) for m in chunk])
+                n_metrics += len(chunk)
+            # Later ids continue after the source's: ids are never handed out twice.
+            top = self._last_ids()
+            last = {t: max(study.last_ids.get(t, 0), top[t]) for t in ID_TABLES}
+            c.execute("UPDATE meta SET value = ? WHERE key = 'last_experiment_id'", (last["experiments"],))
+            for table in ("metrics", "events"):
+                c.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+                c.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, last[table]))
+        return {"experiments": len(study.experiments), "metrics": n_metrics, "events": len(study.events)}
 
     # ----------------------------------------------------------------- workers
 

@@ -1,4 +1,5 @@
-"""`optical db check`: integrity and schema version of the experiments database.
+"""`optical db check`: integrity and schema version of the experiments database (SQLite or PostgreSQL).
+`optical db copy`: a whole study from one database to another (SQLite ⇄ PostgreSQL).
 `optical db serve`: a PostgreSQL server for a queue shared by several boxes."""
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ def check(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Run SQLite's integrity check and report the schema version and row counts."""
+    """Check the database (SQLite: its integrity check; PostgreSQL: id sequences and states) and
+    report the schema version and row counts."""
     with open_store(ctx) as store:
         report = store.check()
     if as_json:
         print_json(report)
     else:
         status = "[green]ok[/green]" if report["ok"] else "[red]PROBLEMS[/red]"
-        console.print(f"{report['path']}: {status}")
+        console.print(f"{report['location']}: {status}", markup=True, highlight=False)
+        engine = (f"journal {report['journal_mode']}" if report["backend"] == "sqlite"
+                  else f"PostgreSQL {report['server_version']}")
         console.print(f"  schema version {report['schema_version']} (this optical-tui: "
-                      f"{report['supported_schema_version']}), journal {report['journal_mode']}")
+                      f"{report['supported_schema_version']}), {engine}")
         counts = ", ".join(f"{k} {v}" for k, v in report["experiments"].items())
         console.print(f"  experiments: {counts}; metrics {report['metrics']}; events {report['events']}")
         if not report["ok"]:
@@ -44,6 +48,32 @@ def check(
                 console.print(f"  [red]{line}[/red]", markup=True)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+@db_app.command("copy")
+def copy(
+    src: Annotated[str, typer.Argument(
+        help="Source database: a file path, sqlite:///PATH or a postgresql://… URL.", show_default=False)],
+    dst: Annotated[str, typer.Argument(help="Destination: a new file, or an empty PostgreSQL database.",
+                                       show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Copy a whole study (every experiment with its id, metric point and event) into an empty database.
+
+    Both directions work: SQLite → PostgreSQL to move a study onto a shared server, PostgreSQL →
+    SQLite to take it home. The source is read in one snapshot, so workers may keep running; the
+    destination must be empty and is written all or nothing. Worker rows are not copied.
+    """
+    from engine.store import redact
+    from engine.store.copy import copy_study
+
+    counts = copy_study(src, dst)
+    if as_json:
+        print_json({"source": redact(src), "destination": redact(dst), **counts})
+    else:
+        # Plain print: Rich would wrap the long URL.
+        print(f"copied {counts['experiments']} experiments, {counts['metrics']} metric points and "
+              f"{counts['events']} events from {redact(src)} to {redact(dst)}", flush=True)
 
 
 # engine.store.pg_server.DEFAULT_HOST/DEFAULT_PORT, spelled out so `optical --help` needs no psycopg import.
