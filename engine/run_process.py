@@ -5,6 +5,10 @@ one run, never the worker. The child freezes provenance into the row, trains thr
 `StoreReporter`, and records its own outcome: done, cancelled, released (stopped to drain,
 resumes from its checkpoint) or failed with the traceback. Exit status 0 means "outcome
 recorded"; `EXIT_LEASE_LOST` means the run was taken away and nothing was written.
+
+Files: the attempt writes only in `<runs root>/<id>/attempt-<n>/` and resumes from the newest
+usable checkpoint of attempts ≤ n (engine/run_dirs.py, engine/checkpoint.py). A run that ends
+(done, failed, cancelled) deletes its checkpoints: it never resumes.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import argparse
 import ctypes
 import os
 import platform
-import shutil
 import signal
 import sys
 import threading
@@ -24,9 +27,9 @@ from typing import Any
 
 from engine.config import Config, config_from_dict
 from engine.errors import LeaseLost, OpticalError
-from engine.run_dirs import run_dir, runs_root
+from engine.run_dirs import attempt_dir, remove_checkpoints, run_dir, runs_root
 from engine.statuses import EventKind, RunOutcome, Status
-from engine.store import Experiment, open_store
+from engine.store import Experiment, open_store, resolve_location
 from engine.store_reporter import StoreReporter
 
 EXIT_LEASE_LOST = 3
@@ -53,7 +56,7 @@ def device_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
 
 
-def provenance(cfg: Config, device: str, exp: Experiment, run_dir: Path) -> dict[str, Any]:
+def provenance(cfg: Config, device: str, exp: Experiment, run_dir: Path, attempt_dir: Path) -> dict[str, Any]:
     import torch
 
     from engine.provenance import code_version, host_info, library_versions
@@ -69,6 +72,7 @@ def provenance(cfg: Config, device: str, exp: Experiment, run_dir: Path) -> dict
         "torch_threads": torch.get_num_threads(),
         "attempt": exp.attempts,
         "run_dir": str(run_dir),
+        "attempt_dir": str(attempt_dir),
         "started_at": time.time(),
         **host_info(),
     }
@@ -98,6 +102,8 @@ def explain_failure(exc: BaseException, cfg: Config | None, device: str) -> str:
 
 def run(db: str, exp_id: int, worker_id: str, attempt: int, device: str, parent_pid: int | None, *,
         runs: Path | None = None, lease_s: float = 60.0) -> int:
+    from engine.checkpoint import Checkpoints  # imports torch: after the heartbeats have started
+
     stop = threading.Event()
     _install_stop_handlers(stop)  # first: a drain request during start-up must not kill us
     store = open_store(db)
@@ -106,7 +112,8 @@ def run(db: str, exp_id: int, worker_id: str, attempt: int, device: str, parent_
     if lease is None or lease.worker_id != worker_id or lease.attempt != attempt:
         return EXIT_LEASE_LOST
     folder = run_dir(runs or runs_root(db), exp_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    own = attempt_dir(folder, attempt)
+    own.mkdir(parents=True, exist_ok=True)
     # Heartbeats start now, before the slow imports, so a short lease never expires during
     # start-up. The reporter has its own connection: one per thread, never shared.
     reporter = StoreReporter(open_store(db), lease, stop, lease_s=lease_s, parent_pid=parent_pid)
@@ -115,26 +122,37 @@ def run(db: str, exp_id: int, worker_id: str, attempt: int, device: str, parent_
     try:
         if exp.cancel_requested:  # cancelled while its previous worker was lost
             reporter.close()
-            store.finish(lease, Status.CANCELLED)
+            reporter.write(lambda: store.finish(lease, Status.CANCELLED))
+            remove_checkpoints(folder)
             return 0
         cfg = config_from_dict(exp.config)
         if device:
             cfg = cfg.replace(train={"device": device})
-        store.set_provenance(lease, provenance(cfg, device, exp, folder))
+        reporter.write(lambda: store.set_provenance(lease, provenance(cfg, device, exp, folder, own)))
+        checkpoints = Checkpoints.for_attempt(folder, attempt, guard=reporter.renew)
+        for leftover in checkpoints.remove_temp_files():
+            print(f"removed {leftover} (an interrupted checkpoint write)", flush=True)
+        if exp.step > 0 and not checkpoints.candidates():
+            reporter.event(EventKind.WARNING,
+                           f"no checkpoint found under {folder} although an earlier attempt reached step "
+                           f"{exp.step} (not written yet, or the runs dir is not shared between boxes); "
+                           "training restarts from step 0")
         from engine.train import run_training
 
-        print(f"experiment {exp_id} attempt {exp.attempts} on {device}, run dir {folder}", flush=True)
-        outcome = run_training(cfg, folder, reporter)
+        print(f"experiment {exp_id} attempt {attempt} on {device}, run dir {own}", flush=True)
+        outcome = run_training(cfg, own, reporter, checkpoints)
         reporter.close()
         if outcome == RunOutcome.DONE:
-            store.finish(lease, Status.DONE)
-            # A finished run never resumes; its checkpoint (optimizer state included: ~255 MB
+            reporter.write(lambda: store.finish(lease, Status.DONE))
+            # A finished run never resumes; its checkpoints (optimizer state included: ~255 MB
             # for a CPU demo run, GBs on a GPU run) would only fill the disk.
-            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-        elif reporter.cancel_requested or store.get(exp_id).cancel_requested:
-            store.finish(lease, Status.CANCELLED)
+            remove_checkpoints(folder)
+        elif reporter.cancel_requested or reporter.write(lambda: store.get(exp_id)).cancel_requested:
+            reporter.write(lambda: store.finish(lease, Status.CANCELLED))
+            remove_checkpoints(folder)
         else:
-            store.release(lease, f"worker stopping: checkpointed at step {reporter.last_step}, resumes from there")
+            reason = f"worker stopping: checkpointed at step {reporter.last_step}, resumes from there"
+            reporter.write(lambda: store.release(lease, reason))
         print(f"experiment {exp_id}: {outcome}", flush=True)
         return 0
     except LeaseLost as exc:
@@ -151,10 +169,11 @@ def run(db: str, exp_id: int, worker_id: str, attempt: int, device: str, parent_
         except Exception as flush_exc:  # noqa: BLE001 - the failure itself matters more
             print(f"could not write the last metrics: {flush_exc}", file=sys.stderr, flush=True)
         try:
-            store.log_run_event(lease, EventKind.TRACEBACK, tb)
-            store.finish(lease, Status.FAILED, error=f"{message}\n\n{tb}")
+            reporter.write(lambda: store.log_run_event(lease, EventKind.TRACEBACK, tb))
+            reporter.write(lambda: store.finish(lease, Status.FAILED, error=f"{message}\n\n{tb}"))
         except LeaseLost:
             return EXIT_LEASE_LOST
+        remove_checkpoints(folder)  # a failed run is retried as a fresh experiment, never resumed
         return 0
 
 
@@ -170,7 +189,7 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.run_process", description=__doc__)
-    p.add_argument("--db", required=True, help="database path or URL")
+    p.add_argument("--db", default=None, help="database path (a URL comes through env OPTICAL_DB)")
     p.add_argument("--experiment", required=True, type=int)
     p.add_argument("--worker-id", required=True)
     p.add_argument("--attempt", required=True, type=int, help="the attempt this process was started for")
@@ -181,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)
-    return run(args.db, args.experiment, args.worker_id, args.attempt, args.device, args.parent_pid,
+    return run(resolve_location(args.db), args.experiment, args.worker_id, args.attempt, args.device, args.parent_pid,
                runs=args.runs_dir, lease_s=args.lease)
 
 

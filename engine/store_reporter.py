@@ -11,6 +11,12 @@ buffer when the checkpoint lands would be lost for good; `before_checkpoint(step
 training loop calls right before it saves, flushes synchronously. Points after the checkpoint
 that reached the store before a crash are re-sent on resume and ignored (unique per experiment,
 key, step), so a series holds every step exactly once.
+
+Transient database errors (locked past the busy timeout, a full disk, a dropped connection) do
+not end the run: the heartbeat thread retries with backoff, and the training thread's own writes
+(events, the flush before a checkpoint, the outcome) retry the same way (`write`, `renew`). The
+one limit is the lease: with no renewal for half of it, the run stops itself (`LeaseLost`) before
+another worker may reclaim it, so a run is never trained twice at once.
 """
 
 
@@ -20,13 +26,26 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from engine.errors import LeaseLost, StoreError
 from engine.store import RunLease, Store
 
 #: Longest wait between two heartbeat retries after a database error.
 MAX_BACKOFF_S = 8.0
+#: First wait before retrying a write the training thread is blocked on.
+FIRST_RETRY_S = 0.1
+
+T = TypeVar("T")
+
+
+def _warn(message: str) -> None:
+    # The disk that refused the database write may refuse this line too: never let logging end a run.
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class StoreReporter:
@@ -67,8 +86,11 @@ class StoreReporter:
 
     def event(self, kind: str, message: str) -> None:
         self._check_lease()
-        with self._lock:
-            self.store.log_run_event(self.lease, kind, message)
+
+        def log() -> None:
+            with self._lock:
+                self.store.log_run_event(self.lease, kind, message)
+        self.write(log)
 
     def progress(self, step: int, total: int) -> None:
         with self._lock:
@@ -80,7 +102,7 @@ class StoreReporter:
 
     def before_checkpoint(self, step: int) -> None:
         """Make every point reported so far durable before checkpoint `step` is written."""
-        self.flush()
+        self.renew()
 
     # ------------------------------------------------------------------ flushing
 
@@ -108,12 +130,45 @@ class StoreReporter:
             self.cancel_requested = True
             self.stop.set()
 
+    def renew(self) -> None:
+        """Flush now, retrying transient errors; on return the lease was just renewed. Also the
+        lease check before checkpoint files are replaced or pruned (engine/checkpoint.py)."""
+        self.write(self.flush)
+
+    def write(self, fn: Callable[[], T]) -> T:
+        """Run a fenced store write, retrying transient database errors with backoff until half
+        the lease has passed without a renewal; then (or when the run was taken away) LeaseLost."""
+        delay = FIRST_RETRY_S
+        while True:
+            self._check_lease()
+            try:
+                return fn()
+            except LeaseLost:
+                raise
+            except StoreError as exc:
+                left = self._renewal_left(exc)
+                _warn(f"database write failed, retrying in {min(delay, left):.1f}s: {exc}")
+                time.sleep(min(delay, left))
+                delay = min(MAX_BACKOFF_S, delay * 2)
+
+    def _renewal_left(self, exc: StoreError) -> float:
+        """Seconds left before the run must give up its lease; past that, stop the run."""
+        silent = time.monotonic() - self._last_renewal
+        if silent >= self.renew_deadline_s:
+            if self._lease_lost is None:
+                self._lease_lost = LeaseLost(
+                    f"experiment {self.exp_id}: could not renew its lease for {silent:.0f}s "
+                    f"({exc}); stopping before another worker can take it over")
+            self.stop.set()
+            raise self._lease_lost
+        return max(0.05, self.renew_deadline_s - silent)
+
     def close(self) -> None:
-        """Stop the heartbeat thread and write what is left (raises if that fails)."""
+        """Stop the heartbeat thread and write what is left (retrying; raises if that fails)."""
         self._closed.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
-        self.flush()
+        self.renew()
 
     def _check_lease(self) -> None:
         # Raised in the training thread, so the loop unwinds without writing a checkpoint into
@@ -137,11 +192,9 @@ class StoreReporter:
                 # A transient error (locked past the busy timeout, a full disk, a dropped
                 # connection): retry sooner than the lease runs out, backing off meanwhile.
                 silent = time.monotonic() - self._last_renewal
-                print(f"heartbeat: {exc} (no renewal for {silent:.0f}s)", file=sys.stderr, flush=True)
-                if silent >= self.renew_deadline_s:
-                    self._lease_lost = LeaseLost(
-                        f"experiment {self.exp_id}: could not renew its lease for {silent:.0f}s "
-                        f"({exc}); stopping before another worker can take it over")
-                    self.stop.set()
+                _warn(f"heartbeat: {exc} (no renewal for {silent:.0f}s)")
+                try:
+                    left = self._renewal_left(exc)
+                except LeaseLost:
                     return
-                backoff = min(MAX_BACKOFF_S, backoff * 2, max(0.1, self.renew_deadline_s - silent))
+                backoff = min(MAX_BACKOFF_S, backoff * 2, max(0.1, left))

@@ -13,6 +13,14 @@ exits. The run resumes from that checkpoint on the next worker, so stopping neve
 multi-hour run and never loses more than the current step. A second SIGTERM/SIGINT, or a child
 that has not stopped after `grace_s`, kills the child; the run resumes from its previous
 checkpoint.
+
+Many boxes. Workers on any number of boxes share one queue (a PostgreSQL URL as --db) and, for
+resuming elsewhere, one runs dir on a shared filesystem (--runs-dir / OPTICAL_RUNS). Worker ids
+(`host:pid:device`) can repeat across containers and Slurm jobs; that is safe because every write
+of a run is fenced on its attempt too (engine/store/base.py, engine/run_dirs.py).
+
+Transient errors (a locked or full database, a dropped connection, a log on a full disk) are
+reported and retried; they never end the worker.
 """
 
 from __future__ import annotations
@@ -30,17 +38,27 @@ from types import FrameType
 from typing import Any
 
 from engine.devices import resolve_device
-from engine.errors import LeaseLost, OpticalError, StoreError
-from engine.run_dirs import run_dir, runs_root
+from engine.errors import ConfigError, LeaseLost, OpticalError, StoreError
+from engine.run_dirs import (
+    attempt_dir,
+    check_runs_root,
+    claim_run_dir,
+    runs_root,
+    runs_root_is_default,
+    sweep_finished,
+)
 from engine.run_process import EXIT_LEASE_LOST
 from engine.statuses import Status, WorkerStatus
-from engine.store import Experiment, RunLease, Store, open_store
+from engine.store import Experiment, RunLease, Store, db_arguments, open_store, resolve_location
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_TAIL_LINES = 30
 #: A running experiment whose heartbeat is older than this may belong to a dead worker:
 #: `--until-empty` waits for its lease to run out (then requeues and runs it) before exiting.
 SUSPECT_HEARTBEAT_S = 5.0
+#: How often an idle worker deletes the checkpoints of runs that ended without a process to do it
+#: (cancelled while queued, failed by the reaper).
+SWEEP_EVERY_S = 600.0
 _CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")
 
 
@@ -78,7 +96,8 @@ class QueueWorker:
     def __init__(self, db: str | Path, device: str = "auto", *, lease_s: float = 60.0,
                  poll_s: float = 2.0, once: bool = False, max_experiments: int = 0, until_empty: bool = False,
                  grace_s: float = 120.0, log_path: str = "", runs: str | Path | None = None,
-                 worker_id: str | None = None, say: Callable[[str], None] | None = None) -> None:
+                 worker_id: str | None = None, host_name: str | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
         self.db = str(db) if "://" in str(db) else str(Path(db).resolve())
         self.device_setting = device
         self.lease_s = lease_s
@@ -89,9 +108,13 @@ class QueueWorker:
         self.grace_s = grace_s
         self.log_path = log_path
         self.runs = runs_root(self.db, runs)
+        self.runs_is_default = runs_root_is_default(self.db, runs)
         self.say = say or _say
         self.device = ""
+        self.host = host_name or socket.gethostname()
         self.id = worker_id or ""
+        self._quiet_since: float | None = None  # --until-empty: when the queue was first seen empty
+        self._last_sweep = -SWEEP_EVERY_S
         self.completed = 0
         self._terminate = False  # SIGTERM/SIGINT received
         self._kill_child = False  # a second signal: do not wait for the checkpoint
@@ -101,14 +124,19 @@ class QueueWorker:
 
     def run(self) -> int:
         """Serve the queue until stopped (or --once / --max-experiments). Returns runs handled."""
+        check_runs_root(self.runs)  # bad input fails here, before anything is registered
         store = open_store(self.db)  # fails fast on a bad --db before anything is registered
         self.device = resolve_device(self.device_setting)
-        self.id = self.id or f"{socket.gethostname()}:{os.getpid()}:{self.device}"
-        store.register_worker(self.id, socket.gethostname(), os.getpid(), self.device, self.log_path)
+        self.id = self.id or f"{self.host}:{os.getpid()}:{self.device}"
+        store.register_worker(self.id, self.host, os.getpid(), self.device, self.log_path)
         previous = self._install_signal_handlers()
         self.say(f"worker {self.id} serving {store.location} (lease {self.lease_s:g}s, runs in {self.runs})")
+        if self.runs_is_default:
+            self.say(f"runs dir {self.runs} is the default for a database server: a run resumes on another box "
+                     "only if that box sees this folder; share one with --runs-dir or OPTICAL_RUNS")
         try:
             while not self._should_exit(store, None, WorkerStatus.IDLE):
+                self._sweep(store)
                 try:
                     exp = self._next(store)
                 except StoreError as exc:
@@ -123,6 +151,7 @@ class QueueWorker:
                         break
                     self._sleep(self.poll_s)
                     continue
+                self._quiet_since = None
                 self._run_one(store, exp)
                 self.completed += 1
                 if self.once or (self.max_experiments and self.completed >= self.max_experiments):
@@ -144,13 +173,43 @@ class QueueWorker:
         return store.claim_next(self.id, self.device)
 
     def _waiting_for_lost_runs(self, store: Store) -> bool:
-        """True while a running experiment has gone quiet (its worker may be dead): a batch job must
-        wait for the lease to expire, requeue it and run it, or that run is orphaned."""
-        quiet = {i: age for i, age in store.heartbeat_ages().items() if age > SUSPECT_HEARTBEAT_S}
+        """True while a running experiment may belong to a dead worker: a batch job must wait for its
+        lease to expire, requeue it and run it, or that run is orphaned. A run counts as alive only
+        once its heartbeat has been seen fresh for SUSPECT_HEARTBEAT_S after the queue went empty:
+        a worker killed a second ago still has a fresh heartbeat."""
+        try:
+            ages = store.heartbeat_ages()
+        except StoreError as exc:
+            self.say(f"queue empty, but the database did not answer (will retry): {exc}")
+            return True
+        if not ages:
+            return False
+        quiet = {i: age for i, age in ages.items() if age > SUSPECT_HEARTBEAT_S}
         if quiet:
             ids = ", ".join(f"#{i} ({age:.0f}s)" for i, age in sorted(quiet.items()))
             self.say(f"queue empty, but waiting for silent run(s) {ids} to reach the {self.lease_s:g}s lease")
-        return bool(quiet)
+            return True
+        now = time.monotonic()
+        if self._quiet_since is None:
+            self._quiet_since = now
+            self.say(f"queue empty; watching {len(ages)} running experiment(s) for {SUSPECT_HEARTBEAT_S:g}s "
+                     "in case their worker just died")
+        return now - self._quiet_since <= SUSPECT_HEARTBEAT_S
+
+    def _sweep(self, store: Store) -> None:
+        """Delete checkpoints of runs that ended without a process to do it (cancelled while queued,
+        failed by the reaper): at start, then every SWEEP_EVERY_S (a run's own process cleans up
+        after itself; a sweep stats every run folder, ~0.1 s per 2000 on a local disk)."""
+        if time.monotonic() - self._last_sweep < SWEEP_EVERY_S:
+            return
+        self._last_sweep = time.monotonic()
+        try:
+            cleaned = sweep_finished(store, self.runs)
+        except (StoreError, OSError) as exc:
+            self.say(f"could not clean up finished runs' checkpoints (will retry): {exc}")
+            return
+        if cleaned:
+            self.say("deleted the checkpoints of finished run(s) " + ", ".join(f"#{i}" for i in cleaned))
 
     def _should_exit(self, store: Store, exp_id: int | None, status: WorkerStatus) -> bool:
         try:
@@ -170,15 +229,24 @@ class QueueWorker:
     def _run_one(self, store: Store, exp: Experiment) -> None:
         lease = exp.lease
         assert lease is not None, "claim_next returns a running experiment"
-        folder = run_dir(self.runs, exp.id)
         started = time.monotonic()
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            child_log = folder / "child.log"
+            folder = claim_run_dir(self.runs, exp)
+        except ConfigError as exc:  # another database's run owns the folder: never mix them
+            self._record(store, lease, Status.FAILED, str(exc))
+            return
+        except OSError as exc:  # a shared filesystem that is not there (yet): retry within its attempts
+            self._release(store, lease, f"could not create its run folder under {self.runs}: {exc}",
+                          count_attempt=True)
+            return
+        try:
+            own = attempt_dir(folder, lease.attempt)
+            own.mkdir(parents=True, exist_ok=True)
+            child_log = own / "child.log"
             self.say(f"#{exp.id} {exp.name} ratio {exp.ratio} seed {exp.seed}: attempt {exp.attempts}, "
                      f"log {child_log}")
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-            cmd = [sys.executable, "-m", "engine.run_process", "--db", self.db, "--experiment", str(exp.id),
+            cmd = [sys.executable, "-m", "engine.run_process", *db_arguments(self.db, env), "--experiment", str(exp.id),
                    "--worker-id", self.id, "--attempt", str(lease.attempt), "--device", self.device,
                    "--parent-pid", str(os.getpid()), "--runs-dir", str(self.runs), "--lease", str(self.lease_s)]
             with open(child_log, "ab") as log:
@@ -188,8 +256,8 @@ class QueueWorker:
                 oom_before = oom_kills()
                 self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                               env=env)
-        except OSError as exc:  # could not create the run folder or start the child: record, keep serving
-            self._record(store, lease, Status.FAILED, f"could not start the training process: {exc}")
+        except OSError as exc:  # could not create the attempt folder or start the child: keep serving
+            self._release(store, lease, f"could not start the training process: {exc}", count_attempt=True)
             return
         signalled_at: float | None = None
         try:
@@ -280,29 +348,35 @@ class QueueWorker:
 
 
 def _say(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+    try:
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+    except (OSError, ValueError):
+        pass  # a log on a full disk (or a closed terminal) must not end the worker
 
 
 def main(argv: list[str] | None = None) -> int:
     """Headless entry point (`python -m engine.worker`), used by `optical worker --detach`."""
     p = argparse.ArgumentParser(prog="python -m engine.worker", description=__doc__)
-    p.add_argument("--db", required=True, help="database path or URL")
+    p.add_argument("--db", default=None, help="database path or URL (default: env OPTICAL_DB, else experiments.db)")
     p.add_argument("--device", default="auto")
     p.add_argument("--once", action="store_true")
     p.add_argument("--max-experiments", type=int, default=0)
     p.add_argument("--until-empty", action="store_true")
     p.add_argument("--lease", type=float, default=60.0)
     p.add_argument("--poll", type=float, default=2.0)
-    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--runs-dir", default=None, help="runs root (default: env OPTICAL_RUNS, else beside the database)")
     p.add_argument("--pid-file", type=Path, default=None)
     p.add_argument("--log-path", default="")
+    p.add_argument("--worker-id", default=None, help="force the worker id (default host:pid:device)")
+    p.add_argument("--host-name", default=None, help="the host name to register (default: this machine's)")
     args = p.parse_args(argv)
     try:
         if args.pid_file:
             args.pid_file.write_text(f"{os.getpid()}\n")
-        QueueWorker(args.db, args.device, lease_s=args.lease, poll_s=args.poll, once=args.once,
+        QueueWorker(resolve_location(args.db), args.device, lease_s=args.lease, poll_s=args.poll, once=args.once,
                     max_experiments=args.max_experiments, until_empty=args.until_empty,
-                    log_path=args.log_path, runs=args.runs_dir).run()
+                    log_path=args.log_path, runs=args.runs_dir, worker_id=args.worker_id,
+                    host_name=args.host_name).run()
         return 0
     except OpticalError as exc:
         print(f"error: {exc}", file=sys.stderr)

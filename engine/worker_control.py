@@ -1,5 +1,6 @@
-"""Workers seen from outside: start one detached (`optical worker --detach`) and list them with
-their heartbeat age and state (`optical worker status`)."""
+"""Workers seen from outside: start one detached (`optical worker --detach`, or a per-device
+supervisor with `--device all --detach`) and list them with their host, heartbeat age and state
+(`optical worker status`)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,21 @@ from typing import Any
 
 from engine.errors import ConfigError
 from engine.statuses import WorkerState, WorkerStatus
-from engine.store import Store, open_store, sqlite_path
+from engine.store import Store, db_arguments, open_store, sqlite_path
 from engine.worker import REPO, log_tail
 
 
-def detached_paths(db: str, device: str, runs: Path) -> tuple[Path, Path]:
-    """Log and pid file of a detached worker: beside an SQLite database, else in the runs root;
-    one pair per database and device."""
+def detached_paths(db: str, device: str, folder: Path | None = None) -> tuple[Path, Path]:
+    """Log and pid file of a detached worker, one pair per database and device (or device list):
+    beside an SQLite database; for a database server, in the current folder (`folder`), never in
+    the runs dir: that may be shared by many boxes, and a pid means something only on its own box."""
     path = sqlite_path(db)
-    tag = device.replace(":", "")
+    tag = device.replace(":", "").replace(",", "-")
     if path is not None:
         path = path.resolve()
         return path.with_name(f"{path.stem}.worker-{tag}.log"), path.with_name(f"{path.stem}.worker-{tag}.pid")
-    runs.mkdir(parents=True, exist_ok=True)
-    return runs / f"worker-{tag}.log", runs / f"worker-{tag}.pid"
+    here = (folder or Path.cwd()).resolve()
+    return here / f"optical-worker-{tag}.log", here / f"optical-worker-{tag}.pid"
 
 
 def read_pid_file(path: Path) -> int | None:
@@ -49,7 +51,7 @@ def _is_worker(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return True  # no /proc (not Linux): trust the pid
-    return b"engine.worker" in cmdline
+    return b"engine.worker" in cmdline or b"engine.worker_pool" in cmdline
 
 
 def pid_alive(pid: int) -> bool:
@@ -62,18 +64,20 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def start_detached(db: str, device: str, runs: Path, worker_args: list[str]) -> tuple[int, Path, Path]:
-    """Re-launch the worker in a new session (survives the SSH session); returns pid, log, pid file."""
+def start_detached(db: str, device: str, runs: Path, worker_args: list[str],
+                   module: str = "engine.worker") -> tuple[int, Path, Path]:
+    """Re-launch the worker (or, with module engine.worker_pool, the per-device supervisor) in a new
+    session (survives the SSH session); returns pid, log, pid file."""
     open_store(db).close()  # a bad --db fails here, in the user's terminal, not in a log file
     path = sqlite_path(db)
     db_arg = str(path.resolve()) if path is not None else db
-    log_path, pid_path = detached_paths(db, device, runs)
+    log_path, pid_path = detached_paths(db, device)
     old = read_pid_file(pid_path) if pid_path.exists() else None
     if old is not None and _is_worker(old):
         raise ConfigError(f"a detached worker for {device} on this database is already running "
                           f"(pid {old}, log {log_path}); stop it with `optical worker stop` first")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "engine.worker", "--db", db_arg, "--device", device, "--runs-dir", str(runs),
+    cmd = [sys.executable, "-m", module, *db_arguments(db_arg, env), "--device", device, "--runs-dir", str(runs),
            "--pid-file", str(pid_path), "--log-path", str(log_path), *worker_args]
     try:
         with open(log_path, "ab") as log:
@@ -93,7 +97,7 @@ def start_detached(db: str, device: str, runs: Path, worker_args: list[str]) -> 
 def worker_rows(store: Store, lease_s: float, include_stopped: bool = False) -> list[dict[str, Any]]:
     """Workers with their heartbeat age and state: alive, stale (no heartbeat within the lease,
     or its process is gone on this host), stopping (stop requested) or stopped."""
-    now = time.time()
+    now = store.clock()  # the database's clock: heartbeats were written by it, on any box
     host = socket.gethostname()
     rows = []
     for w in store.list_workers(include_stopped=include_stopped):

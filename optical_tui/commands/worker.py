@@ -7,6 +7,7 @@ discover devices).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,7 +18,7 @@ from engine.devices import DEVICE_FORMS
 from engine.errors import OpticalError
 from engine.statuses import WorkerState
 from optical_tui.commands.context import db_location, store_for
-from optical_tui.console import console, print_json
+from optical_tui.console import console, print_json, safe_text
 from optical_tui.status_style import WORKER_STATE_STYLE
 
 worker_app = typer.Typer(
@@ -30,13 +31,15 @@ worker_app = typer.Typer(
 @worker_app.callback()
 def run(
     ctx: typer.Context,
-    device: Annotated[str, typer.Option("--device", "-d", help=f"{DEVICE_FORMS} (auto: a GPU when visible, else cpu).")] = "auto",
+    device: Annotated[str, typer.Option("--device", "-d", help=f"{DEVICE_FORMS} (auto: a GPU when visible, else cpu); all: one worker per visible GPU; or a list such as cuda:0,cuda:2 (one worker each).")] = "auto",
     once: Annotated[bool, typer.Option("--once", help="Run one experiment (or none if the queue is empty), then exit.")] = False,
     max_experiments: Annotated[int, typer.Option("--max-experiments", "-n", help="Exit after this many experiments (0 = no limit).", min=0)] = 0,
     until_empty: Annotated[bool, typer.Option("--until-empty", help="Exit when the queue is empty instead of waiting for more (batch jobs).")] = False,
-    detach: Annotated[bool, typer.Option("--detach", help="Keep running after the terminal closes; log and pid file beside the database.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Keep running after the terminal closes; log and pid file beside an SQLite database, else in the current folder.")] = False,
     lease: Annotated[float, typer.Option("--lease", help="Seconds without a heartbeat after which a run counts as lost and is requeued.", min=2.0)] = 60.0,
     poll: Annotated[float, typer.Option("--poll", help="Seconds between queue checks while idle.", min=0.1)] = 2.0,
+    runs_dir: Annotated[str | None, typer.Option("--runs-dir", help="Where checkpoints and logs go (env OPTICAL_RUNS; default: runs/ beside an SQLite database, ./runs for a database server). Put it on a filesystem every box sees, so a run lost on one box resumes on another.", show_default=False)] = None,
+    host_name: Annotated[str | None, typer.Option("--host-name", help="Host name to register and show in `worker status` (default: this machine's; useful in containers).", show_default=False)] = None,
 ) -> None:
     """Claim queued experiments in priority order and run each in its own process.
 
@@ -46,25 +49,59 @@ def run(
     if ctx.invoked_subcommand is not None:
         return
     from engine.devices import check_device_setting
-    from engine.run_dirs import runs_root
-    from engine.worker import QueueWorker
-    from engine.worker_control import start_detached
+    from engine.run_dirs import check_runs_root, runs_root, runs_root_is_default
+    from engine.worker_pool import is_pool_setting
 
-    check_device_setting(device, "--device")
     location = db_location(ctx)
-    if detach:
-        args = ["--lease", str(lease), "--poll", str(poll)]
-        args += ["--once"] if once else []
-        args += ["--until-empty"] if until_empty else []
-        args += ["--max-experiments", str(max_experiments)] if max_experiments else []
-        pid, log, pid_file = start_detached(location, device, runs_root(location), args)
-        console.print(f"worker started in the background: pid {pid}")
-        console.print(f"  log      {log}")
-        console.print(f"  pid file {pid_file}")
-        console.print("  stop it with: optical worker stop")
+    runs = check_runs_root(runs_root(location, runs_dir))
+    if runs_root_is_default(location, runs_dir) and (detach or is_pool_setting(device)):
+        # A single foreground worker says this itself; a detached one would say it only in its log.
+        console.print(f"runs dir {runs} (the default for a database server): a run resumes on another box only "
+                      "if that box sees this folder; share one with --runs-dir or OPTICAL_RUNS", markup=False)
+    args = ["--lease", str(lease), "--poll", str(poll)]
+    args += ["--once"] if once else []
+    args += ["--until-empty"] if until_empty else []
+    args += ["--max-experiments", str(max_experiments)] if max_experiments else []
+    args += ["--host-name", host_name] if host_name else []
+    if is_pool_setting(device):
+        _run_pool(location, device, runs, args, detach)
         return
+    check_device_setting(device, "--device")
+    if detach:
+        from engine.worker_control import start_detached
+
+        _detached(*start_detached(location, device, runs, args))
+        return
+    from engine.worker import QueueWorker
+
     QueueWorker(location, device, lease_s=lease, poll_s=poll, once=once, max_experiments=max_experiments,
-                until_empty=until_empty).run()
+                until_empty=until_empty, runs=runs_dir, host_name=host_name).run()
+
+
+def _run_pool(location: str, device: str, runs: Path, args: list[str], detach: bool) -> None:
+    """One worker per device, under one supervisor (engine/worker_pool.py)."""
+    from engine.store import open_store
+    from engine.worker_pool import WorkerPool, expand_devices
+
+    devices = expand_devices(device)  # bad input fails here, in the user's terminal
+    if detach:
+        from engine.worker_control import start_detached
+
+        _detached(*start_detached(location, ",".join(devices), runs, args, module="engine.worker_pool"),
+                  what=f"{len(devices)} worker(s) ({', '.join(devices)}) started in the background under one "
+                       "supervisor")
+        return
+    open_store(location).close()  # a bad --db fails once, not in every worker
+    code = WorkerPool(location, devices, worker_args=args, runs=runs).run()
+    if code:
+        raise typer.Exit(code)
+
+
+def _detached(pid: int, log: Path, pid_file: Path, what: str = "worker started in the background") -> None:
+    console.print(f"{what}: pid {pid}")
+    console.print(f"  log      {log}")
+    console.print(f"  pid file {pid_file}")
+    console.print("  stop it with: optical worker stop")
 
 
 def _age(seconds: float) -> str:
@@ -98,7 +135,7 @@ def status(
     for col in ("host", "pid", "device", "experiment", "heartbeat", "state", "started"):
         table.add_column(col, justify="right" if col in ("pid", "experiment") else "left", no_wrap=True)
     for r in rows:
-        table.add_row(Text(str(r["host"])), str(r["pid"]), str(r["device"]),
+        table.add_row(safe_text(r["host"]), str(r["pid"]), safe_text(r["device"]),
                       f"#{r['experiment_id']}" if r["experiment_id"] else "-", _age(float(r["heartbeat_age_s"])),
                       Text(str(r["state"]), style=WORKER_STATE_STYLE.get(WorkerState(str(r["state"])), "white")),
                       time.strftime("%m-%d %H:%M", time.localtime(float(r["started_at"]))))
@@ -109,12 +146,14 @@ def status(
 def stop(
     ctx: typer.Context,
     worker_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Worker id host:pid:device (see `optical worker status`); default: all workers.")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Stop every worker of this host (the host column of `optical worker status`): drains one box.", show_default=False)] = None,
 ) -> None:
     """Ask workers to stop: the current run checkpoints and goes back to the queue, then the worker exits."""
     with store_for(ctx) as store:
-        n = store.request_worker_stop(worker_id)
-    if worker_id is not None and n == 0:
-        raise OpticalError(f"no running worker with id {worker_id!r}; see `optical worker status`")
+        n = store.request_worker_stop(worker_id, host=host)
+    if n == 0 and (worker_id is not None or host is not None):
+        which = " and ".join(w for w in (f"id {worker_id!r}" if worker_id else "", f"host {host!r}" if host else "") if w)
+        raise OpticalError(f"no running worker with {which}; see `optical worker status`")
     console.print(f"stop requested for {n} worker(s); each checkpoints its run and exits within seconds")
 
 
