@@ -206,14 +206,18 @@ class BitextSampler:
         self._rng = _rng_from_state(state["rng"])
 
 
-def split_holdout(records: Sequence[ParallelRecord], n: int, seed: int = 0) -> tuple[list, list]:
-    """(train, held out): `n` records chosen by a seeded draw over sorted ids, independent of order."""
+def split_holdout(records: Sequence[ParallelRecord], n: int, seed: int = 0, *, stream: int = 2,
+                  key: str = "data.holdout") -> tuple[list, list]:
+    """(train, held out): `n` records chosen by a seeded draw over sorted ids, independent of order.
+
+    `stream` separates independent draws with the same seed (the dev split uses its own), `key`
+    names the setting in the error."""
     if n <= 0:
         return list(records), []
     if n >= len(records):
-        raise ConfigError(f"data.holdout: {n} leaves no training records (have {len(records)})")
+        raise ConfigError(f"{key}: {n} leaves no training records (have {len(records)})")
     ids = sorted(r.id for r in records)
-    rng = np.random.Generator(np.random.PCG64([seed, 2]))
+    rng = np.random.Generator(np.random.PCG64([seed, stream]))
     held = {ids[int(i)] for i in rng.choice(len(ids), size=n, replace=False)}
     return [r for r in records if r.id not in held], [r for r in records if r.id in held]
 

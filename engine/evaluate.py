@@ -263,18 +263,27 @@ def select_subset(sets: Mapping[str, LangSet], n_per_lang: int, seed: int) -> di
     for lang, s in sets.items():
         ranked = sorted((q.id for q in s.questions), key=order.__getitem__)
         picked[lang] = set(ranked[:n_per_lang])
+    return restrict_to_ids(sets, picked, max(1, n_per_lang // 4), seed)
+
+
+def restrict_to_ids(sets: Mapping[str, LangSet], picked: Mapping[str, set[str]], n_distract: int,
+                    seed: int) -> dict[str, LangSet]:
+    """Keep the questions `picked[lang]` of each language and the candidates that score them:
+    steps 2-3 of `select_subset` (answer paragraphs of every picked id in every language, plus
+    `n_distract` seeded distractor paragraphs per language). Also builds the dev split's sets
+    from held-out training ids (engine/dev_split.py)."""
     selected = set().union(*picked.values()) if picked else set()
     out: dict[str, LangSet] = {}
     for lang, s in sets.items():
         answer_paras = {s.candidates[s.answer[qid]].paragraph for qid in selected if qid in s.answer}
         others = sorted({c.paragraph for c in s.candidates} - answer_paras)
         rng = np.random.default_rng([seed, zlib.crc32(lang.encode())])
-        n_distract = min(len(others), max(1, n_per_lang // 4))
-        distract = {int(p) for p in rng.choice(others, size=n_distract, replace=False)} if others else set()
+        n = min(len(others), n_distract)
+        distract = {int(p) for p in rng.choice(others, size=n, replace=False)} if others and n > 0 else set()
         keep = [i for i, c in enumerate(s.candidates) if c.paragraph in answer_paras or c.paragraph in distract]
         new_index = {old: new for new, old in enumerate(keep)}
         answer = {qid: new_index[s.answer[qid]] for qid in sorted(selected) if qid in s.answer}
-        questions = tuple(q for q in s.questions if q.id in picked[lang])
+        questions = tuple(q for q in s.questions if q.id in picked.get(lang, set()))
         out[lang] = replace(
             s, questions=questions, candidates=tuple(s.candidates[i] for i in keep), answer=MappingProxyType(answer)
         )

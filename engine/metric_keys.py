@@ -92,6 +92,10 @@ class TrainKey(StrEnum):
     EXAMPLES_PER_S = "train/examples_per_s"
     OT_ITERS = "train/ot_iters"
     OT_MARGINAL_ERR = "train/ot_marginal_err"
+    # Reported once, at the last step: the step whose weights the run's final numbers describe
+    # (`full/…` at the last step, and the saved model). train.select = "last": the last step;
+    # "best-dev": the evaluation step with the highest DEV_SELECTION_KEY.
+    SELECTED_STEP = "train/selected_step"
 
 
 LOSS_KEYS: tuple[TrainKey, ...] = (TrainKey.LOSS, TrainKey.LOSS_TASK, TrainKey.LOSS_OT)
@@ -164,6 +168,8 @@ def split_prefix(split: str) -> str:
 PRIMARY_SETTING, PRIMARY_METRIC = Setting.MUL, MetricName.MAP
 PRIMARY_KEYS: tuple[str, ...] = (metric_key(Split.FULL, PRIMARY_SETTING, MACRO, PRIMARY_METRIC),
                                  metric_key(Split.QUICK, PRIMARY_SETTING, MACRO, PRIMARY_METRIC))
+#: What train.select = "best-dev" maximises: the primary metric on the held-out dev split.
+DEV_SELECTION_KEY: str = metric_key(Split.DEV, PRIMARY_SETTING, MACRO, PRIMARY_METRIC)
 
 
 # --------------------------------------------------------------------------- parsing keys

@@ -12,12 +12,14 @@ the student's token states from the task forward (only the teacher forward is ex
 draws Tatoeba pairs instead (an extra student forward), "both" splits `ot.pairs` between them.
 
 The loop knows nothing about storage: it reports metrics, events and progress to a `Reporter`
-and checkpoints to `run_dir/checkpoints`, resuming from the latest checkpoint bit-for-bit.
+and checkpoints through `engine.checkpoint.Checkpoints` (default `run_dir/checkpoints`), resuming
+from the latest usable checkpoint bit-for-bit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import random
@@ -30,22 +32,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.baseline_cache import baseline_key, load_baseline, save_baseline
 from engine.batching import BitextSampler, HybridSampler, ot_pairs_from_batch, split_holdout
-from engine.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    trainable_state,
-)
+from engine.checkpoint import Checkpoints, rng_state, set_rng_state, trainable_state
 from engine.config import Config
-from engine.data import load_bitext, load_lareqa, load_parallel_qa, resolve_data_dir
+from engine.data import load_bitext, load_lareqa, load_training_qa, resolve_data_dir
+from engine.dev_split import dev_sets, split_dev
 from engine.devices import resolve_device
-from engine.encoders import load_encoder
+from engine.encoders import Encoder, load_encoder
 from engine.errors import ConfigError
 from engine.evaluate import evaluate, select_subset
-from engine.metric_keys import MACRO, MetricName, Setting, Split, TrainKey, metric_key
+from engine.export import MODEL_DIR, export_encoder
+from engine.metric_keys import (
+    DEV_SELECTION_KEY,
+    MACRO,
+    SETTINGS,
+    MetricName,
+    Setting,
+    Split,
+    TrainKey,
+    metric_key,
+)
+from engine.model_selection import ModelSelection
 from engine.ot_loss import ot_distill_loss
 from engine.statuses import EventKind, RunOutcome
 
@@ -147,10 +155,14 @@ def distill_loss(student: Any, teacher: Any, pairs: list, q: tuple, a: tuple, ta
                            epsilon=oc.epsilon, max_iter=oc.max_iter, tol=oc.tol, grad=oc.grad)
 
 
-def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
-    """Train (resuming if a checkpoint exists), evaluate, checkpoint; done, or stopped to resume."""
+def run_training(cfg: Config, run_dir: Path, reporter: Reporter,
+                 checkpoints: Checkpoints | None = None, *, model_dir: Path | None = None) -> RunOutcome:
+    """Train (resuming if a checkpoint exists), evaluate, checkpoint; done, or stopped to resume.
+    `checkpoints` says where to write and read them (a worker attempt's fenced folders); by
+    default `run_dir/checkpoints`. With train.save_model the selected model goes to `model_dir`
+    (default `run_dir/model`, engine/export.py)."""
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
+    ckpts = checkpoints or Checkpoints(run_dir / "checkpoints")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
     tc, oc, ec = cfg.train, cfg.ot, cfg.eval
@@ -163,7 +175,9 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
     # ---- data: parallel QA for hybrid batches, bitext for OT, MLQA-R for evaluation
     data_dir = resolve_data_dir(cfg.data.data_dir)
     langs = tuple(dict.fromkeys((*cfg.data.train_langs, *((oc.teacher_lang,) if use_ot else ()))))
-    records, _held_out = split_holdout(load_parallel_qa(cfg.data.train_source, langs, data_dir), cfg.data.holdout)
+    records, dev_records = split_dev(load_training_qa(cfg.data.train_source, cfg.data.train_file, langs, data_dir),
+                                     cfg.data.dev_questions)
+    records, _held_out = split_holdout(records, cfg.data.holdout)
     by_id = {r.id: r for r in records}
     sampler = HybridSampler(records, cfg.data.train_langs, tc.ratio, tc.batch_size, tc.mixing, tc.seed)
     n_tatoeba = 0 if not use_ot or oc.bitext == "pairs" else (oc.pairs if oc.bitext == "tatoeba" else max(1, oc.pairs // 2))
@@ -178,6 +192,12 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
     quick_sets = select_subset(eval_sets, ec.subset_questions, ec.subset_seed)
     groups = {g: tuple(lg for lg in langs_ if lg in ec.langs) for g, langs_ in (("high", ec.high), ("low", ec.low))}
     groups = {g: members for g, members in groups.items() if members}
+    # The dev split: held-out training questions in the training languages (engine/dev_split.py).
+    dev = dev_sets(dev_records, cfg.data.train_langs, train_source=cfg.data.train_source,
+                   train_file=cfg.data.train_file, data_dir=data_dir)
+    dev_groups = {g: kept for g, members in (("high", ec.high), ("low", ec.low))
+                  if (kept := tuple(lg for lg in members if lg in dev))}
+    selection = ModelSelection(tc.select)
 
     # ---- models: trainable student, frozen teacher (only when OT is on)
     def encoder(name: str) -> Any:
@@ -185,7 +205,13 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
                             passage_prefix=cfg.model.passage_prefix, max_length=cfg.model.max_length)
 
     student = encoder(cfg.model.name)
-    teacher = encoder(cfg.model.teacher or cfg.model.name) if use_ot else None
+    teacher = None
+    if use_ot and cfg.model.teacher not in ("", cfg.model.name):
+        teacher = encoder(cfg.model.teacher)
+    elif use_ot:  # the student's own starting weights: a copy takes a fraction of a second load
+        teacher = Encoder(copy.deepcopy(student.model), student.tokenizer, student.device, name=student.name,
+                          query_prefix=student.query_prefix, passage_prefix=student.passage_prefix,
+                          max_length=student.max_length)
     if teacher is not None:
         teacher.model.requires_grad_(False).eval()
         h_t, h_s = teacher.model.config.hidden_size, student.model.config.hidden_size
@@ -202,31 +228,57 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
          {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc.warmup_steps, tc.steps))
 
-    def run_eval(step: int, prefix: str, sets: dict) -> None:
+    def run_eval(step: int, prefix: str, sets: dict, groups: Mapping[str, tuple[str, ...]],
+                 settings: tuple[str, ...] = ec.settings) -> dict[str, float]:
         t0 = time.perf_counter()
-        student.model.eval()
-        values = evaluate(student, sets, settings=ec.settings, groups=groups, batch_size=ec.batch_size,
-                          max_length=ec.max_length, prefix=prefix)
-        student.model.train()
+        # Step 0 scores the untouched encoder: the same numbers for every run of a sweep, so they
+        # are computed once per box and reused (engine/baseline_cache.py).
+        key = baseline_key(model=cfg.model.name, query_prefix=cfg.model.query_prefix,
+                           passage_prefix=cfg.model.passage_prefix, split=prefix, sets=sets, settings=settings,
+                           groups=groups, batch_size=ec.batch_size, max_length=ec.max_length,
+                           device=device) if step == 0 else None
+        values = load_baseline(key)
+        source = "zero-shot baseline reused from cache" if values is not None else "metrics"
+        if values is None:
+            student.model.eval()
+            values = evaluate(student, sets, settings=settings, groups=groups, batch_size=ec.batch_size,
+                              max_length=ec.max_length, prefix=prefix)
+            student.model.train()
+            save_baseline(key, values)
         reporter.metrics(step, values)
         mul = values.get(metric_key(prefix, Setting.MUL, MACRO, MetricName.MAP), float("nan"))
-        reporter.event(EventKind.EVAL, f"step {step}: {prefix}/ metrics in {time.perf_counter() - t0:.1f}s "
+        reporter.event(EventKind.EVAL, f"step {step}: {prefix}/ {source} in {time.perf_counter() - t0:.1f}s "
                                f"(macro mul mAP {mul:.4f})")
+        return values
+
+    def evaluations(step: int) -> None:
+        """The quick MLQA-R curve point, then the dev split (and model selection) when there is one."""
+        run_eval(step, Split.QUICK, quick_sets, groups)
+        if dev:
+            values = run_eval(step, Split.DEV, dev, dev_groups, settings=tuple(SETTINGS))
+            if selection.offer(step, values, student.model):
+                reporter.event(EventKind.INFO, f"step {step}: best dev so far "
+                                               f"(dev macro mul mAP {values[DEV_SELECTION_KEY]:.4f})")
 
     def checkpoint(step: int) -> None:
         if hasattr(reporter, "before_checkpoint"):  # optional hook: make reported points durable first
             reporter.before_checkpoint(step)
-        path = save_checkpoint(ckpt_dir, step, {
-            "model": trainable_state(student.model), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
-            "bitext": bitext.state_dict() if bitext else None, "rng": rng_state(), "config": cfg.to_dict()})
+        try:
+            path = ckpts.save(step, {
+                "model": trainable_state(student.model), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
+                "bitext": bitext.state_dict() if bitext else None, "rng": rng_state(), "config": cfg.to_dict(),
+                "selection": selection.state_dict()})
+        except OSError as exc:  # a full or failing disk: keep training, the previous checkpoint stays
+            reporter.event(EventKind.WARNING, f"checkpoint at step {step} not written: {exc}")
+            return
         reporter.event(EventKind.CHECKPOINT, f"checkpoint saved at step {step}: {path.name}")
 
     # ---- resume from the latest checkpoint, or start with the zero-shot evaluation
     step = 0
-    latest = latest_checkpoint(ckpt_dir)
+    latest = ckpts.load_latest(lambda message: reporter.event(EventKind.WARNING, message))
     if latest is not None:
-        state = load_checkpoint(latest)
+        state, _ = latest
         student.model.load_state_dict(state["model"], strict=False)  # frozen tensors came from the source
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -234,6 +286,7 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
         if bitext is not None and state["bitext"] is not None:
             bitext.load_state_dict(state["bitext"])
         set_rng_state(state["rng"])
+        selection.load_state_dict(state.get("selection"))
         step = int(state["step"])
         if {k: v for k, v in state["config"].items() if k != "eval"} != \
                 {k: v for k, v in cfg.to_dict().items() if k != "eval"}:
@@ -241,8 +294,9 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
         reporter.event(EventKind.INFO, f"resumed from step {step}")
     else:
         reporter.event(EventKind.INFO, f"started: {len(records)} parallel QA records in {', '.join(cfg.data.train_langs)}, "
-                               f"ratio {tc.ratio} ({tc.mixing}), device {device}, OT weight {oc.weight}")
-        run_eval(0, Split.QUICK, quick_sets)
+                               f"ratio {tc.ratio} ({tc.mixing}), device {device}, OT weight {oc.weight}"
+                               + (f"; dev split: {len(dev_records)} held-out questions" if dev_records else ""))
+        evaluations(0)
     reporter.progress(step, tc.steps)
 
     # ---- the loop
@@ -292,7 +346,7 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
             step_time, examples = 0.0, 0
         reporter.progress(step, tc.steps)
         if ec.every and step % ec.every == 0 and step < tc.steps:
-            run_eval(step, Split.QUICK, quick_sets)
+            evaluations(step)
         stop = reporter.should_stop()
         if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or stop or step == tc.steps:
             checkpoint(step)  # the last one lets a run interrupted in its final evaluation skip training
@@ -300,12 +354,23 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter) -> RunOutcome:
             reporter.event(EventKind.INFO, f"stopped at step {step}; resumes from the checkpoint")
             return RunOutcome.STOPPED
 
-    # ---- final evaluations: the quick subset (curve end point) and the full benchmark
-    run_eval(step, Split.QUICK, quick_sets)
+    # ---- final evaluations: the quick subset and dev (curve end points), then the selected
+    # model (train.select) on the full benchmark, and saved
+    evaluations(step)
+    selected = selection.selected_step(step)
+    if selection.restore(student.model):
+        reporter.event(EventKind.INFO, f"selected step {selected} by best-dev (dev macro mul mAP "
+                                       f"{selection.value:.4f}): the final numbers and the saved model are its")
     if ec.full_at_end:
         if reporter.should_stop():  # training is checkpointed; a resumed run only evaluates
             reporter.event(EventKind.INFO, f"stopped before the full evaluation at step {step}")
             return RunOutcome.STOPPED
-        run_eval(step, Split.FULL, eval_sets)
+        run_eval(step, Split.FULL, eval_sets, groups)
+    reporter.metrics(step, {TrainKey.SELECTED_STEP: float(selected)})
+    if tc.save_model:
+        path = export_encoder(student, model_dir or run_dir / MODEL_DIR, max_length=ec.max_length, info={
+            "source_model": cfg.model.name, "select": tc.select, "selected_step": selected, "steps": tc.steps,
+            "eval_batch_size": ec.batch_size, "config": cfg.to_dict()})
+        reporter.event(EventKind.INFO, f"model of step {selected} saved to {path}")
     reporter.event(EventKind.INFO, f"done at step {step}")
     return RunOutcome.DONE

@@ -255,6 +255,101 @@ def test_data_status_reports_missing_and_malformed(tmp_path: Path) -> None:
     assert rows[("tatoeba", "zh")]["path"].endswith("tatoeba.cmn-eng.eng")
 
 
+# --------------------------------------------------------------------------- a JSONL train file
+
+
+def _record(qid: str, langs: tuple[str, ...] = ("en", "de")) -> str:
+    return json.dumps({"id": qid, "question": {lg: f"{qid} question {lg}?" for lg in langs},
+                       "answer": {lg: f"{qid} answer {lg}." for lg in langs}})
+
+
+def test_jsonl_records_in_file_order_restricted_to_the_languages(tmp_path: Path) -> None:
+    path = _write(tmp_path / "train.jsonl", "\n".join([
+        _record("b", ("en", "de", "zh")), "", _record("a"), _record("only-en", ("en",)), "  "]) + "\n")
+    recs = data.load_parallel_jsonl(path, ("en", "de"))
+    assert [r.id for r in recs] == ["b", "a"]  # file order; blank lines and partial records skipped
+    assert dict(recs[0].question) == {"en": "b question en?", "de": "b question de?"}
+    assert dict(recs[1].answer) == {"en": "a answer en.", "de": "a answer de."}
+    # Relative paths are resolved against the data folder (data.train_file).
+    assert data.train_file_path("train.jsonl", tmp_path) == tmp_path / "train.jsonl"
+    assert data.train_file_path(str(path), "/elsewhere") == path
+    assert [r.id for r in data.load_training_qa("xquad-r", "train.jsonl", ("en",), tmp_path)] == ["b", "a", "only-en"]
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("{not json", "line 2: not valid JSON"),
+        ("[1, 2]", "line 2: expected a JSON object, got list"),
+        (json.dumps({"question": {"en": "q"}, "answer": {"en": "a"}}), "line 2: 'id' must be a non-empty string"),
+        (json.dumps({"id": 7, "question": {"en": "q"}, "answer": {"en": "a"}}), "line 2: 'id' must be"),
+        (json.dumps({"id": "x", "question": "q", "answer": {"en": "a"}}), "line 2: 'question' must be an object"),
+        (json.dumps({"id": "x", "question": {"en": "q"}}), "line 2: 'answer' must be an object"),
+        (json.dumps({"id": "x", "question": {"en": "q"}, "answer": {"en": " "}}),
+         "line 2: 'answer' text for 'en' must be a non-empty string"),
+        (_record("a"), "line 2: duplicate id 'a' (first on line 1)"),
+    ],
+)
+def test_malformed_jsonl_line_is_named(tmp_path: Path, line: str, why: str) -> None:
+    path = _write(tmp_path / "train.jsonl", _record("a") + "\n" + line + "\n" + _record("c") + "\n")
+    with pytest.raises(DataMissing) as err:
+        data.load_parallel_jsonl(path, ("en",))
+    assert why in str(err.value) and str(path) in str(err.value) and "1 malformed line(s)" in str(err.value)
+
+
+def test_jsonl_errors_are_listed_up_to_five(tmp_path: Path) -> None:
+    path = _write(tmp_path / "train.jsonl", "\n".join(["{"] * 8 + [_record("ok")]))
+    with pytest.raises(DataMissing) as err:
+        data.load_parallel_jsonl(path, ("en",))
+    msg = str(err.value)
+    assert "8 malformed line(s)" in msg and "line 5:" in msg and "line 6:" not in msg and "and 3 more" in msg
+
+
+def test_jsonl_file_level_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataMissing, match="training file not found"):
+        data.load_parallel_jsonl(tmp_path / "nope.jsonl", ("en",))
+    with pytest.raises(DataMissing, match="holds no records"):
+        data.load_parallel_jsonl(_write(tmp_path / "empty.jsonl", "\n\n"), ("en",))
+    path = _write(tmp_path / "en-de.jsonl", _record("a") + "\n" + _record("b", ("en",)) + "\n")
+    with pytest.raises(DataMissing, match=r"every training language \(en, zh\); records per language: de \(1\), en \(2\)"):
+        data.load_parallel_jsonl(path, ("en", "zh"))
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"id": "\xe9"}\n')
+    with pytest.raises(DataMissing, match="not UTF-8"):
+        data.load_parallel_jsonl(bad, ("en",))
+
+
+def test_mmarco_conversion_on_a_small_tree(tmp_path: Path) -> None:
+    # The dataset's layout with three queries; query 3 lacks its German translation.
+    from engine.mmarco import main as mmarco_main
+
+    root = tmp_path / "data"
+    _write(root / "triples.train.ids.small.tsv", "1\t10\t99\n1\t11\t98\n2\t20\t97\n3\t30\t96\n")
+    for name, tag, queries in (("english", "en", "1\tq one\n2\tq two\n3\tq three\n"),
+                               ("german", "de", "1\tq eins\n2\tq zwei\n")):
+        _write(root / "google" / "queries" / "train" / f"{name}_queries.train.tsv", queries)
+        _write(root / "google" / "collections" / f"{name}_collection.tsv",
+               f"10\tp10 {tag}\n11\tp11 {tag}\n20\tp20 {tag}\n30\tp30 {tag}\n")
+    out = tmp_path / "mmarco.jsonl"
+    assert mmarco_main(["--root", str(root), "--langs", "en,de", "--out", str(out)]) == 0
+    recs = data.load_parallel_jsonl(out, ("en", "de"))
+    assert [r.id for r in recs] == ["mmarco-1", "mmarco-2"]  # the first positive per query id
+    assert dict(recs[0].question) == {"en": "q one", "de": "q eins"}
+    assert dict(recs[0].answer) == {"en": "p10 en", "de": "p10 de"}
+    assert mmarco_main(["--root", str(root), "--langs", "en,xx", "--out", str(out)]) == 1
+    assert mmarco_main(["--root", str(tmp_path / "nope"), "--out", str(out)]) == 1
+
+
+def test_bad_train_file_fails_the_cli_in_one_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "train.jsonl", _record("a") + "\n{oops\n")
+    smoke = Path(__file__).parents[1] / "configs" / "smoke.toml"
+    result = CliRunner().invoke(_cli(), ["run", "--config", str(smoke),
+                                          "--set", f"data.train_file={path}", "--out", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error:") and "line 2: not valid JSON" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -208,6 +208,74 @@ def test_subset_of_mlqa_is_fixed_and_complete(data_dir: Path) -> None:
     assert select_subset(full, 0, seed=0) == full
 
 
+def test_subset_sizes_are_unchanged(data_dir: Path) -> None:
+    # The documented sizes (select_subset's docstring, README): what every stored quick curve used.
+    full = load_lareqa("mlqa-r", data_dir=data_dir)
+    for n, (questions, candidates) in {5: (35, 384), 10: (70, 751), 20: (140, 1330)}.items():
+        sub = select_subset(full, n, seed=0)
+        assert (sum(len(s.questions) for s in sub.values()), sum(len(s.candidates) for s in sub.values())) == \
+            (questions, candidates)
+
+
+# --------------------------------------------------------------------------- the dev split
+
+
+def test_xquad_r_dev_sets_hold_exactly_the_held_out_questions(data_dir: Path) -> None:
+    from engine.data import load_parallel_qa
+    from engine.dev_split import dev_sets, split_dev
+
+    langs = ("en", "de", "es", "zh")
+    train, dev = split_dev(load_parallel_qa("xquad-r", langs, data_dir), 30)
+    sets = dev_sets(dev, langs, train_source="xquad-r", train_file="", data_dir=data_dir)
+    xq = load_lareqa("xquad-r", langs, data_dir)
+    dev_ids = {r.id for r in dev}
+    assert list(sets) == list(langs)
+    for lang, s in sets.items():
+        assert {q.id for q in s.questions} == dev_ids  # every dev question, in every language
+        assert set(s.answer) == dev_ids
+        for qid in dev_ids:  # each answer is the same sentence as in XQuAD-R
+            assert s.candidates[s.answer[qid]].text == xq[lang].candidates[xq[lang].answer[qid]].text
+        # Whole paragraphs: the answer paragraphs plus max(1, 30 // 4) = 7 distractors.
+        answer_paras = {s.candidates[i].paragraph for i in s.answer.values()}
+        assert len({c.paragraph for c in s.candidates} - answer_paras) == 7
+    assert not dev_ids & {r.id for r in train}
+    assert dev_sets([], langs, train_source="xquad-r", train_file="", data_dir=data_dir) == {}
+
+
+def test_parallel_sets_score_each_question_against_the_records_answers() -> None:
+    from engine.data import ParallelQA
+    from engine.dev_split import parallel_sets
+
+    def rec(qid: str, answer: str) -> ParallelQA:
+        return ParallelQA(qid, MappingProxyType({"en": f"{qid}?", "de": f"{qid} de?"}),
+                          MappingProxyType({"en": answer, "de": answer + " (de)"}))
+
+    sets = parallel_sets([rec("a", "A."), rec("b", "B."), rec("c", "A.")], ("en", "de"))
+    en = sets["en"]
+    assert [c.text for c in en.candidates] == ["A.", "B."]  # equal answers: one candidate
+    assert dict(en.answer) == {"a": 0, "b": 1, "c": 0}
+    assert [q.text for q in sets["de"].questions] == ["a de?", "b de?", "c de?"]
+    m = evaluate(PerfectEncoder(sets), sets, prefix="dev")
+    assert m["dev/macro/mo/map"] == 1.0 and m["dev/macro/mul/map"] == 1.0
+
+
+class PerfectEncoder:
+    """Embeds a question as the sum of its answers' one-hot vectors (in every language): every
+    ranking is perfect, so each mAP is 1."""
+
+    def __init__(self, sets: dict[str, LangSet]) -> None:
+        self.dims = {c.text: i for i, c in enumerate(c for s in sets.values() for c in s.candidates)}
+        self.answers = {q.text: [t.candidates[t.answer[q.id]].text for t in sets.values() if q.id in t.answer]
+                        for s in sets.values() for q in s.questions}
+
+    def embed(self, texts: Sequence[str], kind: str, batch_size: int = 64, max_length: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        eye = np.eye(len(self.dims), dtype=np.float32)
+        if kind == "query":
+            return np.array([sum(eye[self.dims[a]] for a in self.answers[t]) for t in texts])
+        return np.array([eye[self.dims[t]] for t in texts])
+
+
 # --------------------------------------------------------------------------- `optical eval`
 
 

@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from engine.config import MLQA_LANGS, EvalConfig
+from engine.config import MLQA_LANGS, EvalConfig, ModelConfig
 from engine.devices import DEVICE_FORMS, check_device_setting
 from engine.errors import ConfigError
 from engine.metric_keys import SETTINGS, Setting, Split, lang_setting_table, parse_key, size_key
 from optical_tui.console import console, err_console, lang_setting_rich, print_json
 
 _DEFAULTS = EvalConfig()
+_QUERY_PREFIX, _PASSAGE_PREFIX = ModelConfig().query_prefix, ModelConfig().passage_prefix
 
 
 def _split(value: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -26,7 +27,8 @@ def _split(value: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
 
 
 def eval_command(
-    model: Annotated[str, typer.Option("--model", "-m", help="HF id, local folder, or embedded:NAME.")] = (
+    model: Annotated[str, typer.Option("--model", "-m", help="HF id, local folder (e.g. a model saved by a run or "
+                                       "`optical export`: its prefixes and max length are used), or embedded:NAME.")] = (
         "embedded:multilingual-e5-small"
     ),
     langs: Annotated[str, typer.Option("--langs", help="Comma-separated MLQA languages to evaluate.")] = (
@@ -41,14 +43,15 @@ def eval_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Encoding batch size.")] = (
         _DEFAULTS.batch_size
     ),
-    max_length: Annotated[int, typer.Option("--max-length", min=8, help="Max tokens per text.")] = (
-        _DEFAULTS.max_length
-    ),
+    max_length: Annotated[int | None, typer.Option("--max-length", min=8, show_default=False, help=(
+        f"Max tokens per text (default: a saved model's recorded one, else {_DEFAULTS.max_length})."))] = None,
     device: Annotated[str, typer.Option("--device", help=f"{DEVICE_FORMS}.")] = "auto",
     high: Annotated[str, typer.Option("--high", help="High-resource group.")] = ",".join(_DEFAULTS.high),
     low: Annotated[str, typer.Option("--low", help="Low-resource group.")] = ",".join(_DEFAULTS.low),
-    query_prefix: Annotated[str, typer.Option("--query-prefix", help="Prefix of questions.")] = "query: ",
-    passage_prefix: Annotated[str, typer.Option("--passage-prefix", help="Prefix of sentences.")] = "passage: ",
+    query_prefix: Annotated[str | None, typer.Option("--query-prefix", show_default=False, help=(
+        f"Prefix of questions (default: a saved model's recorded one, else {_QUERY_PREFIX!r})."))] = None,
+    passage_prefix: Annotated[str | None, typer.Option("--passage-prefix", show_default=False, help=(
+        f"Prefix of sentences (default: a saved model's recorded one, else {_PASSAGE_PREFIX!r})."))] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: env OPTICAL_DATA, "
                                                   "else ./data).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the flat metrics dict as JSON.")] = False,
@@ -62,6 +65,13 @@ def eval_command(
     setting_list = _split(settings, tuple(SETTINGS), "settings")
     groups = {"high": _split(high, MLQA_LANGS, "high"), "low": _split(low, MLQA_LANGS, "low")}
     check_device_setting(device, "--device")
+    # A folder saved by a run (engine/export.py) says how it was evaluated; explicit options win.
+    from engine.export import read_info
+
+    info = read_info(Path(model)) or {}
+    query_prefix = query_prefix if query_prefix is not None else str(info.get("query_prefix", _QUERY_PREFIX))
+    passage_prefix = passage_prefix if passage_prefix is not None else str(info.get("passage_prefix", _PASSAGE_PREFIX))
+    max_length = max_length if max_length is not None else int(info.get("max_length", _DEFAULTS.max_length))
 
     # Heavy imports (torch, transformers) only once the command actually runs.
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
