@@ -8,11 +8,14 @@ ones, so a typo can never silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -28,30 +31,31 @@ MLQA_LANGS: tuple[str, ...] = ("ar", "de", "en", "es", "hi", "vi", "zh")
 
 @dataclass(frozen=True, order=False)
 class Ratio:
-    """Monolingual : cross-lingual batch ratio, e.g. 1:3."""
+    """Monolingual : cross-lingual batch ratio in lowest integer terms, e.g. 1:3 (0.5:1.5 is 1:3)."""
 
-    mono: float
-    cross: float
+    mono: int
+    cross: int
 
     @property
     def mono_fraction(self) -> float:
         return self.mono / (self.mono + self.cross)
 
     def __str__(self) -> str:
-        return f"{_num(self.mono)}:{_num(self.cross)}"
+        return f"{self.mono}:{self.cross}"
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
+#: Largest part of a ratio in lowest integer terms: the stored label is exactly the mixture that
+#: trains (1e308:1e308 is 1:1), and never a 309-digit number (1e308:1 is refused).
+RATIO_PART_MAX = 10**9
 
 
 def parse_ratio(text: str) -> Ratio:
-    """Parse `M:C` (non-negative finite numbers, not both zero)."""
+    """Parse `M:C` (non-negative finite numbers, not both zero) into lowest integer terms."""
     raw = (text or "").strip()
     parts = raw.split(":")
-    if len(parts) != 2 or not all(p.strip() for p in parts):
+    if len(parts) != 2 or not all(p.strip() for p in parts) or len(raw) > 64:
         raise ConfigError(
-            f"invalid ratio {text!r}: expected M:C with two numbers, e.g. 1:3, 1:0, 0:1, 0.5:0.5"
+            f"invalid ratio {text[:70]!r}: expected M:C with two numbers, e.g. 1:3, 1:0, 0:1, 0.5:0.5"
         )
     try:
         mono, cross = (float(p) for p in parts)
@@ -63,7 +67,17 @@ def parse_ratio(text: str) -> Ratio:
         raise ConfigError(f"invalid ratio {text!r}: parts must be non-negative")
     if mono == 0 and cross == 0:
         raise ConfigError(f"invalid ratio {text!r}: at least one part must be positive")
-    return Ratio(mono, cross)
+    # Exact decimal fractions (0.1 is 1/10, not the float), so the label is what the user meant;
+    # a part that underflowed to 0.0 as a float is 0 here too.
+    m, c = (Fraction(Decimal(p.strip())) if f else Fraction(0) for p, f in zip(parts, (mono, cross)))
+    scale = math.lcm(m.denominator, c.denominator)
+    a, b = int(m * scale), int(c * scale)
+    g = math.gcd(a, b)
+    a, b = a // g, b // g
+    if max(a, b) > RATIO_PART_MAX:
+        raise ConfigError(f"invalid ratio {text!r}: the parts are too far apart (in lowest integer terms a "
+                          f"part exceeds {RATIO_PART_MAX:,}); e.g. 1:3, 1:1000 or 0.25:0.75")
+    return Ratio(a, b)
 
 
 def ratio_sort_key(text: str) -> float:
@@ -96,8 +110,15 @@ class DataConfig:
     train_source: str = "xquad-r"
     # Languages seen in training; every other MLQA language is zero-shot.
     train_langs: tuple[str, ...] = ("en", "de", "es", "zh")
-    # Questions held out of training (by id) so nothing leaks into a dev check; 0 = none.
+    # Further question ids kept out of training and never scored (smaller training data); 0 = none.
     holdout: int = 0
+    # A JSONL of parallel QA records to train on instead of `train_source`, one per line:
+    # {"id": "…", "question": {"en": "…", "de": "…"}, "answer": {"en": "…", "de": "…"}}
+    # (engine/data.py `load_parallel_jsonl`). Absolute, or relative to the data folder.
+    train_file: str = ""
+    # Question ids held out of training in every language and scored at every evaluation as the
+    # `dev/` split (model selection: train.select = "best-dev"); never MLQA-R. 0 = no dev split.
+    dev_questions: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,12 @@ class TrainConfig:
     bf16: bool = True
     checkpoint_every: int = 50
     log_every: int = 1
+    # Which weights are the run's result (the final `full/` numbers, the saved model): "last", or
+    # "best-dev": the evaluation step with the best dev macro Mul mAP (needs data.dev_questions).
+    select: str = "last"
+    # Write the selected student to `<run dir>/model/` as a transformers + sentence-transformers
+    # folder (engine/export.py); `optical export ID DIR` copies it out.
+    save_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,6 +212,7 @@ class Config:
 _SECTION_TYPES: dict[str, type] = {f.name: get_type_hints(Config)[f.name] for f in fields(Config)}
 
 
+@functools.cache  # get_type_hints is slow, and a sweep validates every cell of its grid
 def _section_fields(section: str) -> dict[str, Any]:
     cls = _SECTION_TYPES[section]
     return get_type_hints(cls)
@@ -195,6 +223,10 @@ def valid_keys() -> list[str]:
 
 
 # --------------------------------------------------------------------------- validation
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: numpy's and torch's seeds are unsigned 32-bit: a larger seed would fail when the run starts.
+SEED_MAX = 2**32 - 1
 
 
 def _coerce(key: str, value: Any, typ: Any) -> Any:
@@ -212,6 +244,8 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if not INT64_MIN <= value <= INT64_MAX:  # the store's integers are 64-bit
+            raise ConfigError(f"{key}: {value} is out of range (at most {INT64_MAX:,} in size)")
         return value
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -231,6 +265,7 @@ _CHOICES = {
     "ot.grad": ("detach", "envelope"),
     "ot.bitext": ("pairs", "tatoeba", "both"),
     "data.train_source": ("xquad-r",),
+    "train.select": ("last", "best-dev"),
 }
 
 
@@ -267,12 +302,16 @@ def _check_semantics(cfg: Config) -> None:
         ("eval.every", cfg.eval.every),
         ("eval.subset_questions", cfg.eval.subset_questions),
         ("data.holdout", cfg.data.holdout),
+        ("data.dev_questions", cfg.data.dev_questions),
     ]
     for key, value in non_negative:
         if value < 0:
             raise ConfigError(f"{key}: must be non-negative, got {value!r}")
     if cfg.train.log_every <= 0:
         raise ConfigError(f"train.log_every: must be positive, got {cfg.train.log_every!r}")
+    for key, seed in (("train.seed", cfg.train.seed), ("eval.subset_seed", cfg.eval.subset_seed)):
+        if not 0 <= seed <= SEED_MAX:
+            raise ConfigError(f"{key}: must be between 0 and {SEED_MAX} (2^32 - 1), got {seed}")
     for key, langs in (
         ("data.train_langs", cfg.data.train_langs),
         ("eval.langs", cfg.eval.langs),
@@ -282,6 +321,9 @@ def _check_semantics(cfg: Config) -> None:
         unknown = [lang for lang in langs if lang not in MLQA_LANGS]
         if unknown:
             raise ConfigError(f"{key}: unknown language(s) {unknown}; valid: {', '.join(MLQA_LANGS)}")
+        twice = sorted({lang for lang in langs if langs.count(lang) > 1})
+        if twice:
+            raise ConfigError(f"{key}: {', '.join(twice)} given more than once")
     if not cfg.eval.langs:
         raise ConfigError("eval.langs: must name at least one language")
     if len(cfg.data.train_langs) < 2 and parse_ratio(cfg.train.ratio).cross > 0:
@@ -289,9 +331,13 @@ def _check_semantics(cfg: Config) -> None:
     bad = [s for s in cfg.eval.settings if s not in SETTINGS]
     if bad or not cfg.eval.settings:
         raise ConfigError(f"eval.settings: {bad or '[]'} invalid; valid: {', '.join(SETTINGS)}")
+    if len(set(cfg.eval.settings)) != len(cfg.eval.settings):
+        raise ConfigError("eval.settings: a setting is given more than once")
     if cfg.ot.teacher_lang not in MLQA_LANGS:
         raise ConfigError(f"ot.teacher_lang: {cfg.ot.teacher_lang!r} is not one of {', '.join(MLQA_LANGS)}")
     check_device_setting(cfg.train.device, "train.device")
+    if cfg.train.select == "best-dev" and cfg.data.dev_questions == 0:
+        raise ConfigError('train.select: "best-dev" needs a dev split: set data.dev_questions (e.g. 100)')
 
 
 def _apply(base: Config, data: Mapping[str, Any], source: str) -> Config:
@@ -320,7 +366,7 @@ def _apply(base: Config, data: Mapping[str, Any], source: str) -> Config:
     return cfg
 
 
-def _parse_override_value(key: str, raw: str, typ: Any) -> Any:
+def _parse_override_value(key: str, raw: str, typ: Any, option: str = "--set") -> Any:
     """`--set` values are typed by the key: strings stay verbatim, the rest parse as TOML."""
     if typ is str:
         return raw
@@ -329,24 +375,40 @@ def _parse_override_value(key: str, raw: str, typ: Any) -> Any:
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        raise ConfigError(f"--set {key}={raw}: cannot parse {raw!r} as a value for {key}") from None
+        raise ConfigError(f"{option} {key}={raw}: cannot parse {raw!r} as a value for {key}") from None
 
 
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """Parse one `section.key=value` override into (section, key, typed value)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.lr=3e-5")
-    path, raw = text.split("=", 1)
+def config_key(path: str, option: str = "--set") -> tuple[str, str]:
+    """`section.key` → (section, key), or a ConfigError that lists the valid keys."""
     path = path.strip()
     if path.count(".") != 1:
-        raise ConfigError(f"--set {text!r}: key must be section.key; valid keys: {', '.join(valid_keys())}")
+        raise ConfigError(f"{option} {path!r}: key must be section.key; valid keys: {', '.join(valid_keys())}")
     sec, key = path.split(".")
     if sec not in _SECTION_TYPES:
-        raise ConfigError(f"--set {path}: unknown section {sec!r}; valid sections: {', '.join(_SECTION_TYPES)}")
+        raise ConfigError(f"{option} {path}: unknown section {sec!r}; valid sections: {', '.join(_SECTION_TYPES)}")
     hints = _section_fields(sec)
     if key not in hints:
-        raise ConfigError(f"--set {path}: unknown key; valid keys in [{sec}]: {', '.join(hints)}")
-    return sec, key, _parse_override_value(path, raw, hints[key])
+        raise ConfigError(f"{option} {path}: unknown key; valid keys in [{sec}]: {', '.join(hints)}")
+    return sec, key
+
+
+def parse_override(text: str, option: str = "--set") -> tuple[str, str, Any]:
+    """Parse one `section.key=value` override into (section, key, typed value); `option` names
+    the command-line option in messages (`--set`, `--sweep`)."""
+    if "=" not in text:
+        raise ConfigError(f"{option} {text!r}: expected section.key=value, e.g. train.lr=3e-5")
+    path, raw = text.split("=", 1)
+    sec, key = config_key(path, option)
+    return sec, key, _parse_override_value(path.strip(), raw, _section_fields(sec)[key], option)
+
+
+def is_list_key(sec: str, key: str) -> bool:
+    return get_origin(_section_fields(sec)[key]) is tuple
+
+
+def coerce_value(sec: str, key: str, value: Any) -> Any:
+    """One value checked against its key's type, as a TOML file's would be (1 → 1.0 for a float)."""
+    return _coerce(f"{sec}.{key}", value, _section_fields(sec)[key])
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from engine.errors import OpticalError
 from optical_tui.commands.ui import DB_HELP
+from optical_tui.console import safe
 
 # Typer vendors click; its UsageError is the base of BadParameter (bad values, missing arguments).
 _USAGE_ERROR: Any = typer.BadParameter.__mro__[1]
@@ -27,14 +28,16 @@ class OpticalGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except OpticalError as exc:
-            # Plain print: Rich would wrap long messages and interpret [brackets] as markup.
-            print(f"error: {exc}", file=sys.stderr)
+            # Plain print: Rich would wrap long messages and interpret [brackets] as markup. `safe`:
+            # a message may quote a stored name; its control characters (and newlines: one line)
+            # are shown escaped, never sent to the terminal.
+            print(f"error: {safe(str(exc))}", file=sys.stderr)
             raise typer.Exit(1) from None
         except _USAGE_ERROR as exc:
             # A bad option value (an unknown --status, a non-integer seed): the same one line and
             # exit status as any other bad input, with the command to ask for help.
             where = exc.ctx.command_path if exc.ctx is not None else "optical"
-            print(f"error: {exc.format_message()} (see: {where} --help)", file=sys.stderr)
+            print(f"error: {safe(exc.format_message())} (see: {safe(where)} --help)", file=sys.stderr)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

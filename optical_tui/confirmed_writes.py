@@ -16,6 +16,8 @@ from textual.app import App
 from engine.errors import OpticalError
 from engine.statuses import Status
 from engine.store import Experiment, NewExperiment, Store, open_store
+from engine.sweep import factors_text
+from optical_tui.console import safe
 from optical_tui.routes import routes
 from optical_tui.screens.confirm import ConfirmScreen
 
@@ -30,10 +32,10 @@ def submit(app: App[Any], title: str, op: Callable[[Store], str]) -> None:
             with open_store(location) as store:
                 message = op(store)
         except OpticalError as exc:
-            app.call_from_thread(partial(app.notify, str(exc), title=title, severity="error", timeout=8,
+            app.call_from_thread(partial(app.notify, safe(str(exc)), title=title, severity="error", timeout=8,
                                        markup=False))
             return
-        app.call_from_thread(partial(app.notify, message, title=title, markup=False))
+        app.call_from_thread(partial(app.notify, safe(message), title=title, markup=False))
         app.call_from_thread(route.poll_now)
 
     app.run_worker(work, thread=True, group="requests", name=title)
@@ -44,7 +46,9 @@ def _ids(exps: Sequence[Experiment]) -> str:
 
 
 def _describe(e: Experiment) -> str:
-    return f"#{e.id} {e.name} (ratio {e.ratio}, seed {e.seed}, {e.status})"
+    # The name is stored verbatim: show its control characters escaped (ConfirmScreen shows Text).
+    factors = f", {factors_text(e.factors)}" if e.factors else ""
+    return safe(f"#{e.id} {e.name} (ratio {e.ratio}{factors}, seed {e.seed}, {e.status})")
 
 
 def confirm_then(app: App[Any], question: str, yes_label: str, title: str, op: Callable[[Store], str]) -> None:
@@ -79,7 +83,10 @@ def clone(app: App[Any], e: Experiment) -> None:
 
 def delete(app: App[Any], e: Experiment) -> None:
     def op(store: Store) -> str:
+        from engine.run_dirs import remove_run_dirs, runs_root
+
         store.remove([e.id])
+        remove_run_dirs([e], runs_root(store.location))  # checkpoints and logs: it never runs again
         return f"removed #{e.id} with its metrics and events"
     confirm_then(app, f"Delete {_describe(e)}?\nIts metrics and events are deleted too. This cannot be undone.",
                  "Delete", "delete", op)

@@ -7,11 +7,35 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from engine.metric_keys import LangSettingTable
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a long path or URL stays one line (copy-paste), the terminal wraps it only visually.
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# C0 controls (ESC, BEL, backspace, newline, …), DEL and C1 controls (a lone 0x9b is a CSI on
+# some terminals), plus the Unicode line separators and bidirectional overrides that reorder or
+# split what is shown: each becomes a visible escape such as \x1b, \n or \u202e.
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNSAFE = {*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F),
+           *range(0x2066, 0x206A)}
+_ESCAPES = {c: _NAMED.get(chr(c), f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _UNSAFE}
+_ESCAPES_KEEP_LINES = {c: e for c, e in _ESCAPES.items() if chr(c) != "\n"}
+
+
+def safe(text: object, *, lines: bool = False) -> str:
+    """A stored string as it may reach a terminal: every control character shown as a visible
+    escape (ESC → \\x1b, newline → \\n), never sent raw. `lines=True` keeps newlines, for
+    multi-line text (a traceback, a config). Rich markup is not interpreted by `Text` or
+    `markup=False`; pass the result as `rich.text.Text`, never as a markup string."""
+    return str(text).translate(_ESCAPES_KEEP_LINES if lines else _ESCAPES)
+
+
+def safe_text(text: object, style: str = "", *, lines: bool = False) -> Text:
+    """`safe(text)` as a Rich Text (no markup), for tables, labels and Text.assemble."""
+    return Text(safe(text, lines=lines), style=style)
 
 
 def print_json(obj: Any) -> None:

@@ -8,6 +8,7 @@ result): they differ by ratio, language and step so every curve and table cell i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import math
 import time
@@ -19,7 +20,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from engine.config import MLQA_LANGS, Config, with_run
-from engine.metric_keys import SETTINGS
+from engine.metric_keys import MACRO, SETTINGS, MetricName, Setting, group_unit, lang_unit, metric_key
+from engine.statuses import Status
 from engine.store import NewExperiment, open_store
 from optical_tui.app import OpticalApp
 from optical_tui.screens.queue import QueueScreen
@@ -125,6 +127,108 @@ def seed_database(path: Path, sweep: str = "ratio-sweep", t0: float = T0) -> dic
                                                      config=with_run(base, "1:1", 3).to_dict())])
         store.request_cancel([extra[0].id])
         ids["cancelled"] = extra[0].id
+        clock.t = t0 + (NOW - T0) - 5
+        store.worker_heartbeat("gpu0", ids["running"], "running")
+    return ids
+
+
+FACTORIAL = "factorial"
+FACTORIAL_RATIOS = ("1:0", "1:1", "0:1")
+FACTORIAL_SWEEPS = ("ot.weight=0,1", "train.mixing=batch,within")
+FACTORIAL_SEEDS = (1, 2, 3)
+
+
+def factorial_value(ratio: str, weight: float, mixing: str, seed: int, setting: str, lang: str,
+                    step: int, clone: bool = False) -> float:
+    """Synthetic: OT helps low-resource languages more at cross-heavy ratios; within-batch mixing
+    costs a little; seeds add noise; a clone's numbers differ slightly (so the one counted shows)."""
+    mono, cross = (float(x) for x in ratio.split(":"))
+    alpha = mono / (mono + cross)
+    low = lang in GROUPS["low"]
+    base = {"mo": 0.62, "cr": 0.50, "mul": 0.40}[setting] + (0.03 if not low else -0.06)
+    effect = 0.04 * (1 - alpha) * weight * (2.0 if low else 1.0) - (0.01 if mixing == "within" else 0.0)
+    noise = 0.006 * math.sin(seed * 5 + MLQA_LANGS.index(lang) * 3) + (0.004 if clone else 0.0)
+    learned = (1 - math.exp(-step / 80)) * (0.05 + effect)
+    return round(base + learned + noise, 4)
+
+
+def factorial_points(prefix: str, ratio: str, factors: dict[str, Any], seed: int, step: int,
+                     clone: bool = False) -> dict[str, float]:
+    out: dict[str, float] = {}
+    weight, mixing = float(factors["ot.weight"]), str(factors["train.mixing"])
+    for setting in SETTINGS:
+        for lang in MLQA_LANGS:
+            out[metric_key(prefix, setting, lang_unit(lang), MetricName.MAP)] = factorial_value(
+                ratio, weight, mixing, seed, setting, lang, step, clone)
+        for g, members in GROUPS.items():
+            out[metric_key(prefix, setting, group_unit(g), MetricName.MAP)] = round(sum(
+                out[metric_key(prefix, setting, lang_unit(x), MetricName.MAP)] for x in members) / len(members), 4)
+        out[metric_key(prefix, setting, MACRO, MetricName.MAP)] = round(sum(
+            out[metric_key(prefix, setting, lang_unit(x), MetricName.MAP)] for x in MLQA_LANGS) / len(MLQA_LANGS), 4)
+    for unit in (MACRO, *(group_unit(g) for g in GROUPS), *(lang_unit(x) for x in MLQA_LANGS)):
+        out[metric_key(prefix, Setting.MUL, unit, MetricName.RANK_DISTANCE)] = round(
+            300 - step * 0.3 - 20 * float(factors["ot.weight"]) - 5 * seed, 1)
+    return out
+
+
+def seed_factorial_database(path: Path, t0: float = T0) -> dict[str, int]:
+    """A two-factor sweep queued through the real `new_experiments` grid (3 ratios × ot.weight 0,1 ×
+    train.mixing batch,within × seeds 1-3 = 36 runs) with everything a study must handle:
+    one run still running, one failed and retried (the retry done), one cancelled, one queued,
+    one done run cloned (the clone done, with slightly different numbers: it supersedes the
+    original) and cloned again (queued). Returns the ids of those special runs by role."""
+    from engine.sweep import new_experiments
+
+    clock = FixedClock(t0)
+    specs = new_experiments(list(FACTORIAL_RATIOS), list(FACTORIAL_SEEDS), None,
+                            [f"train.steps={STEPS}", f"eval.every={EVAL_EVERY}"], FACTORIAL,
+                            sweeps=list(FACTORIAL_SWEEPS))
+    roles = {"running": 7, "failed": 12, "cancelled": 20, "queued": 33}  # positions in the grid
+    ids: dict[str, int] = {}
+    with open_store(path, clock=clock) as store:
+        # Priorities decide the claim order: every done run first, then the one left running.
+        low = {roles["running"]: -1, roles["queued"]: -2}
+        exps = store.add_experiments([dataclasses.replace(s, priority=low.get(i, 0)) for i, s in enumerate(specs)])
+        store.register_worker("gpu0", "box", 4242, "cuda:0")
+        plan = {e.id: "done" for e in exps}
+        for role, i in roles.items():
+            plan[exps[i].id] = role
+            ids[role] = exps[i].id
+        ids["done"] = exps[0].id
+
+        def run(e: Any, outcome: str, clone: bool = False) -> None:
+            clock.t += 60
+            claimed = store.claim_next("gpu0", "cuda:0")
+            assert claimed is not None and claimed.id == e.id, (claimed, e.id)
+            last = STEPS if outcome == "done" else 120 if outcome == "running" else 60
+            for step in range(0, last + 1, EVAL_EVERY):
+                clock.t += 3
+                rows = [(k, step, v, clock.t) for k, v in train_points(step).items()]
+                rows += [(k, step, v, clock.t)
+                         for k, v in factorial_points("eval", e.ratio, e.factors, e.seed, step, clone).items()]
+                if outcome == "done" and step == STEPS:
+                    rows += [(k, step, v, clock.t)
+                             for k, v in factorial_points("full", e.ratio, e.factors, e.seed, step, clone).items()]
+                store.flush(claimed.lease, rows, step=step, total=STEPS)
+            if outcome == "failed":
+                store.finish(claimed.lease, Status.FAILED, error="RuntimeError: CUDA out of memory")
+            elif outcome == "done":
+                store.finish(claimed.lease, Status.DONE)
+
+        for e in exps:
+            if plan[e.id] == "cancelled":
+                store.request_cancel([e.id])
+            elif plan[e.id] not in ("queued", "running"):
+                run(e, plan[e.id])
+        (retry,) = store.retry([ids["failed"]])
+        run(retry, "done")
+        ids["retry"] = retry.id
+        (clone,) = store.clone([ids["done"]])
+        run(clone, "done", clone=True)
+        ids["clone"] = clone.id
+        run(next(e for e in exps if e.id == ids["running"]), "running")
+        (again,) = store.clone([ids["done"]])
+        ids["queued clone"] = again.id
         clock.t = t0 + (NOW - T0) - 5
         store.worker_heartbeat("gpu0", ids["running"], "running")
     return ids

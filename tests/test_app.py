@@ -231,20 +231,25 @@ async def test_ratio_study_orders_ratios_groups_and_marks_zero_shot(db: Path, id
         await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
         screen = app.screen
         study = screen.study
-        assert study.ratios == ("1:0", "3:1", "1:1", "1:3", "0:1")
+        # 0:1 has only a running and a failed run: neither counts, both are listed.
+        assert study.ratios == ("1:0", "3:1", "1:1", "1:3")
         assert study.zero_shot == ("ar", "hi", "vi")
-        high = study.rows[0]
-        assert high.label == "high" and [c.n for c in high.cells] == [2, 2, 2, 2, 1]
-        assert high.cells[-1].provisional                              # 0:1 has only the running seed
+        assert [(x.experiment_id, x.status) for x in study.excluded] == [
+            (ids["running"], "running"), (ids["failed"], "failed"), (ids["cancelled"], "cancelled")]
+        summary = str(screen.query_one("#study-summary").render())
+        assert f"running #{ids['running']} (0:1 seed 1, step 120/200)" in summary and "counted 8 of 11" in summary
         table = screen.query_one("#study-table", DataTable)
-        assert [str(c.label) for c in table.columns.values()][1:] == list(study.ratios)
-        assert "ar*" in [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert [str(c.label) for c in table.columns.values()] == ["ratio", "n", "high", "low", "macro"]
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == list(study.ratios)
         plot = screen.query_one("#study-plot", CurvePlot)
         assert [s.label.split()[0] for s in plot.series] == ["high", "low"]
-        assert plot.series[0].yerr is not None
-        before = [c.mean for c in study.rows[0].cells]
+        assert plot.series[0].yerr is not None and list(plot.series[0].x) == [0.0, 1.0, 2.0, 3.0]
+        before = [s.mean for s in study.summary.values()]
         await pilot.press("1")
-        assert [c.mean for c in screen.study.rows[0].cells] != before
+        assert [s.mean for s in screen.study.summary.values()] != before
+        await pilot.press("right_square_bracket", "right_square_bracket", "right_square_bracket")
+        assert "per query language" in str(screen.query_one("#study-view").render())
+        assert "ar*" in [str(c.label) for c in table.columns.values()]
 
 
 # --------------------------------------------------------------------------- new experiment form
@@ -283,6 +288,35 @@ async def test_new_experiment_form_validates_inline_and_queues(db: Path) -> None
     assert sorted((e.ratio, e.seed) for e in added) == [("0:1", 7), ("0:1", 8), ("1:0", 7), ("1:0", 8)]
     assert all(e.priority == 5 and e.config["train"]["steps"] == 50 and e.config["ot"]["weight"] == 0.0
                for e in added)
+
+
+@synchronous
+async def test_new_experiment_form_queues_a_factorial_sweep(db: Path) -> None:
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewExperimentScreen))
+        form = app.screen
+        form.query_one("#f-ratios", Input).value = "1:0 0:1"
+        form.query_one("#f-seeds", Input).value = "1 2"
+        form.query_one("#f-name", Input).value = "grid"
+        form.query_one("#f-sweeps", TextArea).text = "ot.weight=0,1\ntrain.mixing=batch,sometimes"
+        await pilot.pause()
+        await pilot.press("ctrl+s")                       # refused, the error under its field
+        assert isinstance(app.screen, NewExperimentScreen)
+        assert "'sometimes' is not one of batch, within" in str(form.query_one("#err-sweeps").render())
+        form.query_one("#f-sweeps", TextArea).text = "ot.weight=0,1\ntrain.mixing=batch,within"
+        await pilot.pause()
+        summary = str(form.query_one("#form-summary").render())
+        assert "will queue 16 experiment(s)" in summary and "× ot.weight 0 1 × train.mixing batch within" in summary
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: queue_table(app).row_count == 28)
+        assert "factors" in [str(c.label) for c in queue_table(app).columns.values()]
+    with open_store(db) as store:
+        added = store.list_experiments(name="grid")
+    assert sorted({(e.factors["ot.weight"], e.factors["train.mixing"]) for e in added}) == [
+        (0.0, "batch"), (0.0, "within"), (1.0, "batch"), (1.0, "within")]
 
 
 # --------------------------------------------------------------------------- actions

@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.screens.new_experiment import NewExperimentScreen
 from optical_tui.screens.ratio_study import RatioStudyScreen
-from tests.dashboard_support import loaded, make_app, seed_database, select, wait_for
+from tests.dashboard_support import loaded, make_app, seed_database, seed_factorial_database, select, wait_for
 
 SIZE = (120, 40)
 
@@ -96,3 +96,16 @@ def test_new_experiment_form_with_an_error(snap_compare, db: Path) -> None:
         await pilot.press(*"1:1 0:0", "tab", *"1 2")
         await pilot.pause()
     assert snap_compare(make_app(db), terminal_size=SIZE, run_before=run_before)
+
+
+def test_factorial_study(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A two-factor sweep: one line per level combination, factor columns, runs not counted listed."""
+    monkeypatch.chdir(tmp_path)
+    ids = seed_factorial_database(Path("experiments.db"))
+
+    async def run_before(pilot: Pilot) -> None:
+        await loaded(pilot)
+        await select(pilot, ids["clone"])
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RatioStudyScreen) and pilot.app.screen.loaded)
+    assert snap_compare(make_app(Path("experiments.db")), terminal_size=SIZE, run_before=run_before)

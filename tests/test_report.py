@@ -18,7 +18,7 @@ from engine.errors import ConfigError, ExperimentNotFound
 from engine.metric_keys import MACRO, group_unit
 from engine.report_formats import render, tables, tex_escape
 from engine.store import NewExperiment, Store, open_store
-from engine.study import build_report, describe, paired_difference
+from engine.study import Exclusion, build_report, describe, paired_difference
 
 T_975_DF1 = 12.706204736174698  # Student t 97.5% quantile, 1 degree of freedom (tables)
 T_975_DF2 = 4.302652729911275  # … 2 degrees of freedom
@@ -139,16 +139,16 @@ def test_build_report_full_benchmark(store: Store) -> None:
     assert rep.zero_shot == ("ar", "hi", "vi")  # default train_langs en, de, es, zh
     assert rep.groups == {"high": ("en", "de", "es", "vi", "zh"), "low": ("ar", "hi")}
     # 1:1 high: .55, .56, .57 → mean .56, sd .01
-    s = rep.summary[("1:1", group_unit("high"))]
+    s = rep.summary[((), "1:1", group_unit("high"))]
     assert (s.n, s.mean, s.sd) == (3, pytest.approx(0.56), pytest.approx(0.01))
     # 1:0 − 1:1 is −.10 for every seed: mean −.1, no spread, p = 0
-    d = rep.differences[("1:0", MACRO)]
+    d = rep.differences[((), "1:0", MACRO)]
     assert d.n == 3 and d.mean == pytest.approx(-0.1) and d.p_value == 0.0
-    assert ("1:1", MACRO) not in rep.differences
+    assert ((), "1:1", MACRO) not in rep.differences
     # rank distance 1:0: 110, 210, 310 → mean 210, sd 100
-    assert rep.rank_distance[("1:0", MACRO)].mean == pytest.approx(210.0)
-    assert rep.rank_distance[("1:0", MACRO)].sd == pytest.approx(100.0)
-    assert rep.counts["1:0"] == {"done": 3, "failed": 1} and rep.counts["0:1"] == {"done": 3, "queued": 1}
+    assert rep.rank_distance[((), "1:0", MACRO)].mean == pytest.approx(210.0)
+    assert rep.rank_distance[((), "1:0", MACRO)].sd == pytest.approx(100.0)
+    assert rep.counts[((), "1:0")] == {"done": 3, "failed": 1} and rep.counts[((), "0:1")] == {"done": 3, "queued": 1}
     assert rep.setup["steps"] == "10" and "full MLQA-R" in rep.setup["scored on"]
     assert rep.notes == () and not rep.subset
     assert rep.before == {}  # full/… has no step-0 point to compare with
@@ -165,10 +165,10 @@ def test_report_falls_back_to_quick_subset_and_says_so(store: Store) -> None:
     assert run.step == 10 and run.values[MACRO] == pytest.approx(0.45)
     assert "QUICK SUBSET" in render(rep, "md")
     # Before training = the step-0 points of the same runs: macro (.5·4 + .46·3 + .40·3 + .01·14)/10 − .3
-    assert rep.before[MACRO].n == 10 and rep.before[MACRO].mean == pytest.approx(0.172)
+    assert rep.before[((), MACRO)].n == 10 and rep.before[((), MACRO)].mean == pytest.approx(0.172)
     assert "| before training | 10 | 0.222 | 0.122 | 0.172 |" in render(rep, "md")  # high, low, macro
     assert any(r["section"] == "before_training" for r in csv.DictReader(io.StringIO(render(rep, "csv"))))
-    assert build_report(store, sweep="sweep", source="full").summary[("1:1", MACRO)].n == 3
+    assert build_report(store, sweep="sweep", source="full").summary[((), "1:1", MACRO)].n == 3
     # Curves on the whole benchmark (eval.subset_questions = 0, as configs/paper.toml): not a subset.
     add_run(store, "1:1", 0, name="curves-full", subset=0)
     whole = build_report(store, sweep="curves-full")
@@ -179,8 +179,10 @@ def test_report_falls_back_to_quick_subset_and_says_so(store: Store) -> None:
 def test_duplicates_selection_and_errors(store: Store, tmp_path: Path) -> None:
     newer = add_run(store, "1:1", 0, full=True)  # same ratio and seed again: supersedes the first
     rep = build_report(store, sweep="sweep", setting="mo", metric="map")
-    assert rep.summary[("1:1", MACRO)].n == 3
-    assert any(f"superseded by #{newer}" in n for n in rep.notes)
+    assert rep.summary[((), "1:1", MACRO)].n == 3
+    (old,) = [x for x in rep.excluded if x.reason == Exclusion.SUPERSEDED]
+    assert (old.ratio, old.seed, old.detail) == ("1:1", 0, f"by #{newer}")
+    assert f"Not counted: superseded #{old.experiment_id} (1:1 seed 0, by #{newer}); failed" in render(rep, "md")
     sub = build_report(store, ids=[1, 2])  # two 1:1 runs: no baseline partner, no differences
     assert sub.ratios == ("1:1",) and not sub.differences
     assert build_report(store).selection.startswith("sweep 'sweep'")  # default: the newest sweep
@@ -188,7 +190,7 @@ def test_duplicates_selection_and_errors(store: Store, tmp_path: Path) -> None:
         build_report(store, metric="accuracy")
     with pytest.raises(ConfigError):
         build_report(store, sweep="sweep", ids=[1])
-    with pytest.raises(ExperimentNotFound, match="sweeps: sweep"):
+    with pytest.raises(ExperimentNotFound, match="sweeps: 'sweep'"):
         build_report(store, sweep="nope")
     add_run(store, "1:1", 0, name="pending", status="queued")
     with pytest.raises(ExperimentNotFound, match="no done experiments"):

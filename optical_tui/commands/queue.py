@@ -15,9 +15,9 @@ from engine.metric_keys import LOSS_KEYS, MACRO, SETTINGS, MetricName, Split, me
 from engine.provenance import code_version
 from engine.statuses import Status
 from engine.store import Experiment
-from engine.sweep import new_experiments
+from engine.sweep import factors_text, new_experiments
 from optical_tui.commands.context import parse_ids, store_for
-from optical_tui.console import console, print_json
+from optical_tui.console import console, print_json, safe, safe_text
 from optical_tui.status_style import status_text
 
 queue_app = typer.Typer(help="Add, inspect and manage queued experiments.", no_args_is_help=True)
@@ -37,17 +37,19 @@ def _fmt_time(t: float | None) -> str:
 def add(
     ctx: typer.Context,
     ratio: Annotated[list[str], typer.Option("--ratio", "-r", help="Mono:cross batch ratio, e.g. 1:3. Repeat for a sweep.")],
-    seed: Annotated[list[int] | None, typer.Option("--seed", "-s", help="Seed; repeat for several. Default 0.")] = None,
+    seed: Annotated[list[int] | None, typer.Option("--seed", "-s", help="Seed (0 to 2^32-1); repeat for several. Default 0.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set train.lr=3e-5. Repeatable.")] = None,
+    sweeps: Annotated[list[str] | None, typer.Option("--sweep", help="A factor: one key and its values, e.g. --sweep ot.weight=0,1 (a list key: --sweep 'data.train_langs=[en,de],[en,de,es,zh]'). Repeatable: the full grid ratios × every factor's values × seeds is queued, and the study splits by each factor.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Sweep name shared by these experiments (default: the config file's stem).")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Times a lost run is retried before it fails.", min=1)] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the queued experiments as JSON.")] = False,
 ) -> None:
-    """Queue one experiment per ratio × seed. Everything is validated before anything is written."""
+    """Queue one experiment per ratio × factor values × seed. Everything is validated (by the same
+    code as --set) before anything is written."""
     specs = new_experiments(ratio, seed or [0], config, overrides or [], name, priority, max_attempts,
-                            code_version())
+                            code_version(), sweeps=sweeps or [])
     sweep = specs[0].name
     with store_for(ctx) as store:
         added = store.add_experiments(specs)
@@ -55,8 +57,11 @@ def add(
         print_json([experiment_dict(e) for e in added])
         return
     for e in added:
-        console.print(f"queued [bold]#{e.id}[/bold] ratio {e.ratio} seed {e.seed} (priority {e.priority})")
-    console.print(f"{len(added)} experiment(s) in sweep {sweep!r}. Run them with: optical worker")
+        factors = factors_text(e.factors)
+        console.print(safe_text(f"queued #{e.id} ratio {e.ratio} seed {e.seed}" + (f" {factors}" if factors else "")
+                                + f" (priority {e.priority})"))
+    console.print(Text.assemble(f"{len(added)} experiment(s) in sweep ", safe_text(repr(sweep), "bold"),
+                                ". Run them with: optical worker"))
 
 
 @queue_app.command("list")
@@ -76,22 +81,38 @@ def list_(
         console.print("no experiments" + (f" with status {status}" if status else "") +
                       ". Add some with: optical queue add --ratio 1:1")
         return
+    with_factors = any(e.factors for e in exps)
     cells = [
-        [str(e.id), e.name, e.ratio, str(e.seed), e.status, f"{e.step}/{e.total_steps}" if e.total_steps else "-",
-         f"{e.attempts}/{e.max_attempts}", str(e.priority), e.device or "-",
+        [str(e.id), safe(e.name), e.ratio, *([safe(factors_text(e.factors, short=True)) or "-"] if with_factors else []),
+         str(e.seed), e.status, f"{e.step}/{e.total_steps}" if e.total_steps else "-",
+         f"{e.attempts}/{e.max_attempts}", str(e.priority), safe(e.device or "-"),
          time.strftime("%m-%d %H:%M", time.localtime(e.created_at))]
         for e in exps
     ]
-    headers = ("id", "name", "ratio", "seed", "status", "progress", "tries", "prio", "device", "created")
+    headers = ("id", "name", "ratio", *(("factors",) if with_factors else ()), "seed", "status", "progress",
+               "tries", "prio", "device", "created")
     table = Table(box=None, header_style="bold", pad_edge=False)
+    widths = [max([len(col)] + [len(r[i]) + (2 if col == "status" else 0) for r in cells])
+              for i, col in enumerate(headers)]
+    # Every column but the name and the factors keeps its full width; those two share what is
+    # left of a narrow terminal (the full factors are in `queue show` and --json).
+    flexible = [i for i, col in enumerate(headers) if col in ("name", "factors")]
+    room = console.width - sum(w for i, w in enumerate(widths) if i not in flexible) - 2 * (len(headers) - 1)
+    wanted = {i: min(widths[i], 40) for i in flexible}
+    if sum(wanted.values()) > room:
+        share = max(4, room // len(flexible))
+        small = {i: w for i, w in wanted.items() if w <= share}
+        rest = [i for i in flexible if i not in small]
+        spare = max(4 * len(rest), room - sum(small.values()))
+        wanted = {**small, **{i: max(4, spare // len(rest)) for i in rest}}
     for i, col in enumerate(headers):
-        # Every column but the name keeps its full width; the name absorbs a narrow terminal.
-        width = max([len(col)] + [len(r[i]) + (2 if col == "status" else 0) for r in cells])
-        table.add_column(col, no_wrap=True, overflow="ellipsis",
-                         min_width=None if col == "name" else width, max_width=40 if col == "name" else None,
+        table.add_column(col, no_wrap=True, overflow="ellipsis", width=wanted.get(i),
+                         min_width=None if i in wanted else widths[i],
                          justify="right" if col in ("id", "seed", "tries", "prio") else "left")
+    status_at = headers.index("status")
     for e, r in zip(exps, cells):
-        table.add_row(*r[:4], status_text(e.status), *r[5:])
+        # Text cells: a stored name is never read as Rich markup.
+        table.add_row(*(Text(c) for c in r[:status_at]), status_text(e.status), *(Text(c) for c in r[status_at + 1:]))
     console.print(table)
 
 
@@ -116,15 +137,20 @@ def show(
         d["latest_metrics"] = {k: {"step": s, "value": v} for k, (s, v) in latest.items()}
         print_json(d)
         return
-    console.print(Text.assemble(f"#{e.id} ", (e.name, "bold"), f"  ratio {e.ratio}  seed {e.seed}  ",
+    # Stored strings (name, error, events, worker) go out as Text through `safe`: never markup,
+    # never raw control characters.
+    console.print(Text.assemble(f"#{e.id} ", safe_text(e.name, "bold"), f"  ratio {e.ratio}  seed {e.seed}  ",
                                 status_text(e.status)))
-    console.print(f"  priority {e.priority}  attempts {e.attempts}/{e.max_attempts}  step {e.step}/{e.total_steps}"
-                  f"  device {e.device or '-'}  worker {e.worker_id or '-'}")
+    if e.factors:
+        console.print(safe_text(f"  factors {factors_text(e.factors)}"))
+    console.print(safe_text(f"  priority {e.priority}  attempts {e.attempts}/{e.max_attempts}  step {e.step}/"
+                            f"{e.total_steps}  device {e.device or '-'}  worker {e.worker_id or '-'}"))
     console.print(f"  created {_fmt_time(e.created_at)}  started {_fmt_time(e.started_at)}  "
-                  f"finished {_fmt_time(e.finished_at)}  heartbeat {_fmt_time(e.heartbeat_at)}")
-    console.print(f"  code {e.code_version or '-'}" + ("  [yellow]cancel requested[/yellow]" if e.cancel_requested else ""))
+                  f"finished {_fmt_time(e.finished_at)}  heartbeat {_fmt_time(e.heartbeat_at)}", markup=False)
+    console.print(Text.assemble(safe_text(f"  code {e.code_version or '-'}"),
+                                ("  cancel requested", "yellow") if e.cancel_requested else ""))
     if e.error:
-        console.print(Text("  error:\n" + e.error, style="red"))
+        console.print(safe_text("  error:\n" + e.error, "red", lines=True))
     headline = {*LOSS_KEYS, *(metric_key(split, s, MACRO, MetricName.MAP)
                               for split in (Split.QUICK, Split.FULL) for s in SETTINGS)}
     shown = {k: v for k, v in latest.items() if k in headline}
@@ -132,10 +158,10 @@ def show(
         console.print("  latest metrics:")
         for k in sorted(shown):
             s, v = shown[k]
-            console.print(f"    {k} = {v:.4f} (step {s})")
+            console.print(safe_text(f"    {k} = {v:.4f} (step {s})"))
     console.print("  events:")
     for ev in events[-15:]:
-        console.print(Text(f"    {_fmt_time(ev.time)} {ev.kind}: {ev.message}"))
+        console.print(safe_text(f"    {_fmt_time(ev.time)} {ev.kind}: {ev.message}"))
 
 
 @queue_app.command("cancel")
@@ -166,9 +192,13 @@ def rm(
     ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
 ) -> None:
-    """Delete experiments with their metrics and events (running ones must be cancelled first)."""
+    """Delete experiments with their metrics, events and run folders (running ones must be cancelled first)."""
+    from engine.run_dirs import remove_run_dirs, runs_root
+
     with store_for(ctx) as store:
+        exps = store.list_experiments(ids=parse_ids(ids))  # their run folders go too
         n = store.remove(parse_ids(ids))
+        remove_run_dirs(exps, runs_root(store.location))
     console.print(f"removed {n} experiment(s)")
 
 

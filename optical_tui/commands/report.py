@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,27 +14,30 @@ from engine.metric_keys import MetricName, Setting
 from engine.report_formats import ReportFormat
 from engine.study import Source
 from optical_tui.commands.context import parse_ids, store_for
-from optical_tui.console import console, err_console
+from optical_tui.console import console, err_console, safe, safe_text
 
 if TYPE_CHECKING:
-    from engine.study import Report
+    from engine.study import Study
 
 
-def print_report(report: Report) -> None:
-    """The Rich rendering: caption lines, then the same tables the Markdown export holds."""
+def print_report(report: Study) -> None:
+    """The Rich rendering: caption lines, then the same tables the Markdown export holds. Every
+    string goes out as Text (no markup) through `safe`: names and config values are stored
+    verbatim and may hold anything."""
     from engine.report_formats import caption, tables
 
     lines = caption(report)
-    console.print(f"[bold]{lines[0]}[/bold]", markup=True, highlight=False)
+    console.print(safe_text(lines[0], "bold"))
     for line in lines[1:]:
-        style = "yellow" if line.startswith("Note:") or "QUICK SUBSET" in line else None
-        console.print(line, style=style, markup=False)
+        style = "yellow" if line.startswith(("Note:", "Not counted:")) or "QUICK SUBSET" in line else ""
+        console.print(safe_text(line, style))
     for t in tables(report):
-        table = Table(title=t.title, title_justify="left", header_style="bold", show_edge=False)
+        table = Table(title=safe_text(t.title), title_justify="left", header_style="bold", show_edge=False)
+        labels = len(t.headers) - (len(t.headers) - t.headers.index("ratio") - 1)
         for i, h in enumerate(t.headers):
-            table.add_column(h, justify="left" if i == 0 else "right")
+            table.add_column(safe_text(h), justify="left" if i < labels else "right")
         for row in t.rows:
-            table.add_row(*row)
+            table.add_row(*(safe_text(c) for c in row))
         console.print()
         console.print(table)
 
@@ -50,13 +54,20 @@ def report(
     source: Annotated[Source, typer.Option("--source", help="auto (the full benchmark when every run has it, else the last quick-subset evaluation), full, or eval (the quick subset).")] = Source.AUTO,
     baseline: Annotated[str, typer.Option("--baseline", help="Ratio the paired differences are taken against.")] = "1:1",
 ) -> None:
-    """Per ratio, group and language: mean, sd and 95% interval over seeds; paired differences from 1:1."""
+    """Per ratio (and level of each --sweep factor), group and language: mean, sd and 95% interval
+    over seeds; paired differences from the baseline ratio and between factor levels.
+
+    Only done runs count, one per cell and seed (the newest); running, queued, failed, cancelled
+    and superseded runs are listed under "Not counted". The dashboard's study screen computes
+    the same study from the same rules (engine/study.py)."""
     from engine.report_formats import render
     from engine.study import build_report
 
     if output is not None and fmt == ReportFormat.TABLE:
         raise ConfigError("--output needs a text format: --format md, csv, json or tex")
-    if output is not None and not output.parent.exists():
+    if output is not None and output.is_dir():
+        raise ConfigError(f"--output {output}: is a directory; give a file name, e.g. {output / ('study.' + fmt)}")
+    if output is not None and not output.parent.is_dir():
         raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
     with store_for(ctx) as store:
         rep = build_report(store, sweep=sweep, ids=parse_ids(ids or []), metric=metric,
@@ -66,14 +77,19 @@ def report(
     else:
         text = render(rep, fmt)
         if output is not None:
-            output.write_text(text, encoding="utf-8")
-            err_console.print(f"wrote {output}")
+            try:
+                output.write_text(text, encoding="utf-8")
+            except OSError as exc:  # read-only folder, disk full: one line, not a traceback
+                raise ConfigError(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+            err_console.print(safe_text(f"wrote {output}"))
         else:
-            print(text, end="")  # plain print: scripts parse this
+            # Plain print: scripts parse this. Names stay verbatim for a pipe or a file, but a
+            # terminal never receives their control characters raw.
+            print(safe(text, lines=True) if sys.stdout.isatty() else text, end="")
     if plot is not None:
         from engine.report_plot import save_plot
 
-        err_console.print(f"wrote plot {save_plot(rep, plot)}")
+        err_console.print(safe_text(f"wrote plot {save_plot(rep, plot)}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,9 @@ from engine.errors import OpticalError
 from engine.metric_keys import LOSS_KEYS, MetricName, Setting, TrainKey
 from engine.statuses import EventKind, Status
 from engine.store import Event, Experiment, MetricPoint, open_store
+from engine.sweep import factors_text
 from optical_tui import confirmed_writes
+from optical_tui.console import safe, safe_text
 from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
 from optical_tui.screens.experiment_data import (
@@ -102,7 +104,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
 
     def on_mount(self) -> None:
         self.title = f"experiment #{self.experiment.id}"
-        self.sub_title = self.experiment.name
+        self.sub_title = safe(self.experiment.name)
         events = self.query_one("#events-table", DataTable)
         events.add_columns("time", "kind", "message")
         self._show_summary()
@@ -120,7 +122,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
                 metrics = store.metrics(self.experiment.id)
                 events = store.events(self.experiment.id)
         except OpticalError as exc:
-            self.app.call_from_thread(partial(self.notify, str(exc), severity="error", markup=False))
+            self.app.call_from_thread(partial(self.notify, safe(str(exc)), severity="error", markup=False))
             return
         self.app.call_from_thread(self._history_loaded, metrics, events)
 
@@ -163,20 +165,23 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
     def _show_summary(self) -> None:
         e = self.experiment
         now = routes(self).clock()
+        # Stored strings (name, device, error) through `safe`: never raw control characters.
+        factors = f"  {factors_text(e.factors)}" if e.factors else ""
         text = Text.assemble(
-            (f"#{e.id} ", "bold"), (e.name, "bold"), f"  ratio {e.ratio}  seed {e.seed}  ", status_text(e.status),
+            (f"#{e.id} ", "bold"), safe_text(e.name, "bold"), safe(f"  ratio {e.ratio}{factors}  seed {e.seed}  "),
+            status_text(e.status),
             "  ", progress_bar(e), f" {e.step}/{e.total_steps}" if e.total_steps else "",
-            f"  {'' if e.status != Status.RUNNING else 'ETA '}{eta(e, now).replace('-', '')}  device {e.device or '-'}"
-            f"  tries {e.attempts}/{e.max_attempts}",
+            safe(f"  {'' if e.status != Status.RUNNING else 'ETA '}{eta(e, now).replace('-', '')}  device "
+                 f"{e.device or '-'}  tries {e.attempts}/{e.max_attempts}"),
         )
         if e.cancel_requested and e.status == Status.RUNNING:
             text.append("  cancel requested", style="yellow")
         if e.error:
             last = e.error.strip().splitlines()[-1] if e.error.strip() else e.error
-            text.append(f"\n✘ {last}  (e shows the traceback)", style="red")
+            text.append(f"\n✘ {safe(last)}  (e shows the traceback)", style="red")
         self.query_one("#exp-summary", Static).update(text)
         self.query_one("#error-text", Static).update(
-            Text(e.error, style="red") if e.error else Text("No error recorded for this run.", style="dim"))
+            safe_text(e.error, "red", lines=True) if e.error else Text("No error recorded for this run.", style="dim"))
 
     def _show_config(self) -> None:
         e = self.experiment
@@ -184,7 +189,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         if e.provenance:
             lines += ["# provenance"] + [f"# {k} = {v}" for k, v in sorted(e.provenance.items())]
         lines.append(f"# code version {e.code_version or '-'}")
-        self.query_one("#config-text", Static).update(Text("\n".join(lines)))
+        self.query_one("#config-text", Static).update(safe_text("\n".join(lines), lines=True))
 
     def _add_events(self, events: list[Event]) -> None:
         if not events:
@@ -194,7 +199,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         for ev in events:
             stamp = time.strftime("%m-%d %H:%M:%S", time.localtime(ev.time))
             style = "red" if ev.kind == EventKind.FAILED else "yellow" if ev.kind in (EventKind.REQUEUED, EventKind.WARNING) else ""
-            table.add_row(stamp, Text(ev.kind, style=style), Text(ev.message))
+            table.add_row(stamp, safe_text(ev.kind, style), safe_text(ev.message))
 
     def _redraw(self) -> None:
         """Draw only the visible tab; the others are drawn when they are shown."""

@@ -1,7 +1,9 @@
-"""The new-experiment form: ratios × seeds with a config file and overrides, validated as you type.
+"""The new-experiment form: ratios × sweep factors × seeds with a config file and overrides,
+validated as you type.
 
-Validation goes through `engine.sweep.new_experiments`, the same function behind
-`optical queue add`, so the form accepts exactly what the CLI accepts.
+Validation goes through `engine.sweep.new_experiments` (and `parse_sweep` for each factor line),
+the same functions behind `optical queue add --sweep`, so the form accepts exactly what the CLI
+accepts.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 from engine.config import load_config, parse_ratio
 from engine.errors import OpticalError
 from engine.store import NewExperiment
-from engine.sweep import new_experiments
+from engine.sweep import level_text, new_experiments, parse_sweep
+from optical_tui.console import safe
 
-FIELDS = ("name", "ratios", "seeds", "config", "overrides", "priority")
+FIELDS = ("name", "ratios", "seeds", "config", "overrides", "sweeps", "priority")
+#: Which field an error of `new_experiments` belongs under, by the option it names first.
+_ERROR_FIELDS = (("--name", "name"), ("--seed", "seeds"), ("--priority", "priority"), ("--sweep", "sweeps"),
+                 ("train.seed", "seeds"))
 
 
 @dataclass
@@ -75,16 +81,29 @@ def validate(values: dict[str, str]) -> FormResult:
         load_config(config, overrides)
     except OpticalError as exc:
         out.errors["overrides"] = str(exc)
+    sweeps = [line.strip() for line in values.get("sweeps", "").splitlines() if line.strip()]
+    for line in sweeps:
+        try:
+            parse_sweep(line)
+        except OpticalError as exc:
+            out.errors["sweeps"] = str(exc)
+            break
     if out.errors:
         return out
     try:
-        out.specs = new_experiments(ratios, seeds or [0], config, overrides, name, priority)
+        out.specs = new_experiments(ratios, seeds or [0], config, overrides, name, priority, sweeps=sweeps)
     except OpticalError as exc:
-        out.errors["name" if str(exc).startswith("--name") else "ratios"] = str(exc)
+        text = str(exc)
+        field_ = next((f for prefix, f in _ERROR_FIELDS if text.startswith(prefix)),
+                      "sweeps" if sweeps else "ratios")
+        out.errors[field_] = text
     return out
 
 
 class NewExperimentScreen(ModalScreen[list[NewExperiment] | None]):
+    DEFAULT_CSS = """
+    #f-sweeps { height: 4; }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss_form", "Close",
                 tooltip="close the form without queueing"),
@@ -99,7 +118,7 @@ class NewExperimentScreen(ModalScreen[list[NewExperiment] | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="new-form", classes="dialog"):
-            yield Static(Text("New experiments — one per ratio × seed", style="bold"))
+            yield Static(Text("New experiments — one per ratio × sweep factor values × seed", style="bold"))
             for key, label, placeholder, value in (
                 ("ratios", "ratios mono:cross", "e.g. 1:0 3:1 1:1 1:3 0:1", ""),
                 ("seeds", "seeds", "e.g. 1 2 3 (default 0)", ""),
@@ -114,6 +133,10 @@ class NewExperimentScreen(ModalScreen[list[NewExperiment] | None]):
             yield Label("overrides, one per line: section.key=value (e.g. train.steps=50)", classes="field-label")
             yield TextArea(id="f-overrides", soft_wrap=False, show_line_numbers=False, compact=True)
             yield Label("", id="err-overrides", classes="field-error")
+            yield Label("sweep factors, one per line: section.key=v1,v2 (e.g. ot.weight=0,1)",
+                        classes="field-label")
+            yield TextArea(id="f-sweeps", soft_wrap=False, show_line_numbers=False, compact=True)
+            yield Label("", id="err-sweeps", classes="field-error")
             yield Static(id="form-summary")
             with Horizontal(classes="buttons"):
                 yield Button("Queue (ctrl+s)", id="submit", variant="success", compact=True)
@@ -124,8 +147,9 @@ class NewExperimentScreen(ModalScreen[list[NewExperiment] | None]):
         self.check()
 
     def values(self) -> dict[str, str]:
-        out = {k: self.query_one(f"#f-{k}", Input).value for k in FIELDS if k != "overrides"}
-        out["overrides"] = self.query_one("#f-overrides", TextArea).text
+        areas = ("overrides", "sweeps")
+        out = {k: self.query_one(f"#f-{k}", Input).value for k in FIELDS if k not in areas}
+        out.update({k: self.query_one(f"#f-{k}", TextArea).text for k in areas})
         return out
 
     def check(self) -> FormResult:
@@ -138,8 +162,10 @@ class NewExperimentScreen(ModalScreen[list[NewExperiment] | None]):
         if result.specs:
             ratios = sorted({s.ratio for s in result.specs}, key=lambda r: -parse_ratio(r).mono_fraction)
             seeds = sorted({s.seed for s in result.specs})
+            factors = {k: sorted({level_text(s.factors[k]) for s in result.specs}) for k in result.specs[0].factors}
+            grid = "".join(f" × {k} {' '.join(v)}" for k, v in factors.items())
             summary.update(Text(f"will queue {len(result.specs)} experiment(s) in sweep "
-                                f"{result.specs[0].name!r}: ratios {' '.join(ratios)} × seeds "
+                                f"{result.specs[0].name!r}: ratios {' '.join(ratios)}{safe(grid)} × seeds "
                                 f"{' '.join(map(str, seeds))}", style="green"))
         else:
             shown = [k for k in result.errors if k in self.touched]

@@ -19,14 +19,17 @@ from engine.errors import OpticalError
 from engine.metric_keys import Split, split_prefix
 from engine.statuses import Status
 from engine.store import Experiment
+from engine.sweep import factors_text
 from optical_tui import confirmed_writes
+from optical_tui.console import safe_text
 from optical_tui.messages import ExperimentsChanged
 from optical_tui.routes import routes
 from optical_tui.status_style import status_text
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.status_bar import WorkerStatusBar
 
-COLUMNS = (("id", "id"), ("name", "name"), ("ratio", "ratio"), ("seed", "seed"), ("status", "status"),
+COLUMNS = (("id", "id"), ("name", "name"), ("ratio", "ratio"), ("factors", "factors"), ("seed", "seed"),
+           ("status", "status"),
            ("progress", "progress"), ("eta", "ETA"), ("metric", "Mul mAP"), ("device", "device"),
            ("tries", "tries"))
 FILTERS: tuple[Status | None, ...] = (None, *Status)
@@ -72,7 +75,7 @@ class QueueScreen(Screen):
         Binding("f", "filter", "Filter",
                 tooltip="cycle the status filter: all, queued, running, done, failed, cancelled"),
         Binding("slash", "search", "Search",
-                tooltip="search sweep names (enter returns to the table)"),
+                tooltip="search sweep names and factor values (enter returns to the table)"),
         Binding("escape", "clear_search", "Clear search", show=False,
                 tooltip="clear the search"),
     ]
@@ -87,16 +90,14 @@ class QueueScreen(Screen):
         self._rows: dict[int, tuple[object, ...]] = {}
         self._order: list[int] = []
         self._cell_cache: dict[int, tuple[object, tuple[object, ...]]] = {}
+        self._columns: tuple[tuple[str, str], ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="queue-bar"):
             yield Input(placeholder="search name  (/)", id="search")
             yield Label("", id="view-label")
-        table: DataTable = DataTable(id="queue", cursor_type="row", zebra_stripes=True)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
         yield Label("loading…", id="queue-empty")
         yield WorkerStatusBar(id="status-bar")
         yield Footer()
@@ -124,7 +125,7 @@ class QueueScreen(Screen):
         needle = self.search.lower()
         rows = [e for e in self._experiments
                 if (self.status_filter is None or e.status == self.status_filter)
-                and (not needle or needle in e.name.lower())]
+                and (not needle or needle in e.name.lower() or needle in factors_text(e.factors).lower())]
         return sorted(rows, key=lambda e: SORTS[self.sort](e, self._primary))
 
     def _cells(self, e: Experiment, now: float) -> tuple[object, ...]:
@@ -135,12 +136,14 @@ class QueueScreen(Screen):
         status = status_text(e.status)
         if e.cancel_requested and e.status == Status.RUNNING:
             status.append(" (cancelling)", style="dim")
-        return (str(e.id), Text(e.name, overflow="ellipsis"), e.ratio, str(e.seed), status,
-                progress_bar(e), eta(e, now), metric, Text(e.device or "-"), tries)
+        # Stored strings through `safe`, as Text: never raw control characters, never markup.
+        return (str(e.id), safe_text(e.name), e.ratio, safe_text(factors_text(e.factors, short=True) or "-"), str(e.seed),
+                status, progress_bar(e), eta(e, now), metric, safe_text(e.device or "-"), tries)
 
     def _cached_cells(self, e: Experiment, now: float) -> tuple[object, ...]:
         # Rows that did not change keep their cells; only a running row's ETA moves with the clock.
-        key = (e.name, e.ratio, e.seed, e.status, e.step, e.total_steps, e.attempts, e.max_attempts,
+        key = (e.name, e.ratio, tuple(sorted(e.factors.items(), key=str)), e.seed, e.status, e.step,
+               e.total_steps, e.attempts, e.max_attempts,
                e.device, e.cancel_requested, e.started_at, e.finished_at, self._primary.get(e.id))
         hit = self._cell_cache.get(e.id)
         if hit is not None and hit[0] == key and e.status != Status.RUNNING:
@@ -149,9 +152,23 @@ class QueueScreen(Screen):
         self._cell_cache[e.id] = (key, cells)
         return cells
 
+    def _set_columns(self, table: DataTable) -> tuple[tuple[str, str], ...]:
+        """All columns; the factors column only while some experiment has factors (a sweep with
+        --sweep), so a plain ratio sweep keeps the width it had."""
+        with_factors = any(e.factors for e in self._experiments)
+        columns = tuple(c for c in COLUMNS if with_factors or c[0] != "factors")
+        if columns != self._columns:
+            table.clear(columns=True)
+            for key, label in columns:
+                table.add_column(label, key=key)
+            self._columns, self._order = columns, []
+        return columns
+
     def refresh_table(self) -> None:
         """Update changed cells in place; rebuild only when the set or order of rows changed."""
         table = self.query_one("#queue", DataTable)
+        columns = self._set_columns(table)
+        keep = [i for i, c in enumerate(COLUMNS) if c in columns]
         now = routes(self).clock()
         shown = self.visible_experiments()
         order = [e.id for e in shown]
@@ -160,7 +177,7 @@ class QueueScreen(Screen):
             selected = self.selected_id()
             table.clear()
             for i in order:
-                table.add_row(*cells[i], key=str(i))
+                table.add_row(*(cells[i][j] for j in keep), key=str(i))
             if selected in order:
                 table.move_cursor(row=order.index(selected), animate=False)
         else:
@@ -168,8 +185,8 @@ class QueueScreen(Screen):
                 old = self._rows.get(i)
                 if old is cells[i]:      # unchanged row, straight from the cache
                     continue
-                for (key, _label), new, prev in zip(COLUMNS, cells[i], old or (None,) * len(COLUMNS)):
-                    if new != prev:
+                for (key, label), new, prev in zip(COLUMNS, cells[i], old or (None,) * len(COLUMNS)):
+                    if new != prev and (key, label) in columns:
                         table.update_cell(str(i), key, new)
         self._order, self._rows = order, cells
         empty = self.query_one("#queue-empty", Label)

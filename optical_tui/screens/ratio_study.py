@@ -1,7 +1,15 @@
-"""The ratio study: final metric against ratio (1:0 … 0:1), high vs low resource, over seeds."""
+"""The study screen: final metric against ratio (1:0 … 0:1), high vs low resource, over seeds,
+split by every extra factor of the sweep.
+
+The numbers come from `engine.study.compute_study`, fed with the histories this screen holds,
+and the tables are `engine.report_formats.tables` of that study: `optical report` shows the same
+runs, values and cells. Only done runs count; running, queued, failed, cancelled and superseded
+runs are listed (the "not counted" line and the runs table), never averaged in.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import ClassVar
 
@@ -13,19 +21,31 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.errors import OpticalError
-from engine.metric_keys import MetricName, Setting, Split, split_prefix
+from engine.metric_keys import MACRO, MetricName, Setting, Split, Unit, split_prefix
+from engine.report_formats import TextTable, excluded_summary, model_line, tables, unit_label
+from engine.statuses import Status
 from engine.store import Experiment, MetricPoint, open_store
+from engine.study import SELECTED_STEP_KEY, Exclusion, Study, compute_study, sweep_selection
+from optical_tui.console import safe, safe_text
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
 from optical_tui.screens.experiment_data import History
 from optical_tui.screens.metric_switch import MetricSwitchMixin
-from optical_tui.screens.study_data import STUDY_STATUSES, Study, build_study
 from optical_tui.widgets.curves import CurvePlot, Series
 
-HINT = "\nfinal value per run: its full benchmark, else its last quick eval · ~ includes running runs"
+#: What the plot shows per level combination: both resource groups, the macro mean, or one group.
+UNIT_VIEWS = ("groups", "macro", "high", "low")
+PREFIXES = (split_prefix(Split.FULL), split_prefix(Split.QUICK))
+
+
+def _wanted(key: str) -> bool:
+    return key.startswith(PREFIXES) or key == SELECTED_STEP_KEY
 
 
 class RatioStudyScreen(MetricSwitchMixin, Screen):
+    DEFAULT_CSS = """
+    #study-view { height: 1; padding: 0 1; background: $boost; }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back",
                 tooltip="back to the previous screen"),
@@ -37,6 +57,13 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
                 tooltip="setting Mul"),
         Binding("m", "metric", "Metric",
                 tooltip="next metric"),
+        Binding("g", "units", "Groups/macro",
+                tooltip="plot lines per level: both resource groups, the macro mean, high only, low only"),
+        Binding("right_square_bracket", "table(1)", "Next table",
+                tooltip="next table: cells per group, Δ vs baseline, Δ per factor level, rank distance, "
+                        "languages, runs"),
+        Binding("left_square_bracket", "table(-1)", "Prev table", show=False,
+                tooltip="previous table"),
         Binding("w", "next_sweep", "Next sweep",
                 tooltip="the next sweep (experiments sharing a name)"),
     ]
@@ -50,108 +77,217 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         self.metric: str = MetricName.MAP
         self.loaded = False
         self.study: Study | None = None
+        self.table_index = 0
+        self.unit_view: str | None = None  # None: chosen by the number of level combinations
+        self._loading: set[int] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="study-summary")
         yield CurvePlot("ratio study", id="study-plot")
+        yield Static(id="study-view")
         yield DataTable(id="study-table", cursor_type="none", zebra_stripes=True)
         yield Static(id="study-legend")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.title = "ratio study"
-        self._load()
+        self.title = "study"
+        self.sub_title = safe(self.sweep)
+        self.query_one("#study-table", DataTable).focus()  # ←/→ scroll a table wider than the screen
+        self._redraw()
+        self._load(self._missing())
 
     def _members(self) -> list[Experiment]:
         return [e for e in self.experiments if e.name == self.sweep]
 
-    @work(thread=True, exclusive=True, group="study")
-    def _load(self) -> None:
-        """Final-metric history of every run in the sweep, on its own connection."""
-        ids = [e.id for e in self._members() if e.status in STUDY_STATUSES]
+    def _missing(self) -> list[int]:
+        """Done runs whose points are not here yet (only done runs are ever counted)."""
+        return [e.id for e in self._members()
+                if e.status == Status.DONE and e.id not in self.histories and e.id not in self._loading]
+
+    def _load(self, ids: list[int]) -> None:
+        self._loading |= set(ids)
+        self._read(self.sweep, ids, routes(self).db_location)
+
+    @work(thread=True, group="study")
+    def _read(self, sweep: str, ids: list[int], location: str) -> None:
+        """The evaluation points of these runs, on their own connection, off the UI thread."""
         try:
-            with open_store(routes(self).db_location) as store:
-                rows = {i: store.metrics(i, prefix=split_prefix(Split.FULL)) + store.metrics(i, prefix=split_prefix(Split.QUICK))
-                        for i in ids}
+            with open_store(location) as store:
+                rows = {i: [m for p in PREFIXES for m in store.metrics(i, prefix=p)]
+                        + store.metrics(i, keys=[SELECTED_STEP_KEY]) for i in ids}
         except OpticalError as exc:
-            self.app.call_from_thread(partial(self.notify, str(exc), severity="error", markup=False))
+            self.app.call_from_thread(partial(self.notify, safe(str(exc)), severity="error", markup=False))
+            self.app.call_from_thread(self._failed, ids)
             return
-        self.app.call_from_thread(self._loaded, self.sweep, rows)
+        self.app.call_from_thread(self._loaded, sweep, rows)
+
+    def _failed(self, ids: list[int]) -> None:
+        self._loading -= set(ids)
 
     def _loaded(self, sweep: str, rows: dict[int, list[MetricPoint]]) -> None:
+        self._loading -= set(rows)
         if sweep != self.sweep:  # the user moved on to another sweep meanwhile
             return
         for i, metrics in rows.items():
             self.histories.setdefault(i, History()).add(metrics)
-        self.loaded = True
+        self.loaded = not self._missing() and not self._loading
         self._redraw()
 
     def on_metrics_appended(self, message: MetricsAppended) -> None:
-        ids = {e.id for e in self._members()}
         changed = False
         for m in message.metrics:
-            if m.experiment_id in ids and m.key.startswith((split_prefix(Split.FULL), split_prefix(Split.QUICK))):
-                changed |= self.histories.setdefault(m.experiment_id, History()).add([m])
+            # Points of runs still running do not count; a run's history is read when it is done.
+            if m.experiment_id in self.histories and _wanted(m.key):
+                changed |= self.histories[m.experiment_id].add([m])
         if changed:
             self._redraw()
 
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
         before = {e.id: e.status for e in self._members()}
         self.experiments = message.experiments
-        after = {e.id: e.status for e in self._members()}
-        if before != after:
-            # A run joined the study (started, finished) or left it: its history may be missing.
-            missing = [i for i, s in after.items() if s in STUDY_STATUSES and i not in self.histories]
+        if {e.id: e.status for e in self._members()} != before:
+            missing = self._missing()
             if missing:
-                self._load()
-            else:
-                self._redraw()
+                self.loaded = False
+                self._load(missing)
+            self._redraw()
 
     # ----------------------------------------------------------------- drawing
 
+    def compute(self) -> Study:
+        """The study of this sweep from the histories held here (engine.study's rules)."""
+        members = self._members()
+        return compute_study(members, {i: h.series for i, h in self.histories.items()},
+                             selection=sweep_selection(self.sweep), metric=self._ranking_metric(),
+                             setting=self.setting)
+
+    def _ranking_metric(self) -> str:
+        # Rank distance has its own table and plot view; the study's metric is a ranking metric.
+        return MetricName.MAP if self.metric == MetricName.RANK_DISTANCE else self.metric
+
     def _redraw(self) -> None:
-        study = build_study(self.sweep, self.experiments, self.histories, self.setting, self.metric)
-        self.study = study
-        counts = " · ".join(f"{n} {s}" for s, n in sorted(study.counts.items()))
-        name = Setting(self.setting).label
-        self.query_one("#study-summary", Static).update(Text.assemble(
-            ("sweep ", "dim"), (self.sweep, "bold"), f"  ({counts or 'no experiments'})",
-            ("  setting ", "dim"), (name, "bold"), ("  metric ", "dim"), (self.metric, "bold"),
-            (HINT, "dim"),
-        ))
-        xs = list(range(len(study.ratios)))
-        series = []
-        for row in study.rows:
-            if row.kind != "group":
-                continue
-            pts = [(x, c) for x, c in zip(xs, row.cells) if c is not None]
-            series.append(Series(f"{row.label} ({' '.join(self._lang(x) for x in study.groups[row.label])})",
-                                 [float(x) for x, _ in pts], [c.mean for _, c in pts],
-                                 [c.sd for _, c in pts]))
-        empty = "loading…" if not self.loaded else "no finished or running runs with evaluations yet"
-        self.query_one("#study-plot", CurvePlot).show(
-            series, title=f"{name} {self.metric} vs mono:cross ratio (mean ± sd over seeds)",
-            xlabel="ratio (mono:cross)", xticks=(xs, list(study.ratios)) if xs else None, empty=empty)
-        table = self.query_one("#study-table", DataTable)
-        table.clear(columns=True)
-        table.add_column("", key="label")
-        for r in study.ratios:
-            table.add_column(r, key=r)
-        for row in study.rows:
-            label = Text(f"group {row.label}" if row.kind == "group" else self._lang(row.label),
-                         style="bold" if row.kind == "group" else "yellow" if row.zero_shot else "")
-            table.add_row(label, *[Text(c.text() if c else "-", justify="right") for c in row.cells])
+        if self._missing() or self._loading:
+            # A done run's points are still being read: keep showing the previous study rather
+            # than one that leaves the run out.
+            if self.study is None:
+                self.query_one("#study-summary", Static).update(Text("loading…", style="dim"))
+            return
+        study = self.study = self.compute()
+        self._draw_summary(study)
+        self._draw_plot(study)
+        self._draw_table(study)
         zs = ", ".join(study.zero_shot) or "none"
         self.query_one("#study-legend", Static).update(Text.assemble(
-            ("* zero-shot ", "yellow"), f"(not in data.train_langs = {', '.join(study.train_langs) or '-'}): {zs}   ",
-            ("groups ", "dim"), "  ".join(f"{g}: {' '.join(m)}" for g, m in study.groups.items())))
+            ("* zero-shot ", "yellow"), f"(not in data.train_langs): {zs}   ",
+            ("groups ", "dim"), "  ".join(f"{g}: {' '.join(m)}" for g, m in study.groups.items()),
+            (("\nonly done runs count, one per cell and seed (the newest); the others are listed above and "
+             "in the runs table · the same study as `optical report`"), "dim")))
 
-    def _lang(self, lang: str) -> str:
-        zero_shot = self.study.zero_shot if self.study else ()
-        return f"{lang}*" if lang in zero_shot else lang
+    def _draw_summary(self, study: Study) -> None:
+        counted = len(study.runs)
+        total = len(self._members())
+        source = ("full benchmark" if study.source == Split.FULL else
+                  "quick subset" if study.subset else "quick eval (whole benchmark)")
+        text = Text.assemble(
+            ("sweep ", "dim"), safe_text(self.sweep, "bold"),
+            ("  setting ", "dim"), (Setting(self.setting).label, "bold"),
+            ("  metric ", "dim"), (self.metric, "bold"),
+            ("  scored on ", "dim"), (source, "bold"),
+            ("  counted ", "dim"), (f"{counted} of {total} runs", "bold"),
+        )
+        text.append("\n" + model_line(study), style="dim")
+        if study.factors:
+            text.append("\nfactors: " + "  ".join(f"{f} ({', '.join(study.levels[f])})" for f in study.factors))
+        if study.excluded:
+            text.append("\n")
+            text.append_text(safe_text(f"not counted: {excluded_summary(study)}", "yellow"))
+        for note in study.notes:
+            text.append("\n")
+            text.append_text(safe_text(f"note: {note}", "yellow"))
+        self.query_one("#study-summary", Static).update(text)
+
+    def _view(self, study: Study | None) -> str:
+        return self.unit_view or ("groups" if study is None or len(study.panels) <= 2 else "macro")
+
+    def _plot_units(self, study: Study) -> list[Unit]:
+        view = self._view(study)
+        heads = [u for u in study.units if u.kind == "group"]
+        if view == "groups":
+            return heads
+        if view == "macro":
+            return [MACRO]
+        return [u for u in heads if u.name == view] or heads
+
+    def _draw_plot(self, study: Study) -> None:
+        xs = list(range(len(study.ratios)))
+        rank = self.metric == MetricName.RANK_DISTANCE
+        table = study.rank_distance if rank else study.summary
+        series = []
+        for panel in study.panels:
+            where = " ".join(f"{f.split('.')[-1]}={v}" for f, v in zip(study.factors, panel))
+            for unit in self._plot_units(study):
+                label = unit_label(study, unit)
+                if unit.kind == "group":
+                    label += f" ({' '.join(self._lang(study, x) for x in study.groups.get(unit.name, ()))})"
+                cells = [(x, s) for x, r in zip(xs, study.ratios)
+                         if (s := table.get((panel, r, unit))) is not None and s.n]
+                series.append(Series(safe(f"{label} {where}".strip()), [float(x) for x, _ in cells],
+                                     [s.mean for _, s in cells], [s.sd if s.n > 1 else 0.0 for _, s in cells]))
+        name = Setting(self.setting).label
+        what = "Mul rank distance" if rank else f"{name} {self.metric}"
+        empty = "loading…" if not self.loaded else "no done runs with evaluations yet"
+        view = {"groups": "resource groups", "macro": "macro mean"}.get(self._view(study), f"{self._view(study)} group")
+        per = f"{view} per level" if study.factors else view
+        self.query_one("#study-plot", CurvePlot).show(
+            series, title=f"{what} vs mono:cross ratio: {per} (mean ± sd over seeds; g switches)",
+            xlabel="ratio (mono:cross)", xticks=(xs, list(study.ratios)) if xs else None, empty=empty)
+
+    def study_tables(self, study: Study | None = None) -> list[TextTable]:
+        """The report's tables of this study, then the runs (counted and not)."""
+        study = study or self.study
+        if study is None:
+            return []
+        return [*tables(study), runs_table(study)]
+
+    def _draw_table(self, study: Study) -> None:
+        shown = self.study_tables(study)
+        self.table_index %= len(shown)
+        t = shown[self.table_index]
+        names = " · ".join(f"[{x.title.split(' (')[0]}]" if i == self.table_index else x.title.split(" (")[0]
+                           for i, x in enumerate(shown))
+        self.query_one("#study-view", Static).update(Text.assemble(
+            (f"table {self.table_index + 1}/{len(shown)}: ", "dim"), safe_text(t.title, "bold"),
+            ("   [ ] switch", "dim")))
+        self.query_one("#study-view", Static).tooltip = safe(names)
+        dt = self.query_one("#study-table", DataTable)
+        dt.clear(columns=True)
+        # Numbers right-aligned (the columns after the ratio), labels left; factor keys by their
+        # last part when that is unambiguous (`weight` for ot.weight), to save width.
+        first = t.headers.index("ratio") + 1 if "ratio" in t.headers else 1
+        right = [i >= first and h not in ("counted?", "detail") for i, h in enumerate(t.headers)]
+        short = {f: f.rpartition(".")[2] for f in study.factors}
+        if len(set(short.values())) < len(short):
+            short = {f: f for f in study.factors}
+        for i, h in enumerate(t.headers):
+            dt.add_column(safe_text(short.get(h, h), "bold"), key=f"c{i}")
+        for row in t.rows:
+            dt.add_row(*(Text(safe(c), justify="right" if right[i] else "left") for i, c in enumerate(row)))
+
+    @staticmethod
+    def _lang(study: Study, lang: str) -> str:
+        return f"{lang}*" if lang in study.zero_shot else lang
 
     # ----------------------------------------------------------------- actions
+
+    def action_units(self) -> None:
+        current = self._view(self.study)
+        self.unit_view = UNIT_VIEWS[(UNIT_VIEWS.index(current) + 1) % len(UNIT_VIEWS)]
+        self._redraw()
+
+    def action_table(self, delta: int) -> None:
+        self.table_index += delta
+        self._redraw()
 
     def action_next_sweep(self) -> None:
         names = sorted({e.name for e in self.experiments})
@@ -159,6 +295,22 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
             self.notify("This is the only sweep in the database.")
             return
         self.sweep = names[(names.index(self.sweep) + 1) % len(names)] if self.sweep in names else names[0]
-        self.histories, self.loaded = {}, False
+        self.sub_title = safe(self.sweep)
+        self.histories, self.loaded, self.study = {}, False, None
         self._redraw()
-        self._load()
+        self._load(self._missing())
+
+
+def runs_table(study: Study) -> TextTable:
+    """Every run of the study: counted ones with their macro value, the others with the reason."""
+    rows: list[tuple[Sequence[str], int]] = []
+    for r in study.runs:
+        value = r.values.get(MACRO)
+        rows.append(((f"#{r.experiment_id}", *r.levels, r.ratio, str(r.seed), "counted",
+                      f"{value:.3f}" if value is not None else "–", f"step {r.step}"), r.experiment_id))
+    for x in study.excluded:
+        why = x.status if x.reason == Exclusion.NOT_DONE else x.reason.value
+        rows.append(((f"#{x.experiment_id}", *x.levels, x.ratio, str(x.seed), why, "–", x.detail), x.experiment_id))
+    return TextTable("Runs: counted and not counted",
+                     ("id", *study.factors, "ratio", "seed", "counted?", "macro", "detail"),
+                     tuple(tuple(r) for r, _ in sorted(rows, key=lambda x: x[1])))

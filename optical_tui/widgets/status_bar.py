@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from engine.statuses import Status, WorkerStatus
 from engine.store import Experiment, WorkerInfo
+from optical_tui.console import safe
 
 # A worker whose heartbeat is older than this is shown as lost (its runs get requeued by the
 # next worker's stale-lease check).
@@ -26,7 +27,8 @@ def worker_summary(workers: Sequence[WorkerInfo], experiments: Sequence[Experime
         text.append(f" · {lost} silent", style="red")
     for w in alive:
         doing = f"#{w.experiment_id}" if w.experiment_id is not None else w.status
-        text.append(f"  {w.id}@{w.device} {doing}", style="dim" if w.status == WorkerStatus.IDLE else "")
+        # Worker ids and devices come from other machines' rows: shown escaped, never raw.
+        text.append(safe(f"  {w.id}@{w.device} {doing}"), style="dim" if w.status == WorkerStatus.IDLE else "")
     text.append(f"   │ queue {queued} · running {running} · total {len(experiments)}")
     if not alive and queued:
         text.append("   start one with: optical worker", style="yellow")
