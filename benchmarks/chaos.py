@@ -100,8 +100,9 @@ class Chaos:
         with open_store(self.db) as store:
             exps = store.list_experiments()
         by = {s: [e for e in exps if e.status == s] for s in Status}
-        action = self.rng.choice(["kill_worker", "kill_child", "kill_child", "rm", "rm", "cancel", "retry",
-                                  "retry_twice", "add"])
+        # Kills and adds twice as often as each CLI write, so most runs live long enough to finish.
+        action = self.rng.choice(["kill_worker", "kill_worker", "kill_child", "kill_child", "rm", "cancel",
+                                  "retry", "retry_twice", "add", "add"])
         target: object = None
         if action == "kill_worker" and self.alive():
             p = self.rng.choice(self.alive())
@@ -137,6 +138,7 @@ class Chaos:
 
 def check(db: str, chaos: Chaos) -> dict[str, object]:
     problems: list[str] = []
+    verified = 0
     with open_store(db) as store:
         exps = store.list_experiments()
         for e in exps:
@@ -146,6 +148,7 @@ def check(db: str, chaos: Chaos) -> dict[str, object]:
                 steps = sorted(m.step for m in store.metrics(e.id, keys=[TrainKey.LOSS]))
                 if steps != list(range(1, STEPS + 1)):
                     problems.append(f"#{e.id} done with train steps {steps[:5]}…({len(steps)})")
+                verified += 1
             # A claim must follow the end of the previous attempt (never two live attempts).
             live = False
             for ev in store.events(e.id):
@@ -163,7 +166,9 @@ def check(db: str, chaos: Chaos) -> dict[str, object]:
         text = (chaos.folder / f"worker-{i}.log").read_text(errors="replace")
         if "Traceback" in text:
             unexpected.append(f"worker-{i} printed a traceback")
-    return {"statuses": statuses, "problems": problems, "worker_problems": unexpected,
+    resumed = sum(1 for e in exps if e.status == Status.DONE and e.attempts > 1)
+    return {"statuses": statuses, "done_runs_checked_step_by_step": verified, "done_after_a_lost_attempt": resumed,
+            "problems": problems, "worker_problems": unexpected,
             "cli_tracebacks": chaos.cli_tracebacks, "ok": not (problems or unexpected or chaos.cli_tracebacks)}
 
 
