@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/optical demo
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -rs -n 2
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check optical_tui engine tests benchmarks

@@ -56,3 +56,15 @@ def tiny_encoder(data_dir: Path):  # -> engine.encoders.Encoder
     from engine.encoders import load_encoder
 
     return load_encoder("embedded:tiny-random", device="cpu", max_length=64)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tests on the tiny model or small OT solves: their ops are far too small to gain from
+    intra-op threads, and on a shared CPU spinning threads make every op several times slower."""
+    import torch  # here, so that collecting the suite does not import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

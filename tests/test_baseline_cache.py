@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from engine.baseline_cache import baseline_dir, baseline_key, load_baseline, model_identity, save_baseline
 from engine.config import load_config
@@ -19,15 +18,8 @@ from engine.train import ListReporter, run_training
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.toml"
 
-pytestmark = pytest.mark.usefixtures("data_dir")
+pytestmark = pytest.mark.usefixtures("data_dir", "one_torch_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from engine.config import load_config
@@ -27,15 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.toml"
 OPTICAL = Path(sys.executable).parent / "optical"
 
-pytestmark = pytest.mark.usefixtures("data_dir")
+pytestmark = pytest.mark.usefixtures("data_dir", "one_torch_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def mlqa_texts(n: int = 6) -> list[str]:

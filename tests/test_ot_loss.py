@@ -8,14 +8,7 @@ import torch
 
 from engine.ot_loss import ot_distill_loss, token_cost, uniform_marginals
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small solves: intra-op threads only add contention on a shared CPU.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_case(seed: int, p: int = 5, n: int = 9, m: int = 11, h: int = 24):

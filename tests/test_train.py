@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from engine.batching import HybridSampler, ot_pairs_from_batch
 from engine.checkpoint import list_checkpoints
@@ -20,17 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.toml"
 
 # Missing data fail these tests with a message (tests/conftest.py), never skip them.
-pytestmark = pytest.mark.usefixtures("data_dir")
+pytestmark = pytest.mark.usefixtures("data_dir", "one_torch_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The tiny model's ops are far too small to gain from intra-op threads, and on a shared
-    # CPU spinning threads make every op several times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def smoke(*overrides: str):

@@ -44,9 +44,16 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 
 from engine.errors import ExperimentNotFound, InvalidTransition, LeaseLost, StoreError
-from engine.statuses import RETRYABLE, TERMINAL, EventKind, Status, WorkerStatus
+from engine.statuses import TERMINAL, EventKind, Status, WorkerStatus
 from engine.store import redact
-from engine.store.base import PointRow, Store
+from engine.store.base import (
+    PointRow,
+    Store,
+    already_retried,
+    check_cancellable,
+    check_removable,
+    check_retryable,
+)
 from engine.store.records import (
     Event,
     Experiment,
@@ -678,10 +685,7 @@ class PostgresStore(Store):
     def request_cancel(self, ids: Sequence[int]) -> list[Experiment]:
         with self._tx() as cur:
             rows = self._require(cur, ids)
-            final = [i for i, r in rows.items() if r["status"] in TERMINAL]
-            if final:
-                raise InvalidTransition(
-                    f"experiment {final[0]} is already {rows[final[0]]['status']}; nothing to cancel")
+            check_cancellable(rows)
             for i, r in rows.items():
                 if r["status"] == Q:
                     cur.execute(f"UPDATE experiments SET status = %s, finished_at = {NOW} WHERE id = %s",
@@ -695,17 +699,13 @@ class PostgresStore(Store):
     def retry(self, ids: Sequence[int]) -> list[Experiment]:
         with self._tx() as cur:
             rows = self._require(cur, ids)
-            bad = [i for i, r in rows.items() if r["status"] not in RETRYABLE]
-            if bad:
-                raise InvalidTransition(f"experiment {bad[0]} is {rows[bad[0]]['status']}; "
-                                        "only failed or cancelled runs can be retried")
+            check_retryable(rows)
             for i in rows:
                 # The original's row lock is held: a concurrent retry of it waits, then sees this copy.
                 again = cur.execute("SELECT id FROM experiments WHERE retry_of = %s ORDER BY id LIMIT 1",
                                     (i,)).fetchone()
                 if again is not None:
-                    raise InvalidTransition(f"experiment {i} was already retried as #{again['id']}; "
-                                            f"retry #{again['id']} instead (or clone #{i})")
+                    raise already_retried(i, again["id"])
             return self._copy(cur, rows, retry=True)
 
     def clone(self, ids: Sequence[int]) -> list[Experiment]:
@@ -729,9 +729,7 @@ class PostgresStore(Store):
     def remove(self, ids: Sequence[int]) -> int:
         with self._tx() as cur:
             rows = self._require(cur, ids)
-            running = [i for i, r in rows.items() if r["status"] == R]
-            if running:
-                raise InvalidTransition(f"experiment {running[0]} is running; cancel it first")
+            check_removable(rows)
             for table in ("metrics", "events", "experiments"):
                 column = "id" if table == "experiments" else "experiment_id"
                 cur.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(

@@ -20,8 +20,15 @@ from typing import Any
 import sqlite_utils
 
 from engine.errors import ExperimentNotFound, InvalidTransition, LeaseLost, StoreError
-from engine.statuses import RETRYABLE, TERMINAL, EventKind, Status, WorkerStatus
-from engine.store.base import PointRow, Store
+from engine.statuses import TERMINAL, EventKind, Status, WorkerStatus
+from engine.store.base import (
+    PointRow,
+    Store,
+    already_retried,
+    check_cancellable,
+    check_removable,
+    check_retryable,
+)
 from engine.store.records import (
     Event,
     Experiment,
@@ -461,10 +468,7 @@ class SqliteStore(Store):
         now = self.clock()
         with self._tx() as c:
             rows = self._require(c, ids)
-            final = [i for i, r in rows.items() if r["status"] in TERMINAL]
-            if final:
-                raise InvalidTransition(
-                    f"experiment {final[0]} is already {rows[final[0]]['status']}; nothing to cancel")
+            check_cancellable(rows)
             for i, r in rows.items():
                 if r["status"] == Q:
                     c.execute("UPDATE experiments SET status = ?, finished_at = ? WHERE id = ?",
@@ -478,15 +482,11 @@ class SqliteStore(Store):
     def retry(self, ids: Sequence[int]) -> list[Experiment]:
         with self._tx() as c:
             rows = self._require(c, ids)
-            bad = [i for i, r in rows.items() if r["status"] not in RETRYABLE]
-            if bad:
-                raise InvalidTransition(f"experiment {bad[0]} is {rows[bad[0]]['status']}; "
-                                        "only failed or cancelled runs can be retried")
+            check_retryable(rows)
             for i in rows:
                 again = c.execute("SELECT id FROM experiments WHERE retry_of = ?", (i,)).fetchone()
                 if again is not None:
-                    raise InvalidTransition(f"experiment {i} was already retried as #{again['id']}; "
-                                            f"retry #{again['id']} instead (or clone #{i})")
+                    raise already_retried(i, again["id"])
             return self._copy(c, rows, retry=True)
 
     def clone(self, ids: Sequence[int]) -> list[Experiment]:
@@ -515,9 +515,7 @@ class SqliteStore(Store):
     def remove(self, ids: Sequence[int]) -> int:
         with self._tx() as c:
             rows = self._require(c, ids)
-            running = [i for i, r in rows.items() if r["status"] == R]
-            if running:
-                raise InvalidTransition(f"experiment {running[0]} is running; cancel it first")
+            check_removable(rows)
             marks = ",".join("?" * len(ids))
             c.execute(f"DELETE FROM metrics WHERE experiment_id IN ({marks})", list(ids))
             c.execute(f"DELETE FROM events WHERE experiment_id IN ({marks})", list(ids))
