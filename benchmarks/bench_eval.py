@@ -32,8 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import MLQA_LANGS
-from engine.data import load_lareqa
-from engine.embedded import build_version, cache_dir
+from engine.data.loaders import load_lareqa
 from engine.evaluate import (
     DEFAULT_GROUPS,
     EncodedSets,
@@ -42,6 +41,7 @@ from engine.evaluate import (
     score_encoded,
 )
 from engine.metric_keys import SETTINGS, MetricName, Split, lang_setting_table, size_key
+from engine.models.bundled import build_version, cache_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -56,7 +56,7 @@ def cache_paths(model: str, qp: str, pp: str, max_length: int, texts: tuple) -> 
 
 
 def encode(args: argparse.Namespace, sets: dict, q_texts: tuple, p_texts: tuple) -> tuple[np.ndarray, np.ndarray, dict]:
-    from engine.encoders import load_encoder
+    from engine.models.encoders import load_encoder
 
     t0 = time.perf_counter()
     encoder = load_encoder(args.model, device=args.device, max_length=args.max_length)

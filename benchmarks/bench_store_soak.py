@@ -10,7 +10,7 @@ worker's per-experiment overhead with the smoke config.
    `PRAGMA data_version`), and only when it changed, the new metric rows (`metrics_since`), the experiment list and new events. A CLI-like
    process adds and cancels an experiment every second (queue churn). Every error is counted;
    "database is locked" separately. Reports p50/p99/max write (flush) latency and read latency.
-2. Worker overhead. A real `python -m engine.worker` runs `--overhead-runs` smoke experiments
+2. Worker overhead. A real `python -m engine.running.worker` runs `--overhead-runs` smoke experiments
    (configs/smoke.toml) on CPU; per experiment: claim → child started (provenance written,
    torch imported), claim → data and model loaded (the "started" event), claim → first metric
    point (step-0 evaluation), claim → first training step, claim → done.
@@ -172,7 +172,7 @@ def overhead(args: argparse.Namespace, tmp: Path) -> dict:
     exps = store.add_experiments([NewExperiment("overhead", "1:1", s, with_run(cfg, "1:1", s).to_dict())
                                   for s in range(args.overhead_runs)])
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "engine.worker", "--db", str(db), "--device", "cpu",
+    subprocess.run([sys.executable, "-m", "engine.running.worker", "--db", str(db), "--device", "cpu",
                     "--max-experiments", str(len(exps)), "--poll", "0.2"], check=True, cwd=REPO,
                    stdout=subprocess.DEVNULL)
     wall = time.time() - t0

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 import engine.train as train_mod
 from engine.batching import HybridSampler, ot_pairs_from_batch
 from engine.config import Config
-from engine.data import load_lareqa, load_parallel_qa
-from engine.encoders import load_encoder
+from engine.data.loaders import load_lareqa, load_parallel_qa
 from engine.evaluate import evaluate, select_subset
+from engine.models.encoders import load_encoder
 from engine.ot_loss import ot_distill_loss, per_pair_loss
 
 OUT = Path(__file__).resolve().parent / "results" / "train.json"

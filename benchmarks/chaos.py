@@ -1,7 +1,7 @@
 """Adversarial run: many workers, random `kill -9`s and random CLI operations on one queue.
 
 What an impatient lab does to a queue, all at once, through the real entry points:
-- `--workers` `python -m engine.worker` processes serve one database (SQLite path or a
+- `--workers` `python -m engine.running.worker` processes serve one database (SQLite path or a
   postgresql:// URL) with a short lease;
 - for `--seconds`, every ~`--every` s one random action: kill -9 a worker (a replacement starts),
   kill -9 a training child (not its worker), `optical queue rm` a finished or queued run (often
@@ -82,7 +82,7 @@ class Chaos:
         n = len(self.procs)
         out = open(self.folder / f"worker-{n}.log", "wb")  # noqa: SIM115 - lives as long as the worker
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "engine.worker", "--db", self.db, "--device", "cpu", "--lease", str(self.lease),
+            [sys.executable, "-m", "engine.running.worker", "--db", self.db, "--device", "cpu", "--lease", str(self.lease),
              "--poll", "0.3", "--runs-dir", str(self.folder / "runs")],
             stdout=out, stderr=subprocess.STDOUT, env=ENV, cwd=self.folder, start_new_session=True))
 

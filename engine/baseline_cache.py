@@ -2,7 +2,7 @@
 
 Before its first step every run of a sweep evaluates the same untouched encoder on the same
 questions, so each run of a 15-run demo sweep paid for the same numbers. A step-0 evaluation is
-now stored under `<cache>/baselines/<key>.json` (`engine.embedded.cache_dir()`, env
+now stored under `<cache>/baselines/<key>.json` (`engine.models.bundled.cache_dir()`, env
 OPTICAL_CACHE) and reused by every later run whose key matches. The key holds everything that
 changes the numbers:
 
@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.data import LangSet
+from engine.data.loaders import LangSet
 
 _FORMAT = 1
 #: Files of a model folder whose change changes the numbers (weights, tokenizer, architecture).
@@ -38,7 +38,7 @@ _MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokeni
 
 
 def baseline_dir() -> Path:
-    from engine.embedded import cache_dir
+    from engine.models.bundled import cache_dir
 
     return cache_dir() / "baselines"
 
@@ -46,7 +46,7 @@ def baseline_dir() -> Path:
 def model_identity(name: str) -> str | None:
     """A string that changes whenever the weights or tokenizer behind `name` do; None when unknown."""
     if name.startswith("embedded:"):
-        from engine.embedded import embedded_model_dir
+        from engine.models.bundled import embedded_model_dir
 
         return f"embedded:{embedded_model_dir(name.split(':', 1)[1]).name}"
     folder = Path(name).expanduser()

@@ -28,7 +28,7 @@ from engine.errors import ConfigError
 
 
 class ParallelRecord(Protocol):
-    """What the sampler needs of `engine.data.ParallelQA`."""
+    """What the sampler needs of `engine.data.loaders.ParallelQA`."""
 
     @property
     def id(self) -> str: ...

@@ -114,7 +114,7 @@ class DataConfig:
     holdout: int = 0
     # A JSONL of parallel QA records to train on instead of `train_source`, one per line:
     # {"id": "…", "question": {"en": "…", "de": "…"}, "answer": {"en": "…", "de": "…"}}
-    # (engine/data.py `load_parallel_jsonl`). Absolute, or relative to the data folder.
+    # (engine/data/loaders.py `load_parallel_jsonl`). Absolute, or relative to the data folder.
     train_file: str = ""
     # Question ids held out of training in every language and scored at every evaluation as the
     # `dev/` split (model selection: train.select = "best-dev"); never MLQA-R. 0 = no dev split.
@@ -144,7 +144,7 @@ class TrainConfig:
     # "best-dev": the evaluation step with the best dev macro Mul mAP (needs data.dev_questions).
     select: str = "last"
     # Write the selected student to `<run dir>/model/` as a transformers + sentence-transformers
-    # folder (engine/export.py); `optical export ID DIR` copies it out.
+    # folder (engine/models/export.py); `optical export ID DIR` copies it out.
     save_model: bool = False
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.data import LangSet
+from engine.data.loaders import LangSet
 from engine.errors import ConfigError
 from engine.metric_keys import (
     MACRO,
@@ -271,7 +271,7 @@ def restrict_to_ids(sets: Mapping[str, LangSet], picked: Mapping[str, set[str]],
     """Keep the questions `picked[lang]` of each language and the candidates that score them:
     steps 2-3 of `select_subset` (answer paragraphs of every picked id in every language, plus
     `n_distract` seeded distractor paragraphs per language). Also builds the dev split's sets
-    from held-out training ids (engine/dev_split.py)."""
+    from held-out training ids (engine/data/splits.py)."""
     selected = set().union(*picked.values()) if picked else set()
     out: dict[str, LangSet] = {}
     for lang, s in sets.items():

@@ -36,13 +36,11 @@ from engine.baseline_cache import baseline_key, load_baseline, save_baseline
 from engine.batching import BitextSampler, HybridSampler, ot_pairs_from_batch, split_holdout
 from engine.checkpoint import Checkpoints, rng_state, set_rng_state, trainable_state
 from engine.config import Config
-from engine.data import load_bitext, load_lareqa, load_training_qa, resolve_data_dir
-from engine.dev_split import dev_sets, split_dev
+from engine.data.loaders import load_bitext, load_lareqa, load_training_qa, resolve_data_dir
+from engine.data.splits import dev_sets, split_dev
 from engine.devices import resolve_device
-from engine.encoders import Encoder, load_encoder
 from engine.errors import ConfigError
 from engine.evaluate import evaluate, select_subset
-from engine.export import MODEL_DIR, export_encoder
 from engine.metric_keys import (
     DEV_SELECTION_KEY,
     MACRO,
@@ -54,6 +52,8 @@ from engine.metric_keys import (
     metric_key,
 )
 from engine.model_selection import ModelSelection
+from engine.models.encoders import Encoder, load_encoder
+from engine.models.export import MODEL_DIR, export_encoder
 from engine.ot_loss import ot_distill_loss
 from engine.statuses import EventKind, RunOutcome
 
@@ -160,7 +160,7 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter,
     """Train (resuming if a checkpoint exists), evaluate, checkpoint; done, or stopped to resume.
     `checkpoints` says where to write and read them (a worker attempt's fenced folders); by
     default `run_dir/checkpoints`. With train.save_model the selected model goes to `model_dir`
-    (default `run_dir/model`, engine/export.py)."""
+    (default `run_dir/model`, engine/models/export.py)."""
     run_dir = Path(run_dir)
     ckpts = checkpoints or Checkpoints(run_dir / "checkpoints")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter,
     quick_sets = select_subset(eval_sets, ec.subset_questions, ec.subset_seed)
     groups = {g: tuple(lg for lg in langs_ if lg in ec.langs) for g, langs_ in (("high", ec.high), ("low", ec.low))}
     groups = {g: members for g, members in groups.items() if members}
-    # The dev split: held-out training questions in the training languages (engine/dev_split.py).
+    # The dev split: held-out training questions in the training languages (engine/data/splits.py).
     dev = dev_sets(dev_records, cfg.data.train_langs, train_source=cfg.data.train_source,
                    train_file=cfg.data.train_file, data_dir=data_dir)
     dev_groups = {g: kept for g, members in (("high", ec.high), ("low", ec.low))

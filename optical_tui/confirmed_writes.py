@@ -94,7 +94,7 @@ def delete(app: App[Any], e: Experiment) -> None:
 
 def add(app: App[Any], specs: Sequence[NewExperiment]) -> None:
     def op(store: Store) -> str:
-        from engine.provenance import code_version  # runs git: keep it off the UI thread
+        from engine.running.provenance import code_version  # runs git: keep it off the UI thread
 
         version = code_version()
         added = store.add_experiments([dataclasses.replace(s, code_version=version) for s in specs])

@@ -51,9 +51,9 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_encoder(data_dir: Path):  # -> engine.encoders.Encoder
+def tiny_encoder(data_dir: Path):  # -> engine.models.encoders.Encoder
     """The seconds-fast random BERT (`embedded:tiny-random`) on CPU, built once per session."""
-    from engine.encoders import load_encoder
+    from engine.models.encoders import load_encoder
 
     return load_encoder("embedded:tiny-random", device="cpu", max_length=64)
 

@@ -24,7 +24,7 @@ def test_ui_never_loads_torch():
 def test_engine_never_loads_ui_libraries():
     engine_modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts)
                             for p in (ROOT / "engine").rglob("*.py") if p.stem != "__init__")
-    assert "engine.store.sqlite" in engine_modules and "engine.worker" in engine_modules
+    assert "engine.store.sqlite" in engine_modules and "engine.running.worker" in engine_modules
     imports = "; ".join(f"import {m}" for m in engine_modules)
     mods = _loaded_after(imports)
     for ui in ("textual", "typer"):

@@ -1,7 +1,7 @@
 """Helpers for tests that run real workers: queueing smoke experiments, waiting, finding training
 processes, starting workers that are cleaned up whatever happens, reading what a run left behind.
 
-Workers run as `python -m engine.worker` subprocesses in their own session (so a test can stop,
+Workers run as `python -m engine.running.worker` subprocesses in their own session (so a test can stop,
 continue or kill the whole group); experiments use configs/smoke.toml (a tiny random model).
 """
 
@@ -60,11 +60,11 @@ def child_pids(db: str | Path) -> list[int]:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
             # A database URL reaches the training process through its environment, never argv.
-            env = (entry / "environ").read_bytes().split(b"\0") if b"engine.run_process" in cmd else []
+            env = (entry / "environ").read_bytes().split(b"\0") if b"engine.running.run_process" in cmd else []
         except (OSError, IndexError):
             continue
         named = str(db).encode() in cmd or b"OPTICAL_DB=" + str(db).encode() in env
-        if b"engine.run_process" in cmd and named and state != b"Z":
+        if b"engine.running.run_process" in cmd and named and state != b"Z":
             found.append(int(entry.name))
     return found
 
@@ -110,7 +110,7 @@ class Workers:
         self.dbs: set[str] = set()
 
     def start(self, db: str | Path, *args: str, runs: Path | None = None, cwd: Path = REPO,
-              module: str = "engine.worker", device: str = "cpu") -> subprocess.Popen[bytes]:
+              module: str = "engine.running.worker", device: str = "cpu") -> subprocess.Popen[bytes]:
         # Always an explicit runs dir: a database URL would otherwise put runs in the checkout.
         runs = runs or self.tmp_path / "runs"
         log = open(self.log_path(len(self.started)), "wb")  # noqa: SIM115 - closed at teardown

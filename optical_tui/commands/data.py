@@ -28,7 +28,7 @@ def check(
 
     Exits 1 when anything is missing, malformed or has unexpected counts.
     """
-    from engine.data import HINT, data_status, resolve_data_dir
+    from engine.data.loaders import HINT, data_status, resolve_data_dir
 
     root = resolve_data_dir(str(data_dir) if data_dir else "")
     rows = data_status(root)
@@ -64,8 +64,8 @@ def download(
     """Fetch MLQA-R, XQuAD-R (LAReQA), XQuAD (DeepMind) and Tatoeba (LASER) from their pinned
     official commits, verifying each file's SHA-256. Needs internet access; files already present
     with the right checksum are kept."""
-    from engine.data import resolve_data_dir
-    from engine.download import download as fetch
+    from engine.data.download import download as fetch
+    from engine.data.loaders import resolve_data_dir
 
     root = resolve_data_dir(str(dest) if dest else "")
 

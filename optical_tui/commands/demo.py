@@ -51,7 +51,7 @@ def _comparable(config: dict) -> dict:
 def plan_sweep(store: Store, config_path: Path, seeds: int, fresh: bool) -> list[str]:
     """Bring the sweep to ratios × seeds 0..N-1: queue what is missing, retry failed runs.
     Returns lines telling the user what happened."""
-    from engine.provenance import code_version
+    from engine.running.provenance import code_version
 
     base = load_config(config_path)
     lines = []
@@ -158,7 +158,7 @@ def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
     other process of the tool. Ctrl-C reaches both (same process group): the worker drains.
     """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "engine.worker", "--db", db, "--device", device, "--poll", str(poll_s)]
+    cmd = [sys.executable, "-m", "engine.running.worker", "--db", db, "--device", device, "--poll", str(poll_s)]
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     finished = False
@@ -202,8 +202,8 @@ def demo(
     plot: Annotated[Path | None, typer.Option("--plot", help="Where to save the plot (default: ratio_study.png beside the database).")] = None,
 ) -> None:
     """Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, run it, report."""
-    from engine.report_plot import save_plot
-    from engine.study import build_report
+    from engine.study.core import build_report
+    from engine.study.plot import save_plot
     from optical_tui.commands.report import print_report
 
     root_db = (ctx.find_root().obj or {}).get("db")

@@ -65,8 +65,8 @@ def eval_command(
     setting_list = _split(settings, tuple(SETTINGS), "settings")
     groups = {"high": _split(high, MLQA_LANGS, "high"), "low": _split(low, MLQA_LANGS, "low")}
     check_device_setting(device, "--device")
-    # A folder saved by a run (engine/export.py) says how it was evaluated; explicit options win.
-    from engine.export import read_info
+    # A folder saved by a run (engine/models/export.py) says how it was evaluated; explicit options win.
+    from engine.models.export import read_info
 
     info = read_info(Path(model)) or {}
     query_prefix = query_prefix if query_prefix is not None else str(info.get("query_prefix", _QUERY_PREFIX))
@@ -76,10 +76,10 @@ def eval_command(
     # Heavy imports (torch, transformers) only once the command actually runs.
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from engine.data import load_lareqa
+    from engine.data.loaders import load_lareqa
     from engine.devices import resolve_device
-    from engine.encoders import load_encoder
     from engine.evaluate import evaluate
+    from engine.models.encoders import load_encoder
 
     sets = load_lareqa("mlqa-r", lang_list, data_dir)
     dev = resolve_device(device)

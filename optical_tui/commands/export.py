@@ -1,7 +1,7 @@
 """`optical export ID DIR`: copy a run's saved model out as a standalone folder.
 
 A run with `train.save_model = true` writes its selected student (`train.select`) to its run
-folder (engine/export.py); this command finds that folder through the store and copies it to
+folder (engine/models/export.py); this command finds that folder through the store and copies it to
 DIR, which `SentenceTransformer(DIR)`, `AutoModel.from_pretrained(DIR)` and
 `optical eval --model DIR` load.
 """
@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from engine.errors import ModelError
-from engine.export import copy_model, find_model, read_info
+from engine.models.export import copy_model, find_model, read_info
 from engine.run_dirs import folders_of, runs_root
 from engine.statuses import Status
 from optical_tui.commands.context import db_location, parse_ids, store_for

@@ -1,6 +1,6 @@
 """`optical launch slurm`: workers on a Slurm cluster, one per GPU, as one job array.
 
-The submission itself lives in `engine.slurm` (submitit), imported inside the command.
+The submission itself lives in `engine.running.slurm` (submitit), imported inside the command.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def slurm(
     """
     from engine.devices import check_device_setting
     from engine.run_dirs import check_runs_root, runs_root, runs_root_is_default
-    from engine.slurm import SlurmPlan, check_plan, parse_time, sbatch_script, submit
+    from engine.running.slurm import SlurmPlan, check_plan, parse_time, sbatch_script, submit
     from engine.store import open_store, redact
 
     location = db_location(ctx)

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.metric_keys import LOSS_KEYS, MACRO, SETTINGS, MetricName, Split, metric_key
-from engine.provenance import code_version
+from engine.running.provenance import code_version
 from engine.statuses import Status
 from engine.store import Experiment
 from engine.sweep import factors_text, new_experiments

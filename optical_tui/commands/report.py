@@ -11,20 +11,20 @@ from rich.table import Table
 
 from engine.errors import ConfigError
 from engine.metric_keys import MetricName, Setting
-from engine.report_formats import ReportFormat
-from engine.study import Source
+from engine.study.core import Source
+from engine.study.formats import ReportFormat
 from optical_tui.commands.context import parse_ids, store_for
 from optical_tui.console import console, err_console, safe, safe_text
 
 if TYPE_CHECKING:
-    from engine.study import Study
+    from engine.study.core import Study
 
 
 def print_report(report: Study) -> None:
     """The Rich rendering: caption lines, then the same tables the Markdown export holds. Every
     string goes out as Text (no markup) through `safe`: names and config values are stored
     verbatim and may hold anything."""
-    from engine.report_formats import caption, tables
+    from engine.study.formats import caption, tables
 
     lines = caption(report)
     console.print(safe_text(lines[0], "bold"))
@@ -59,9 +59,9 @@ def report(
 
     Only done runs count, one per cell and seed (the newest); running, queued, failed, cancelled
     and superseded runs are listed under "Not counted". The dashboard's study screen computes
-    the same study from the same rules (engine/study.py)."""
-    from engine.report_formats import render
-    from engine.study import build_report
+    the same study from the same rules (engine/study/core.py)."""
+    from engine.study.core import build_report
+    from engine.study.formats import render
 
     if output is not None and fmt == ReportFormat.TABLE:
         raise ConfigError("--output needs a text format: --format md, csv, json or tex")
@@ -87,7 +87,7 @@ def report(
             # terminal never receives their control characters raw.
             print(safe(text, lines=True) if sys.stdout.isatty() else text, end="")
     if plot is not None:
-        from engine.report_plot import save_plot
+        from engine.study.plot import save_plot
 
         err_console.print(safe_text(f"wrote plot {save_plot(rep, plot)}"))
 

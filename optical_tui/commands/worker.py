@@ -1,6 +1,6 @@
 """`optical worker …`: run the queue on a device, list workers, stop them.
 
-The worker itself lives in `engine.worker` (imported inside the commands: it pulls in torch to
+The worker itself lives in `engine.running.worker` (imported inside the commands: it pulls in torch to
 discover devices).
 """
 
@@ -50,7 +50,7 @@ def run(
         return
     from engine.devices import check_device_setting
     from engine.run_dirs import check_runs_root, runs_root, runs_root_is_default
-    from engine.worker_pool import is_pool_setting
+    from engine.running.pool import is_pool_setting
 
     location = db_location(ctx)
     runs = check_runs_root(runs_root(location, runs_dir))
@@ -68,26 +68,26 @@ def run(
         return
     check_device_setting(device, "--device")
     if detach:
-        from engine.worker_control import start_detached
+        from engine.running.control import start_detached
 
         _detached(*start_detached(location, device, runs, args))
         return
-    from engine.worker import QueueWorker
+    from engine.running.worker import QueueWorker
 
     QueueWorker(location, device, lease_s=lease, poll_s=poll, once=once, max_experiments=max_experiments,
                 until_empty=until_empty, runs=runs_dir, host_name=host_name).run()
 
 
 def _run_pool(location: str, device: str, runs: Path, args: list[str], detach: bool) -> None:
-    """One worker per device, under one supervisor (engine/worker_pool.py)."""
+    """One worker per device, under one supervisor (engine/running/pool.py)."""
+    from engine.running.pool import WorkerPool, expand_devices
     from engine.store import open_store
-    from engine.worker_pool import WorkerPool, expand_devices
 
     devices = expand_devices(device)  # bad input fails here, in the user's terminal
     if detach:
-        from engine.worker_control import start_detached
+        from engine.running.control import start_detached
 
-        _detached(*start_detached(location, ",".join(devices), runs, args, module="engine.worker_pool"),
+        _detached(*start_detached(location, ",".join(devices), runs, args, module="engine.running.pool"),
                   what=f"{len(devices)} worker(s) ({', '.join(devices)}) started in the background under one "
                        "supervisor")
         return
@@ -120,7 +120,7 @@ def status(
     lease: Annotated[float, typer.Option("--lease", help="A worker silent for longer than this counts as stale.")] = 60.0,
 ) -> None:
     """List workers: host, pid, device, current experiment, last heartbeat, alive or stale."""
-    from engine.worker_control import worker_rows
+    from engine.running.control import worker_rows
 
     with store_for(ctx) as store:
         rows = worker_rows(store, lease, include_stopped=all_)

@@ -1,8 +1,8 @@
 """The study screen: final metric against ratio (1:0 … 0:1), high vs low resource, over seeds,
 split by every extra factor of the sweep.
 
-The numbers come from `engine.study.compute_study`, fed with the histories this screen holds,
-and the tables are `engine.report_formats.tables` of that study: `optical report` shows the same
+The numbers come from `engine.study.core.compute_study`, fed with the histories this screen holds,
+and the tables are `engine.study.formats.tables` of that study: `optical report` shows the same
 runs, values and cells. Only done runs count; running, queued, failed, cancelled and superseded
 runs are listed (the "not counted" line and the runs table), never averaged in.
 """
@@ -22,10 +22,10 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.errors import OpticalError
 from engine.metric_keys import MACRO, MetricName, Setting, Split, Unit, split_prefix
-from engine.report_formats import TextTable, excluded_summary, model_line, tables, unit_label
 from engine.statuses import Status
 from engine.store import Experiment, MetricPoint, open_store
-from engine.study import SELECTED_STEP_KEY, Exclusion, Study, compute_study, sweep_selection
+from engine.study.core import SELECTED_STEP_KEY, Exclusion, Study, compute_study, sweep_selection
+from engine.study.formats import TextTable, excluded_summary, model_line, tables, unit_label
 from optical_tui.console import safe, safe_text
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
@@ -156,7 +156,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     # ----------------------------------------------------------------- drawing
 
     def compute(self) -> Study:
-        """The study of this sweep from the histories held here (engine.study's rules)."""
+        """The study of this sweep from the histories held here (engine.study.core's rules)."""
         members = self._members()
         return compute_study(members, {i: h.series for i, h in self.histories.items()},
                              selection=sweep_selection(self.sweep), metric=self._ranking_metric(),
