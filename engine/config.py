@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -24,6 +25,53 @@ from engine.errors import ConfigError
 from engine.metric_keys import SETTINGS
 
 MLQA_LANGS: tuple[str, ...] = ("ar", "de", "en", "es", "hi", "vi", "zh")
+
+
+# --------------------------------------------------------------------------- choices
+# Every string choice of a stored config has one spelling, here. The stored config keeps the plain
+# strings (StrEnum members are str), so old runs and TOML files read the same.
+
+
+class Mixing(StrEnum):
+    """train.mixing: where monolingual and cross-lingual rows meet."""
+
+    BATCH = "batch"  # each batch wholly mono or cross (the paper)
+    WITHIN = "within"  # mixed inside every batch
+
+
+class CrossPairs(StrEnum):
+    """train.cross_pairs: how a cross-lingual batch draws its (question, answer) languages."""
+
+    ROW = "row"  # (X, Y) per row
+    BATCH = "batch"  # one (X, Y) for the whole cross-lingual part of a batch
+
+
+class Select(StrEnum):
+    """train.select: which weights are the run's result."""
+
+    LAST = "last"
+    BEST_DEV = "best-dev"
+
+
+class OTGrad(StrEnum):
+    """ot.grad: how the OT loss differentiates."""
+
+    DETACH = "detach"
+    ENVELOPE = "envelope"
+
+
+class Bitext(StrEnum):
+    """ot.bitext: where OT distillation's translation pairs come from."""
+
+    PAIRS = "pairs"
+    TATOEBA = "tatoeba"
+    BOTH = "both"
+
+
+class TrainSource(StrEnum):
+    """data.train_source: the parallel QA dataset for hybrid batches."""
+
+    XQUAD_R = "xquad-r"
 
 
 # --------------------------------------------------------------------------- ratio
@@ -107,7 +155,7 @@ class DataConfig:
     # Empty: env OPTICAL_DATA, else ./data.
     data_dir: str = ""
     # Parallel QA used for hybrid batches: "xquad-r" (sentence-level answers).
-    train_source: str = "xquad-r"
+    train_source: str = TrainSource.XQUAD_R
     # Languages seen in training; every other MLQA language is zero-shot.
     train_langs: tuple[str, ...] = ("en", "de", "es", "zh")
     # Further question ids kept out of training and never scored (smaller training data); 0 = none.
@@ -125,7 +173,13 @@ class DataConfig:
 class TrainConfig:
     ratio: str = "1:1"
     # "batch": each batch wholly mono or cross (the paper); "within": mixed inside a batch.
-    mixing: str = "batch"
+    mixing: str = Mixing.BATCH
+    # "row": a cross-lingual row's (X, Y) drawn per row; "batch": one (X, Y) per cross-lingual
+    # batch, so no negative shares the question's language when the positive does not.
+    cross_pairs: str = CrossPairs.ROW
+    # Hard negatives per row: other sentences of the positive's own paragraph, in its language,
+    # added to InfoNCE's candidates (the paper's d-). 0: in-batch negatives only.
+    hard_negatives: int = 0
     seed: int = 0
     steps: int = 200
     batch_size: int = 32
@@ -142,7 +196,7 @@ class TrainConfig:
     log_every: int = 1
     # Which weights are the run's result (the final `full/` numbers, the saved model): "last", or
     # "best-dev": the evaluation step with the best dev macro Mul mAP (needs data.dev_questions).
-    select: str = "last"
+    select: str = Select.LAST
     # Write the selected student to `<run dir>/model/` as a transformers + sentence-transformers
     # folder (engine/models/export.py); `optical export ID DIR` copies it out.
     save_model: bool = False
@@ -157,10 +211,10 @@ class OTConfig:
     tol: float = 1e-6
     # "detach": plan computed without grad, loss <P, C> differentiates through C only;
     # "envelope": POT's envelope-theorem gradient.
-    grad: str = "detach"
+    grad: str = OTGrad.DETACH
     # Bitext pairs for distillation: "pairs" (cross-lingual QA pairs of the batch),
     # "tatoeba", or "both".
-    bitext: str = "pairs"
+    bitext: str = Bitext.PAIRS
     teacher_lang: str = "en"
     # Number of bitext pairs per step.
     pairs: int = 16
@@ -260,12 +314,13 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     raise ConfigError(f"{key}: unsupported type {typ!r}")  # pragma: no cover - programming error
 
 
-_CHOICES = {
-    "train.mixing": ("batch", "within"),
-    "ot.grad": ("detach", "envelope"),
-    "ot.bitext": ("pairs", "tatoeba", "both"),
-    "data.train_source": ("xquad-r",),
-    "train.select": ("last", "best-dev"),
+_CHOICES: dict[str, type[StrEnum]] = {
+    "train.mixing": Mixing,
+    "train.cross_pairs": CrossPairs,
+    "ot.grad": OTGrad,
+    "ot.bitext": Bitext,
+    "data.train_source": TrainSource,
+    "train.select": Select,
 }
 
 
@@ -273,8 +328,8 @@ def _check_semantics(cfg: Config) -> None:
     for key, choices in _CHOICES.items():
         sec, name = key.split(".")
         value = getattr(getattr(cfg, sec), name)
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+        if value not in tuple(choices):
+            raise ConfigError(f"{key}: {str(value)!r} is not one of {', '.join(choices)}")
     parse_ratio(cfg.train.ratio)
     positive = [
         ("train.steps", cfg.train.steps),
@@ -295,6 +350,7 @@ def _check_semantics(cfg: Config) -> None:
         ("train.lr", cfg.train.lr),
         ("train.weight_decay", cfg.train.weight_decay),
         ("train.warmup_steps", cfg.train.warmup_steps),
+        ("train.hard_negatives", cfg.train.hard_negatives),
         ("train.grad_clip", cfg.train.grad_clip),
         ("train.checkpoint_every", cfg.train.checkpoint_every),
         ("ot.weight", cfg.ot.weight),
@@ -336,7 +392,7 @@ def _check_semantics(cfg: Config) -> None:
     if cfg.ot.teacher_lang not in MLQA_LANGS:
         raise ConfigError(f"ot.teacher_lang: {cfg.ot.teacher_lang!r} is not one of {', '.join(MLQA_LANGS)}")
     check_device_setting(cfg.train.device, "train.device")
-    if cfg.train.select == "best-dev" and cfg.data.dev_questions == 0:
+    if cfg.train.select == Select.BEST_DEV and cfg.data.dev_questions == 0:
         raise ConfigError('train.select: "best-dev" needs a dev split: set data.dev_questions (e.g. 100)')
 
 

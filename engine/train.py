@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from engine.baseline_cache import baseline_key, load_baseline, save_baseline
-from engine.batching import BitextSampler, HybridSampler, ot_pairs_from_batch, split_holdout
+from engine.batching import BitextSampler, ot_pairs_from_batch
 from engine.checkpoint import Checkpoints, rng_state, set_rng_state, trainable_state
 from engine.config import Config
-from engine.data.loaders import load_bitext, load_lareqa, load_training_qa, resolve_data_dir
-from engine.data.splits import dev_sets, split_dev
+from engine.data.loaders import load_bitext, load_lareqa, resolve_data_dir
+from engine.data.splits import dev_sets, sampler_for, training_records
 from engine.devices import resolve_device
 from engine.errors import ConfigError
 from engine.evaluate import evaluate, select_subset
@@ -174,12 +174,9 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter,
 
     # ---- data: parallel QA for hybrid batches, bitext for OT, MLQA-R for evaluation
     data_dir = resolve_data_dir(cfg.data.data_dir)
-    langs = tuple(dict.fromkeys((*cfg.data.train_langs, *((oc.teacher_lang,) if use_ot else ()))))
-    records, dev_records = split_dev(load_training_qa(cfg.data.train_source, cfg.data.train_file, langs, data_dir),
-                                     cfg.data.dev_questions)
-    records, _held_out = split_holdout(records, cfg.data.holdout)
+    records, dev_records = training_records(cfg, data_dir)
     by_id = {r.id: r for r in records}
-    sampler = HybridSampler(records, cfg.data.train_langs, tc.ratio, tc.batch_size, tc.mixing, tc.seed)
+    sampler = sampler_for(cfg, records)
     n_tatoeba = 0 if not use_ot or oc.bitext == "pairs" else (oc.pairs if oc.bitext == "tatoeba" else max(1, oc.pairs // 2))
     n_batch_pairs = oc.pairs - n_tatoeba if use_ot else 0
     bitext = None
@@ -309,13 +306,14 @@ def run_training(cfg: Config, run_dir: Path, reporter: Reporter,
             batch = sampler.next_batch()
             cross += batch.cross_fraction / tc.grad_accum
             qb = student.tokenize(batch.questions, "query")  # input_ids [B,Tq]
-            ab = student.tokenize(batch.answers, "passage")  # input_ids [B,Ta]
+            # Candidates: the B answers, then the rows' hard negatives (N >= 0 more).
+            ab = student.tokenize(batch.answers + batch.negatives, "passage")  # input_ids [B+N,Ta]
             with amp:
                 q_states = student.token_states(qb)  # [B,Tq,H]
-                a_states = student.token_states(ab)  # [B,Ta,H]
+                a_states = student.token_states(ab)  # [B+N,Ta,H]; rows < B are the answers
             q = student.pool(q_states.float(), qb["attention_mask"])  # [B,H] unit norm
-            a = student.pool(a_states.float(), ab["attention_mask"])  # [B,H]
-            logits = q @ a.T / tc.temperature  # [B,B]; diagonal = positives
+            a = student.pool(a_states.float(), ab["attention_mask"])  # [B+N,H]
+            logits = q @ a.T / tc.temperature  # [B,B+N]; column i of row i is its positive
             losses = {"task": F.cross_entropy(logits, torch.arange(len(batch.rows), device=logits.device))}
             if use_ot:
                 pairs = ot_pairs_from_batch(batch, by_id, oc.teacher_lang, n_batch_pairs) if n_batch_pairs else []

@@ -13,10 +13,12 @@ every N steps, tests) cost nothing and an edited file is re-read.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -69,11 +71,21 @@ class LangSet:
     answer: Mapping[str, int]  # question id -> index into candidates (same language)
 
 
+_NO_NEGATIVES: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class ParallelQA:
     id: str
     question: Mapping[str, str]  # lang -> question text
     answer: Mapping[str, str]  # lang -> answer sentence
+    # The answer sentence's identity across translations: records with the same group share an
+    # answer sentence in some language, so one is a false negative for the other in a batch
+    # (engine/batching.py keeps them apart). Empty: the record's own id.
+    group: str = ""
+    # lang -> hard-negative candidates: the other sentences of the answer's own paragraph
+    # (XQuAD-R), or a JSONL record's own "negatives" (e.g. mMARCO's negative passage).
+    negatives: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _NO_NEGATIVES)
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,61 @@ class BitextPair:
     tgt_lang: str  # MLQA code
     src: str
     tgt: str
+
+
+# --------------------------------------------------------------------------- training text
+
+# XQuAD-R zh sets the translated answer span off with spaces between CJK characters ("在 1995 年"
+# is fine, "的 北京 是" is not): 570 of 784 answer sentences, against 0 of 499 in MLQA-R zh. A
+# training-only cleaning removes them; evaluation text (MLQA-R) is never touched.
+_CJK = "\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_CJK_SPACE = re.compile(f"(?<=[{_CJK}])[ \u00a0]+(?=[{_CJK}])")
+#: Training languages whose text the cleaning applies to.
+CJK_SPACED_LANGS: tuple[str, ...] = ("zh",)
+
+
+def cjk_spaces(text: str) -> int:
+    """How many runs of spaces sit between two CJK characters."""
+    return len(_CJK_SPACE.findall(text))
+
+
+def clean_training_text(text: str, lang: str) -> str:
+    """Training text as the model should see it: zh without spaces inserted between CJK characters."""
+    return _CJK_SPACE.sub("", text) if lang in CJK_SPACED_LANGS else text
+
+
+def clean_training_set(s: LangSet) -> LangSet:
+    """A LAReQA language set (XQuAD-R, for training and dev only) with `clean_training_text` applied."""
+    if s.lang not in CJK_SPACED_LANGS:
+        return s
+    return LangSet(s.lang, tuple(Question(q.id, q.lang, clean_training_text(q.text, s.lang)) for q in s.questions),
+                   tuple(Candidate(c.lang, c.paragraph, c.sentence, clean_training_text(c.text, s.lang), c.context)
+                         for c in s.candidates), s.answer)
+
+
+def _union_groups(ids: Sequence[str], keys: Sequence[Iterable[Any]]) -> dict[str, str]:
+    """id -> group: records sharing any key (transitively) get one group, named by its first id."""
+    parent = list(range(len(ids)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[Any, int] = {}
+    for i, ks in enumerate(keys):
+        for k in ks:
+            j = owner.setdefault(k, i)
+            ri, rj = find(i), find(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+    return {qid: ids[find(i)] for i, qid in enumerate(ids)}
+
+
+def normalise_answer(text: str) -> str:
+    """The key two JSONL answers are the same sentence by: case-folded, whitespace collapsed."""
+    return " ".join(text.casefold().split())
 
 
 # --------------------------------------------------------------------------- paths
@@ -258,19 +325,37 @@ def load_parallel_qa(
 ) -> list[ParallelQA]:
     """Question + answer sentence in every language of `langs`, for ids present in all of them.
 
-    Ordered as in the first language's file, so samplers seeded alike see the same list.
+    Ordered as in the first language's file, so samplers seeded alike see the same list. Each
+    record carries its answer-sentence group (the answer's (paragraph, sentence) in every
+    language: questions sharing one are grouped) and, per language, the other sentences of the
+    answer's paragraph as hard-negative candidates. Text is cleaned for training
+    (`clean_training_text`).
     """
     chosen = _check_langs(langs)
     if not chosen:
         raise ConfigError("load_parallel_qa: name at least one language")
-    sets = load_lareqa(dataset, chosen, data_dir)
+    sets = {lang: clean_training_set(s) for lang, s in load_lareqa(dataset, chosen, data_dir).items()}
     texts = {lang: {q.id: q.text for q in s.questions} for lang, s in sets.items()}
+    paragraphs: dict[str, dict[int, list[int]]] = {}
+    for lang, s in sets.items():
+        by_para = paragraphs.setdefault(lang, {})
+        for ci, c in enumerate(s.candidates):
+            by_para.setdefault(c.paragraph, []).append(ci)
+    kept = [q for q in sets[chosen[0]].questions if all(q.id in texts[lang] for lang in chosen)]
+    # An answer sentence is (language, candidate index): the same index is the same sentence.
+    groups = _union_groups([q.id for q in kept], [[(lang, sets[lang].answer[q.id]) for lang in chosen]
+                                                  for q in kept])
     out = []
-    for q in sets[chosen[0]].questions:
-        if all(q.id in texts[lang] for lang in chosen):
-            answers = {lang: sets[lang].candidates[sets[lang].answer[q.id]].text for lang in chosen}
-            questions = {lang: texts[lang][q.id] for lang in chosen}
-            out.append(ParallelQA(q.id, MappingProxyType(questions), MappingProxyType(answers)))
+    for q in kept:
+        answers, negatives = {}, {}
+        for lang in chosen:
+            s, ai = sets[lang], sets[lang].answer[q.id]
+            answers[lang] = s.candidates[ai].text
+            negatives[lang] = tuple(s.candidates[ci].text for ci in paragraphs[lang][s.candidates[ai].paragraph]
+                                    if ci != ai)
+        questions = {lang: texts[lang][q.id] for lang in chosen}
+        out.append(ParallelQA(q.id, MappingProxyType(questions), MappingProxyType(answers),
+                              groups[q.id], MappingProxyType(negatives)))
     return out
 
 
@@ -300,6 +385,17 @@ def _record_problem(obj: Any) -> str | None:
         bad = [lang for lang, t in texts.items() if not isinstance(t, str) or not t.strip()]
         if bad:
             return f"'{side}' text for {', '.join(map(repr, bad))} must be a non-empty string"
+    group = obj.get("group")
+    if group is not None and (not isinstance(group, str) or not group.strip()):
+        return "'group' (optional) must be a non-empty string"
+    negatives = obj.get("negatives")
+    if negatives is not None:
+        if not isinstance(negatives, dict):
+            return "'negatives' (optional) must be an object of language → list of texts"
+        bad = [lang for lang, ts in negatives.items()
+               if not isinstance(ts, list) or not all(isinstance(t, str) and t.strip() for t in ts)]
+        if bad:
+            return f"'negatives' for {', '.join(map(repr, bad))} must be a list of non-empty strings"
     return None
 
 
@@ -327,8 +423,10 @@ def _parse_jsonl(path: str, _mtime: int, _size: int) -> tuple[ParallelQA, ...]:
             problems.append(f"line {n}: {why}")
             continue
         first_line[obj["id"]] = n
+        negatives = {lang: tuple(ts) for lang, ts in (obj.get("negatives") or {}).items()}
         records.append(ParallelQA(obj["id"], MappingProxyType(dict(obj["question"])),
-                                  MappingProxyType(dict(obj["answer"]))))
+                                  MappingProxyType(dict(obj["answer"])), obj.get("group") or "",
+                                  MappingProxyType(negatives)))
     if problems:
         more = f"; … and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         raise DataMissing(f"training file {path}: {len(problems)} malformed line(s): "
@@ -361,7 +459,14 @@ def load_parallel_jsonl(path: str | Path, langs: Iterable[str]) -> list[Parallel
             seen[lang] = seen.get(lang, 0) + 1
         if all(lang in rec.question and lang in rec.answer for lang in chosen):
             out.append(ParallelQA(rec.id, MappingProxyType({lg: rec.question[lg] for lg in chosen}),
-                                  MappingProxyType({lg: rec.answer[lg] for lg in chosen})))
+                                  MappingProxyType({lg: rec.answer[lg] for lg in chosen}), rec.group,
+                                  MappingProxyType({lg: rec.negatives.get(lg, ()) for lg in chosen})))
+    # Records with the same "group", or else the same normalised answer text in some language,
+    # share an answer: one group, so a batch never holds both (engine/batching.py).
+    groups = _union_groups([r.id for r in out], [[("group", r.group)] if r.group else
+                                                 [(lg, normalise_answer(r.answer[lg])) for lg in chosen]
+                                                 for r in out])
+    out = [dataclasses.replace(r, group=groups[r.id]) for r in out]
     if not out:
         found = ", ".join(f"{lang} ({n})" for lang, n in sorted(seen.items())) or "none"
         raise DataMissing(f"training file {p}: no record has a question and an answer in every training "
@@ -445,7 +550,12 @@ def data_status(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
         for lang in MLQA_LANGS:
             def count(ds: str = ds, lang: str = lang) -> dict[str, Any]:
                 s = load_lareqa(ds, [lang], root)[lang]
-                return {"questions": len(s.questions), "candidates": len(s.candidates)}
+                out: dict[str, Any] = {"questions": len(s.questions), "candidates": len(s.candidates)}
+                if lang in CJK_SPACED_LANGS:  # the raw files' count; training removes them (XQuAD-R)
+                    answers = {s.candidates[i].text for i in s.answer.values()}
+                    out["cjk_spaced_answers"] = sum(cjk_spaces(a) > 0 for a in answers)
+                    out["answers"] = len(answers)
+                return out
             rows.append(_status_row(ds, lang, [lareqa_path(ds, lang, root)], count))
     for lang in MLQA_LANGS:
         rows.append(_status_row("xquad", lang, [xquad_path(lang, root)],

@@ -21,8 +21,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
 
-from engine.batching import split_holdout
-from engine.data.loaders import Candidate, LangSet, ParallelQA, Question, load_lareqa
+from engine.batching import HybridSampler, split_holdout
+from engine.config import Config
+from engine.data.loaders import (
+    Candidate,
+    LangSet,
+    ParallelQA,
+    Question,
+    clean_training_set,
+    load_lareqa,
+    load_training_qa,
+)
 from engine.evaluate import restrict_to_ids
 
 #: Fixed: the dev split is a property of the data, the same for every run and seed.
@@ -33,6 +42,25 @@ _DEV_STREAM = 3  # split_holdout's draw for data.holdout uses stream 2
 def split_dev(records: Sequence[ParallelQA], n: int) -> tuple[list[ParallelQA], list[ParallelQA]]:
     """(training records, dev records): `n` ids held out; (all, []) when n = 0."""
     return split_holdout(records, n, DEV_SEED, stream=_DEV_STREAM, key="data.dev_questions")
+
+
+def training_records(cfg: Config, data_dir: str | Path) -> tuple[list[ParallelQA], list[ParallelQA]]:
+    """(training records, dev records) exactly as a run of `cfg` uses them: its training data in
+    the training languages (plus the OT teacher's when OT is on), minus the dev split and the
+    `data.holdout` ids. `optical batches` previews the sampler over the same list."""
+    use_ot = cfg.ot.weight > 0
+    langs = tuple(dict.fromkeys((*cfg.data.train_langs, *((cfg.ot.teacher_lang,) if use_ot else ()))))
+    records, dev = split_dev(load_training_qa(cfg.data.train_source, cfg.data.train_file, langs, data_dir),
+                             cfg.data.dev_questions)
+    records, _held_out = split_holdout(records, cfg.data.holdout)
+    return records, dev
+
+
+def sampler_for(cfg: Config, records: Sequence[ParallelQA]) -> HybridSampler:
+    """The run's hybrid batch sampler over `records` (training_records)."""
+    tc = cfg.train
+    return HybridSampler(records, cfg.data.train_langs, tc.ratio, tc.batch_size, tc.mixing, tc.seed,
+                         cross_pairs=tc.cross_pairs, hard_negatives=tc.hard_negatives)
 
 
 def parallel_sets(records: Sequence[ParallelQA], langs: Sequence[str]) -> dict[str, LangSet]:
@@ -56,6 +84,7 @@ def dev_sets(dev: Sequence[ParallelQA], langs: Sequence[str], *, train_source: s
     if train_file:
         return parallel_sets(dev, langs)
     ids = {r.id for r in dev}
-    sets = load_lareqa(train_source, langs, data_dir)
+    # Cleaned like the training text (zh spacing): dev is training-side data, never MLQA-R.
+    sets = {lang: clean_training_set(s) for lang, s in load_lareqa(train_source, langs, data_dir).items()}
     picked = {lang: ids & {q.id for q in s.questions} for lang, s in sets.items()}
     return restrict_to_ids(sets, picked, max(1, len(ids) // 4), DEV_SEED)

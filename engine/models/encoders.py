@@ -52,7 +52,29 @@ class Encoder:
         prefix = self._prefix(kind)
         batch = self.tokenizer([prefix + t for t in texts], padding=True, truncation=True,
                                max_length=max_length or self.max_length, return_tensors="pt")
-        return {k: v.to(self.device) for k, v in batch.items()}
+        out = {k: v.to(self.device) for k, v in batch.items()}
+        out["prefix_mask"] = self._prefix_mask(batch["input_ids"], prefix).to(self.device)
+        return out
+
+    def _prefix_mask(self, input_ids: Tensor, prefix: str) -> Tensor:
+        """[B, T] bool: the tokens that spell the prefix ("query: "), right after the leading
+        special tokens. Matched token by token against the prefix's own tokens, so a tokenizer
+        that merges the prefix's last piece into the text (SentencePiece's "▁") marks only what
+        is really the prefix."""
+        mask = torch.zeros(input_ids.shape, dtype=torch.bool)
+        if not prefix:
+            return mask
+        want = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        special = set(self._special_ids.tolist())
+        for row, ids in enumerate(input_ids.tolist()):
+            start = 0
+            while start < len(ids) and ids[start] in special:
+                start += 1
+            n = 0
+            while n < len(want) and start + n < len(ids) and ids[start + n] == want[n]:
+                n += 1
+            mask[row, start:start + n] = True
+        return mask
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
@@ -65,10 +87,14 @@ class Encoder:
         return self.model(**inputs).last_hidden_state
 
     def content_mask(self, batch: dict[str, Tensor]) -> Tensor:
-        """[B, T] bool: real tokens only — no padding, no special tokens (<s>, </s>, ...)."""
+        """[B, T] bool: the text's own tokens — no padding, no special tokens (<s>, </s>, ...),
+        no prefix tokens ("query: ", "passage: "): OT mass goes to content only."""
         ids = batch["input_ids"]
         special = torch.isin(ids, self._special_ids.to(ids.device))
-        return batch["attention_mask"].bool() & ~special
+        mask = batch["attention_mask"].bool() & ~special
+        if "prefix_mask" in batch:
+            mask &= ~batch["prefix_mask"]
+        return mask
 
     @staticmethod
     def pool(states: Tensor, attention_mask: Tensor) -> Tensor:

@@ -47,6 +47,11 @@ def check(
                           _fmt(r["questions"]), _fmt(r["candidates"]), _fmt(r["pairs"]))
         console.print(table)
         for r in rows:
+            if r.get("cjk_spaced_answers") is not None:
+                use = "removed from training text" if r["dataset"] == "xquad-r" else "evaluation text, kept as is"
+                console.print(f"{r['dataset']}/{r['lang']}: {r['cjk_spaced_answers']} of {r['answers']} distinct "
+                              f"answer sentences have spaces between CJK characters ({use})", markup=False)
+        for r in rows:
             if r["status"] != "ok":
                 console.print(f"{r['dataset']}/{r['lang']}: {r['error'] or r['status'] + ': ' + r['path']}",
                               markup=False)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.data.download import CHECKSUMS, download, planned_files, sha256_file
 from engine.data import loaders as data
+from engine.data.download import CHECKSUMS, download, planned_files, sha256_file
 from engine.errors import ConfigError, DataMissing
 
 MLQA_R_COUNTS = {  # LAReQA / hybrid-batch paper: questions, candidate sentences
