@@ -11,9 +11,12 @@ out (download recipe: /work/notes/training-readme.md, section "Bring your own tr
 
 Every language is a translation of the same English query and passage, with the same ids, so a
 query id and its positive passage make one parallel QA record: `{"id": "mmarco-<qid>",
-"question": {lang: query}, "answer": {lang: passage}}` (engine/data/loaders.py `load_parallel_jsonl`).
-The first `--limit` distinct query ids of the triples file are taken, in file order; a record
-missing in any language is left out. The collections (3–8 GB each) are streamed once, keeping
+"group": "mmarco-p<positive pid>", "question": {lang: query}, "answer": {lang: passage},
+"negatives": {lang: [negative passage]}}` (engine/data/loaders.py `load_parallel_jsonl`). The
+group is the positive passage, so two queries with the same positive never share a batch; the
+negative is the triple's own, as in the paper's mMARCO triples (train.hard_negatives uses it).
+The first `--limit` distinct query ids of the triples file are taken, in file order (the first
+triple of each gives its negative); a record missing in any language is left out. The collections (3–8 GB each) are streamed once, keeping
 only the passages needed.
 """
 
@@ -43,16 +46,17 @@ def _tsv(path: Path) -> Iterator[tuple[str, str]]:
                 yield key.strip(), text.strip()
 
 
-def positives(triples: Path, limit: int) -> dict[str, str]:
-    """The first `limit` distinct query ids of the training triples and each one's positive passage."""
-    out: dict[str, str] = {}
+def triples_of(triples: Path, limit: int) -> dict[str, tuple[str, str]]:
+    """The first `limit` distinct query ids of the training triples: (positive pid, negative pid),
+    from each query's first triple."""
+    out: dict[str, tuple[str, str]] = {}
     if not triples.is_file():
         raise DataMissing(f"mMARCO file not found: {triples}")
     with open(triples, encoding="utf-8") as fh:
         for line in fh:
-            parts = line.split("\t")
-            if len(parts) >= 2 and parts[0].strip() not in out:
-                out[parts[0].strip()] = parts[1].strip()
+            parts = [p.strip() for p in line.split("\t")]
+            if len(parts) >= 3 and parts[0] not in out:
+                out[parts[0]] = (parts[1], parts[2])
                 if len(out) >= limit:
                     break
     return out
@@ -63,24 +67,28 @@ def convert(root: Path, langs: Sequence[str], out: Path, limit: int, translation
     bad = [lang for lang in langs if lang not in MMARCO_NAMES]
     if bad or not langs:
         raise ConfigError(f"--langs: {', '.join(bad) or 'none given'}; valid: {', '.join(MMARCO_NAMES)}")
-    pos = positives(root / "triples.train.ids.small.tsv", limit)
-    wanted_pids = set(pos.values())
+    triples = triples_of(root / "triples.train.ids.small.tsv", limit)
+    wanted_pids = {pid for pair in triples.values() for pid in pair}
     questions: dict[str, dict[str, str]] = {}
-    answers: dict[str, dict[str, str]] = {}
+    passages: dict[str, dict[str, str]] = {}
     for lang in langs:
         name = MMARCO_NAMES[lang]
         questions[lang] = {q: t for q, t in _tsv(root / translation / "queries" / "train" /
-                                                  f"{name}_queries.train.tsv") if q in pos and t}
-        answers[lang] = {p: t for p, t in _tsv(root / translation / "collections" / f"{name}_collection.tsv")
-                         if p in wanted_pids and t}
+                                                  f"{name}_queries.train.tsv") if q in triples and t}
+        passages[lang] = {p: t for p, t in _tsv(root / translation / "collections" / f"{name}_collection.tsv")
+                          if p in wanted_pids and t}
     n = 0
     tmp = out.with_name(f".{out.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        for qid, pid in pos.items():
-            if all(qid in questions[lg] and pid in answers[lg] for lg in langs):
-                fh.write(json.dumps({"id": f"mmarco-{qid}", "question": {lg: questions[lg][qid] for lg in langs},
-                                     "answer": {lg: answers[lg][pid] for lg in langs}}, ensure_ascii=False) + "\n")
-                n += 1
+        for qid, (pos, neg) in triples.items():
+            if not all(qid in questions[lg] and pos in passages[lg] for lg in langs):
+                continue
+            record = {"id": f"mmarco-{qid}", "group": f"mmarco-p{pos}",
+                      "question": {lg: questions[lg][qid] for lg in langs},
+                      "answer": {lg: passages[lg][pos] for lg in langs},
+                      "negatives": {lg: [passages[lg][neg]] for lg in langs if neg in passages[lg]}}
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
     tmp.replace(out)
     return n
 

@@ -1,6 +1,19 @@
 """CLI command modules; each exposes `register(app)`. Heavy engine imports stay inside commands."""
 
-from optical_tui.commands import data, db, demo, eval, export, launch, queue, report, run, ui, worker
+from optical_tui.commands import (
+    batches,
+    data,
+    db,
+    demo,
+    eval,
+    export,
+    launch,
+    queue,
+    report,
+    run,
+    ui,
+    worker,
+)
 
 # Order is the order of `optical --help`.
-COMMAND_MODULES = [queue, worker, launch, run, eval, export, report, demo, ui, data, db]
+COMMAND_MODULES = [queue, worker, launch, run, eval, export, report, batches, demo, ui, data, db]

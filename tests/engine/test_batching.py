@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from engine.batching import BitextSampler, HybridSampler, ot_pairs_from_batch, s
 from engine.errors import ConfigError
 
 LANGS = ("en", "de", "es", "zh")
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @dataclass(frozen=True)
@@ -150,3 +153,127 @@ def test_bitext_sampler_and_holdout() -> None:
     assert len(held) == 10 and len(train) == 30
     assert not {r.id for r in train} & {r.id for r in held}
     assert {r.id for r in split_holdout(list(reversed(records(40))), 10)[1]} == {r.id for r in held}
+
+
+# --------------------------------------------------------------------------- issue 18
+
+
+@dataclass(frozen=True)
+class GRec:
+    id: str
+    question: dict
+    answer: dict
+    group: str
+    negatives: dict
+
+
+def grouped_records(n: int = 60, group_size: int = 3) -> list[GRec]:
+    """Records whose answers repeat in groups of `group_size` (the same sentence for each), with
+    three paragraph sentences per language as hard-negative candidates, one of which is another
+    record's answer."""
+    out = []
+    for i in range(n):
+        g = i // group_size
+        negs = {lg: [f"N{g}a-{lg}", f"N{g}b-{lg}", f"A{(g + 1) * group_size}-{lg}"] for lg in LANGS}
+        out.append(GRec(f"q{i}", {lg: f"Q{i}-{lg}" for lg in LANGS},
+                        {lg: f"A{g * group_size}-{lg}" for lg in LANGS}, f"g{g}", negs))
+    return out
+
+
+@pytest.mark.parametrize("mixing", ["batch", "within"])
+@pytest.mark.parametrize("cross_pairs", ["row", "batch"])
+def test_no_two_rows_of_a_batch_share_an_answer(mixing: str, cross_pairs: str) -> None:
+    recs = grouped_records()
+    s = HybridSampler(recs, LANGS, "1:1", batch_size=16, mixing=mixing, seed=3, cross_pairs=cross_pairs)
+    group = {r.id: r.group for r in recs}
+    seen: set[str] = set()
+    for _ in range(300):
+        b = s.next_batch()
+        groups = [group[r.id] for r in b.rows]
+        assert len(set(groups)) == len(groups) == 16
+        seen.update(r.id for r in b.rows)
+    assert seen == {r.id for r in recs}  # deferring a duplicate never starves a record
+
+
+def test_batch_size_above_the_distinct_answers_is_refused() -> None:
+    with pytest.raises(ConfigError, match="20 distinct answer sentences"):
+        HybridSampler(grouped_records(60, 3), LANGS, "1:1", batch_size=21)
+
+
+def test_cross_pairs_batch_draws_one_language_pair_per_batch() -> None:
+    s = HybridSampler(records(), LANGS, "0:1", batch_size=8, seed=1, cross_pairs="batch")
+    pairs = set()
+    for _ in range(300):
+        b = s.next_batch()
+        assert len({(r.q_lang, r.a_lang) for r in b.rows}) == 1
+        pairs.add((b.rows[0].q_lang, b.rows[0].a_lang))
+    assert len(pairs) == 12  # every ordered pair of 4 languages still occurs
+    within = HybridSampler(records(), LANGS, "1:1", batch_size=8, mixing="within", seed=1, cross_pairs="batch")
+    b = within.next_batch()
+    assert len({(r.q_lang, r.a_lang) for r in b.rows if r.is_cross}) == 1
+    assert sum(r.is_cross for r in b.rows) == 4
+    row_mode = HybridSampler(records(), LANGS, "0:1", batch_size=8, seed=1)
+    assert any(len({(r.q_lang, r.a_lang) for r in row_mode.next_batch().rows}) > 1 for _ in range(5))
+
+
+def test_hard_negatives_right_paragraph_and_language_never_a_positive() -> None:
+    recs = grouped_records()
+    by_id = {r.id: r for r in recs}
+    s = HybridSampler(recs, LANGS, "1:1", batch_size=12, seed=5, hard_negatives=2)
+    hit_other_positive_candidate = False
+    for _ in range(200):
+        b = s.next_batch()
+        positives = {r.answer for r in b.rows}
+        assert b.negatives == [n for r in b.rows for n in r.hard_negatives]
+        for r in b.rows:
+            pool = by_id[r.id].negatives[r.a_lang]
+            assert set(r.hard_negatives) <= set(pool)  # own paragraph, the answer's language
+            assert all(n.endswith(f"-{r.a_lang}") for n in r.hard_negatives)
+            assert not set(r.hard_negatives) & positives  # never any row's positive
+            assert r.answer not in r.hard_negatives
+            expected = len([t for t in pool if t not in positives])
+            assert len(r.hard_negatives) == min(2, expected)
+            hit_other_positive_candidate |= any(t in positives for t in pool)
+    assert hit_other_positive_candidate  # the exclusion was exercised
+
+
+def test_hard_negatives_off_keeps_rows_bare() -> None:
+    s = HybridSampler(grouped_records(), LANGS, "1:1", batch_size=8, seed=5)
+    assert all(r.hard_negatives == () for _ in range(20) for r in s.next_batch().rows)
+
+
+@pytest.mark.parametrize("mixing", ["batch", "within"])
+def test_resume_draws_the_same_batches_with_groups_and_negatives(mixing: str) -> None:
+    kw = dict(batch_size=10, mixing=mixing, seed=11, cross_pairs="batch", hard_negatives=1)
+    full = HybridSampler(grouped_records(), LANGS, "1:1", **kw)
+    expected = [full.next_batch() for _ in range(40)]
+    first = HybridSampler(grouped_records(), LANGS, "1:1", **kw)
+    head = [first.next_batch() for _ in range(17)]
+    state = pickle.loads(pickle.dumps(first.state_dict()))  # as a checkpoint stores it
+    second = HybridSampler(grouped_records(), LANGS, "1:1", **kw)
+    second.load_state_dict(state)
+    assert head + [second.next_batch() for _ in range(23)] == expected
+
+
+def test_real_paper_config_has_no_false_negatives(data_dir) -> None:
+    from engine.batch_preview import preview_batches
+    from engine.config import load_config
+
+    for ratio in ("1:0", "1:1", "0:1"):
+        for cross_pairs in ("row", "batch"):
+            cfg = load_config(CONFIGS / "paper.toml", [f"train.ratio={ratio}", f"train.cross_pairs={cross_pairs}",
+                                                       "train.hard_negatives=1", f"data.data_dir={data_dir}"])
+            totals = preview_batches(cfg, 60)["totals"]
+            assert totals["false_negatives"] == 0 and totals["rows"] == 6000
+            assert totals["hard_negatives"] > 5000
+
+
+def test_false_negative_counter_finds_shared_answers() -> None:
+    # The preview's counter is independent of the sampler's groups: it sees a shared answer.
+    from engine.batch_preview import false_negatives
+    from engine.batching import Batch, Row
+
+    recs = {r.id: r for r in grouped_records()}
+    rows = (Row("Q0-en", "A0-de", "en", "de", "q0", True), Row("Q1-de", "A0-es", "de", "es", "q1", True),
+            Row("Q3-en", "A3-en", "en", "en", "q3", False))
+    assert false_negatives(Batch(rows), recs, LANGS) == 2

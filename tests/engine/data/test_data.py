@@ -329,13 +329,18 @@ def test_mmarco_conversion_on_a_small_tree(tmp_path: Path) -> None:
                                ("german", "de", "1\tq eins\n2\tq zwei\n")):
         _write(root / "google" / "queries" / "train" / f"{name}_queries.train.tsv", queries)
         _write(root / "google" / "collections" / f"{name}_collection.tsv",
-               f"10\tp10 {tag}\n11\tp11 {tag}\n20\tp20 {tag}\n30\tp30 {tag}\n")
+               f"10\tp10 {tag}\n11\tp11 {tag}\n20\tp20 {tag}\n30\tp30 {tag}\n99\tp99 {tag}\n")
     out = tmp_path / "mmarco.jsonl"
     assert mmarco_main(["--root", str(root), "--langs", "en,de", "--out", str(out)]) == 0
     recs = data.load_parallel_jsonl(out, ("en", "de"))
     assert [r.id for r in recs] == ["mmarco-1", "mmarco-2"]  # the first positive per query id
     assert dict(recs[0].question) == {"en": "q one", "de": "q eins"}
     assert dict(recs[0].answer) == {"en": "p10 en", "de": "p10 de"}
+    # The triple's own negative passage, per language (the paper's d-), and the positive as group.
+    assert {lg: list(v) for lg, v in recs[0].negatives.items()} == {"en": ["p99 en"], "de": ["p99 de"]}
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [line["group"] for line in lines] == ["mmarco-p10", "mmarco-p20"]
+    assert recs[0].group != recs[1].group
     assert mmarco_main(["--root", str(root), "--langs", "en,xx", "--out", str(out)]) == 1
     assert mmarco_main(["--root", str(tmp_path / "nope"), "--out", str(out)]) == 1
 
@@ -381,3 +386,82 @@ def test_cli_data_check_table_and_missing(tmp_path: Path, data_dir: Path) -> Non
 def test_cli_data_download_help() -> None:
     result = CliRunner().invoke(_cli(), ["data", "download", "--help"])
     assert result.exit_code == 0 and "--dest" in result.stdout and "SHA-256" in result.stdout
+
+
+# --------------------------------------------------------------------------- issue 18: training signal
+
+
+def test_xquad_r_groups_questions_that_share_an_answer_sentence(data_dir: Path) -> None:
+    recs = data.load_parallel_qa("xquad-r", ("en", "de", "es", "zh"), data_dir)
+    sets = data.load_lareqa("xquad-r", ("en",), data_dir)["en"]
+    by_group: dict[str, list[str]] = {}
+    for r in recs:
+        by_group.setdefault(r.group, []).append(r.id)
+    # Every pair with the same English answer sentence (same candidate index) has one group.
+    by_sentence: dict[int, set[str]] = {}
+    for q in sets.questions:
+        by_sentence.setdefault(sets.answer[q.id], set()).add(q.id)
+    group_of = {r.id: r.group for r in recs}
+    for ids in by_sentence.values():
+        assert len({group_of[i] for i in ids}) == 1
+    shared = sum(len(ids) for ids in by_group.values() if len(ids) > 1)
+    assert shared >= 656  # the issue's count in one language; other languages can only add
+    assert max(len(ids) for ids in by_group.values()) >= 12
+
+
+def test_hard_negative_candidates_are_the_answers_paragraph_in_its_language(data_dir: Path) -> None:
+    recs = data.load_parallel_qa("xquad-r", ("en", "de"), data_dir)
+    sets = data.load_lareqa("xquad-r", ("en", "de"), data_dir)
+    for rec in recs[:200]:
+        for lang in ("en", "de"):
+            s = sets[lang]
+            ans = s.candidates[s.answer[rec.id]]
+            paragraph = [c.text for c in s.candidates if c.paragraph == ans.paragraph]
+            assert rec.answer[lang] == ans.text
+            assert len(rec.negatives[lang]) == len(paragraph) - 1
+            assert set(rec.negatives[lang]) <= set(paragraph)
+
+
+def test_zh_cleaning_touches_training_text_only(data_dir: Path) -> None:
+    raw = data.load_lareqa("xquad-r", ("zh",), data_dir)["zh"]
+    raw_answers = {raw.candidates[i].text for i in raw.answer.values()}
+    assert sum(data.cjk_spaces(a) > 0 for a in raw_answers) == 570  # the issue's count, of 784
+    assert len(raw_answers) == 784
+    train = data.load_parallel_qa("xquad-r", ("en", "zh"), data_dir)
+    assert sum(data.cjk_spaces(r.answer["zh"]) > 0 for r in train) == 0
+    assert sum(data.cjk_spaces(q) > 0 for r in train for q in (r.question["zh"], *r.negatives["zh"])) == 0
+    # Only the inserted spaces go: the text is otherwise the raw sentence.
+    by_id = {q.id: raw.candidates[raw.answer[q.id]].text for q in raw.questions}
+    for r in train:
+        assert r.answer["zh"] == data.clean_training_text(by_id[r.id], "zh")
+        assert r.answer["zh"].replace(" ", "") == by_id[r.id].replace(" ", "")
+    assert data.clean_training_text("在 1995 年", "zh") == "在 1995 年"  # a number is not CJK
+    assert data.clean_training_text("的 北京 是", "zh") == "的北京是"
+    assert data.clean_training_text("的 北京 是", "de") == "的 北京 是"  # other languages untouched
+    # Evaluation text is never cleaned: MLQA-R zh is read as is (and has no such spaces).
+    mlqa = data.load_lareqa("mlqa-r", ("zh",), data_dir)["zh"]
+    doc = json.loads((data_dir / "mlqa-r" / "zh.json").read_text(encoding="utf-8"))
+    first = doc["data"][0]["paragraphs"][0]["sentences"]
+    assert [c.text for c in mlqa.candidates[: len(first)]] == first
+    assert sum(data.cjk_spaces(mlqa.candidates[i].text) > 0 for i in set(mlqa.answer.values())) == 0
+    rows = {(r["dataset"], r["lang"]): r for r in data.data_status(data_dir)}
+    assert (rows["xquad-r", "zh"]["cjk_spaced_answers"], rows["xquad-r", "zh"]["answers"]) == (570, 784)
+    assert rows["mlqa-r", "zh"]["cjk_spaced_answers"] == 0
+
+
+def test_jsonl_group_and_negatives(tmp_path: Path) -> None:
+    lines = [
+        {"id": "a", "question": {"en": "qa"}, "answer": {"en": "Same  answer."}, "negatives": {"en": ["n1", "n2"]}},
+        {"id": "b", "question": {"en": "qb"}, "answer": {"en": "same answer."}},  # same text: grouped
+        {"id": "c", "question": {"en": "qc"}, "answer": {"en": "other"}, "group": "g1"},
+        {"id": "d", "question": {"en": "qd"}, "answer": {"en": "different"}, "group": "g1"},
+        {"id": "e", "question": {"en": "qe"}, "answer": {"en": "alone"}},
+    ]
+    path = _write(tmp_path / "t.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n")
+    recs = {r.id: r for r in data.load_parallel_jsonl(path, ("en",))}
+    assert recs["a"].group == recs["b"].group != recs["e"].group
+    assert recs["c"].group == recs["d"].group
+    assert list(recs["a"].negatives["en"]) == ["n1", "n2"] and list(recs["e"].negatives["en"]) == []
+    bad = _write(tmp_path / "bad.jsonl", json.dumps({**lines[0], "negatives": {"en": "n1"}}) + "\n")
+    with pytest.raises(DataMissing, match="'negatives' for 'en' must be a list"):
+        data.load_parallel_jsonl(bad, ("en",))
