@@ -244,7 +244,7 @@ def test_hard_negatives_off_keeps_rows_bare() -> None:
 
 @pytest.mark.parametrize("mixing", ["batch", "within"])
 def test_resume_draws_the_same_batches_with_groups_and_negatives(mixing: str) -> None:
-    kw = dict(batch_size=10, mixing=mixing, seed=11, cross_pairs="batch", hard_negatives=1)
+    kw = {"batch_size": 10, "mixing": mixing, "seed": 11, "cross_pairs": "batch", "hard_negatives": 1}
     full = HybridSampler(grouped_records(), LANGS, "1:1", **kw)
     expected = [full.next_batch() for _ in range(40)]
     first = HybridSampler(grouped_records(), LANGS, "1:1", **kw)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -260,3 +265,39 @@ def test_training_on_a_jsonl_file_with_its_own_dev_split(tmp_path: Path) -> None
     # Dev candidates are the held-out records' answers: 20 questions × 4 languages.
     assert dict(rep.series("dev/n_questions"))[0] == 80.0
     assert dict(rep.series("dev/n_candidates"))[0] <= 80.0
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["value"] for r in rows if r["key"] == "train/loss"}
+
+
+def test_killed_and_resumed_run_draws_the_same_batches(tmp_path: Path) -> None:
+    # A real SIGKILL mid-run (issue 18): the resumed run must train on exactly the batches the
+    # uninterrupted run drew -- groups deferred, hard negatives and one (X, Y) per cross batch
+    # included -- so every step's loss is bit-for-bit the uninterrupted run's.
+    sets = ["train.steps=40", "train.checkpoint_every=2", "train.hard_negatives=2", "train.cross_pairs=batch",
+            "train.ratio=1:1", "train.mixing=within", "eval.every=0", "eval.subset_questions=2", "ot.weight=0"]
+    args = [str(Path(sys.executable).parent / "optical"), "run", "-c", str(SMOKE), "--json"]
+    for s in sets:
+        args += ["--set", s]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = subprocess.run(args + ["-o", str(tmp_path / "full")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert full.returncode == 0, full.stderr
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["-o", str(killed_dir)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = [s for s, _ in list_checkpoints(killed_dir / "checkpoints") if s >= 6]
+        if done:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    before = _losses(killed_dir)
+    assert 6 <= max(before) < 40
+    resumed = subprocess.run(args + ["-o", str(killed_dir)], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _losses(killed_dir) == _losses(tmp_path / "full")

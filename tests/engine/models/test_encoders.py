@@ -258,3 +258,44 @@ def test_resolve_device_with_two_visible_gpus(monkeypatch: pytest.MonkeyPatch) -
         resolve_device("cuda:2")
     with pytest.raises(ConfigError, match="cuda:x"):
         resolve_device("cuda:x")
+
+
+def _content_tokens(enc: Encoder, text: str, kind: str) -> tuple[list[str], list[str]]:
+    batch = enc.tokenize([text, text + " and more words"], kind)
+    mask = enc.content_mask(batch)
+    ids = batch["input_ids"][0][mask[0]].tolist()
+    alone = enc.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return enc.tokenizer.convert_ids_to_tokens(ids), enc.tokenizer.convert_ids_to_tokens(alone)
+
+
+@pytest.mark.parametrize("tokenizer", ["tiny", "xlm-r"])
+def test_prefix_and_special_tokens_carry_no_ot_mass(tiny_encoder: Encoder, tokenizer: str) -> None:
+    # OT distributes each sentence's mass over its content mask: the prefix ("query: ") and the
+    # special tokens (<s>, </s>, padding) must be outside it, on either side (issue 18).
+    from engine.ot_loss import ot_distill_loss, uniform_marginals
+
+    enc = tiny_encoder
+    if tokenizer == "xlm-r":  # the real e5 tokenizer (SentencePiece: "▁" merges into the text)
+        from tests.tokenizer_reference import official_tokenizer_json
+        from transformers import PreTrainedTokenizerFast
+
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(official_tokenizer_json()), bos_token="<s>",
+                                      eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+        enc = Encoder(tiny_encoder.model, tok, tiny_encoder.device, max_length=64)
+    for kind in ("query", "passage", "plain"):
+        for text in ("Where is the tower?", "Wo steht der Turm?"):
+            content, alone = _content_tokens(enc, text, kind)
+            assert content == alone, (kind, text)  # exactly the text's own tokens
+    batch = enc.tokenize(["Where is the tower?", "x"], "query")
+    mask = enc.content_mask(batch)
+    assert batch["prefix_mask"].any(1).all()  # the prefix was found in every row
+    weights = uniform_marginals(mask)
+    assert torch.all(weights[~mask] == 0) and torch.allclose(weights.sum(1), torch.ones(2))
+    # No OT gradient reaches a prefix or special token's state: they carry no mass in the plan.
+    torch.manual_seed(0)
+    states = torch.randn(*batch["input_ids"].shape, 8, requires_grad=True)
+    teacher = torch.randn(*batch["input_ids"].shape, 8)
+    loss, _ = ot_distill_loss(teacher, mask, states, mask, epsilon=0.05, max_iter=200, tol=1e-9, grad="detach")
+    loss.backward()
+    assert states.grad is not None
+    assert torch.all(states.grad[~mask] == 0) and states.grad[mask].abs().sum() > 0
