@@ -282,8 +282,8 @@ def test_killed_and_resumed_run_draws_the_same_batches(tmp_path: Path) -> None:
     for s in sets:
         args += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    full = subprocess.run(args + ["-o", str(tmp_path / "full")], env=env, capture_output=True, text=True,
-                          timeout=600)
+    full = subprocess.run(args + ["-o", str(tmp_path / "full")], env=env, capture_output=True,
+                          text=True, check=False, timeout=600)
     assert full.returncode == 0, full.stderr
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(args + ["-o", str(killed_dir)], env=env, stdout=subprocess.DEVNULL,
@@ -298,6 +298,7 @@ def test_killed_and_resumed_run_draws_the_same_batches(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
     before = _losses(killed_dir)
     assert 6 <= max(before) < 40
-    resumed = subprocess.run(args + ["-o", str(killed_dir)], env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(args + ["-o", str(killed_dir)], env=env, capture_output=True,
+                             text=True, check=False, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert _losses(killed_dir) == _losses(tmp_path / "full")

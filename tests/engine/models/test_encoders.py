@@ -276,8 +276,9 @@ def test_prefix_and_special_tokens_carry_no_ot_mass(tiny_encoder: Encoder, token
 
     enc = tiny_encoder
     if tokenizer == "xlm-r":  # the real e5 tokenizer (SentencePiece: "▁" merges into the text)
-        from tests.tokenizer_reference import official_tokenizer_json
         from transformers import PreTrainedTokenizerFast
+
+        from tests.tokenizer_reference import official_tokenizer_json
 
         tok = PreTrainedTokenizerFast(tokenizer_file=str(official_tokenizer_json()), bos_token="<s>",
                                       eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
