@@ -7,15 +7,15 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.running.worker import REPO, log_tail
+from engine.running.launch import WorkerOptions, engine_command
+from engine.running.worker import log_tail
 from engine.statuses import WorkerState, WorkerStatus
-from engine.store import Store, db_arguments, open_store, sqlite_path
+from engine.store import Store, open_store, sqlite_path
 
 
 def detached_paths(db: str, device: str, folder: Path | None = None) -> tuple[Path, Path]:
@@ -64,21 +64,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def start_detached(db: str, device: str, runs: Path, worker_args: list[str],
+def start_detached(db: str, options: WorkerOptions,
                    module: str = "engine.running.worker") -> tuple[int, Path, Path]:
     """Re-launch the worker (or, with module engine.running.pool, the per-device supervisor) in a new
-    session (survives the SSH session); returns pid, log, pid file."""
+    session (survives the SSH session); returns pid, log, pid file. `options.device` is the device
+    (or, for the pool, the device list)."""
     open_store(db).close()  # a bad --db fails here, in the user's terminal, not in a log file
     path = sqlite_path(db)
     db_arg = str(path.resolve()) if path is not None else db
-    log_path, pid_path = detached_paths(db, device)
+    log_path, pid_path = detached_paths(db, options.device)
     old = read_pid_file(pid_path) if pid_path.exists() else None
     if old is not None and _is_worker(old):
-        raise ConfigError(f"a detached worker for {device} on this database is already running "
-                          f"(pid {old}, log {log_path}); stop it with `optical worker stop` first")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", module, *db_arguments(db_arg, env), "--device", device, "--runs-dir", str(runs),
-           "--pid-file", str(pid_path), "--log-path", str(log_path), *worker_args]
+        raise ConfigError(f"a detached worker for {options.device} on this database is already "
+                          f"running (pid {old}, log {log_path}); stop it with `optical worker stop` first")
+    options = options.replace(pid_file=str(pid_path), log_path=str(log_path))
+    cmd, env = engine_command(module, db_arg, *options.argv())
     try:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

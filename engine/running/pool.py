@@ -14,7 +14,6 @@ status 0 if all exited 0, else 1.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -22,15 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
 from engine.devices import check_device_setting, resolve_device
 from engine.errors import ConfigError, OpticalError
-from engine.store import db_arguments, open_store, resolve_location
+from engine.running.launch import WorkerOptions, engine_command, pid_file
+from engine.store import open_store, resolve_location
 
-REPO = Path(__file__).resolve().parents[2]
 MAX_RESTARTS = 3
 #: A worker that ran this long before crashing gets its full restart budget back.
 STABLE_S = 600.0
@@ -84,17 +82,15 @@ class _Slot:
 
 
 class WorkerPool:
-    def __init__(self, db: str, devices: Sequence[str], *, worker_args: Sequence[str] = (),
-                 runs: str | Path | None = None, log_path: str = "", host_name: str | None = None,
+    def __init__(self, db: str, devices: Sequence[str], options: WorkerOptions | None = None, *,
                  max_restarts: int = MAX_RESTARTS, first_pause_s: float = FIRST_PAUSE_S,
                  out: IO[str] | None = None) -> None:
         self.db = db
         labels = [d if devices.count(d) == 1 else f"{d}#{devices[:i].count(d) + 1}" for i, d in enumerate(devices)]
         self.slots = [_Slot(d, label) for d, label in zip(devices, labels, strict=True)]
-        self.worker_args = list(worker_args)
-        self.runs = runs
-        self.log_path = log_path
-        self.host_name = host_name
+        # Every worker gets the pool's options but its own device; the pid file and a forced id
+        # belong to the supervisor (a detached pool), not to each of its workers.
+        self.options = (options or WorkerOptions()).replace(pid_file=None, worker_id=None)
         self.max_restarts = max_restarts
         self.first_pause_s = first_pause_s
         self.out = out or sys.stdout
@@ -115,20 +111,14 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ processes
 
-    def command(self, device: str, env: dict[str, str]) -> list[str]:
-        cmd = [sys.executable, "-m", "engine.running.worker", *db_arguments(self.db, env), "--device", device]
-        if self.runs is not None:
-            cmd += ["--runs-dir", str(self.runs)]
-        if self.log_path:
-            cmd += ["--log-path", self.log_path]
-        if self.host_name:
-            cmd += ["--host-name", self.host_name]
-        return cmd + self.worker_args
+    def command(self, device: str) -> tuple[list[str], dict[str, str]]:
+        argv = self.options.replace(device=device).argv()
+        return engine_command("engine.running.worker", self.db, *argv)
 
     def _start(self, slot: _Slot) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        cmd, env = self.command(slot.device)
         try:
-            proc = subprocess.Popen(self.command(slot.device, env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, process_group=0)
         except OSError as exc:
             self.say(f"{slot.label}: could not start a worker: {exc}")
@@ -210,35 +200,24 @@ def _describe(code: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Headless entry point (`python -m engine.running.pool`), used by `optical worker --device all --detach`.
-    Options it does not know go to every worker unchanged."""
+    """Headless entry point (`python -m engine.running.pool`), used by `optical worker --device all
+    --detach`. It takes the worker's options (engine/running/launch.py) and passes them to every
+    worker; --device is the list of devices, one worker each."""
     p = argparse.ArgumentParser(prog="python -m engine.running.pool", description=__doc__)
     p.add_argument("--db", default=None, help="database path or URL (default: env OPTICAL_DB)")
-    p.add_argument("--device", required=True, help="all, or a comma-separated list of devices")
-    p.add_argument("--runs-dir", default=None)
-    p.add_argument("--pid-file", type=Path, default=None)
-    p.add_argument("--log-path", default="")
-    p.add_argument("--host-name", default=None)
+    WorkerOptions.add_arguments(p)
     p.add_argument("--max-restarts", type=int, default=MAX_RESTARTS)
-    args, worker_args = p.parse_known_args(argv)
+    args = p.parse_args(argv)
+    options = WorkerOptions.from_args(args)
     db = resolve_location(args.db)
     try:
-        if args.pid_file:
-            args.pid_file.write_text(f"{os.getpid()}\n")
-        devices = expand_devices(args.device)
-        open_store(db).close()  # a bad --db fails once here, not in every worker
-        return WorkerPool(db, devices, worker_args=worker_args, runs=args.runs_dir, log_path=args.log_path,
-                          host_name=args.host_name, max_restarts=args.max_restarts).run()
+        with pid_file(options.pid_file):
+            devices = expand_devices(options.device)
+            open_store(db).close()  # a bad --db fails once here, not in every worker
+            return WorkerPool(db, devices, options, max_restarts=args.max_restarts).run()
     except OpticalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if args.pid_file:
-            try:
-                if args.pid_file.read_text().strip() == str(os.getpid()):
-                    args.pid_file.unlink()
-            except OSError:
-                pass
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 from engine.config import Config, config_from_dict
 from engine.errors import LeaseLost, OpticalError
 from engine.run_dirs import attempt_dir, remove_checkpoints, run_dir, runs_root
+from engine.running.launch import DEFAULT_LEASE_S
 from engine.running.store_reporter import StoreReporter
 from engine.statuses import EventKind, RunOutcome, Status
 from engine.store import Experiment, open_store, resolve_location
@@ -101,7 +102,7 @@ def explain_failure(exc: BaseException, cfg: Config | None, device: str) -> str:
 
 
 def run(db: str, exp_id: int, worker_id: str, attempt: int, device: str, parent_pid: int | None, *,
-        runs: Path | None = None, lease_s: float = 60.0) -> int:
+        runs: Path | None = None, lease_s: float = DEFAULT_LEASE_S) -> int:
     from engine.checkpoint import Checkpoints  # imports torch: after the heartbeats have started
 
     stop = threading.Event()
@@ -189,14 +190,15 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.running.run_process", description=__doc__)
-    p.add_argument("--db", default=None, help="database path (a URL comes through env OPTICAL_DB)")
+    p.add_argument("--db", default=None,
+                   help="database path or URL (default: env OPTICAL_DB, which the worker sets)")
     p.add_argument("--experiment", required=True, type=int)
     p.add_argument("--worker-id", required=True)
     p.add_argument("--attempt", required=True, type=int, help="the attempt this process was started for")
     p.add_argument("--device", default="")
     p.add_argument("--parent-pid", type=int, default=None)
     p.add_argument("--runs-dir", type=Path, default=None)
-    p.add_argument("--lease", type=float, default=60.0)
+    p.add_argument("--lease", type=float, default=DEFAULT_LEASE_S)
     args = p.parse_args(argv)
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)

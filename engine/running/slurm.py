@@ -35,6 +35,7 @@ from submitit.core.utils import FailedSubmissionError
 from submitit.slurm import slurm as submitit_slurm
 
 from engine.errors import ConfigError, OpticalError
+from engine.running.launch import DB_ENV, DEFAULT_LEASE_S, WorkerOptions, engine_command
 from engine.store import is_url, sqlite_path
 
 #: Executors: slurm for a cluster; local (subprocesses) and debug (in-process) for tests.
@@ -71,14 +72,19 @@ class SlurmPlan:
     partition: str | None = None
     cpus_per_task: int = 8
     mem_gb: int | None = None
-    lease_s: float = 60.0
+    lease_s: float = DEFAULT_LEASE_S
     device: str = "cuda:0"
     gpus_each: int = 1
     worker_args: tuple[str, ...] = field(default_factory=tuple)
 
+    def worker_options(self) -> WorkerOptions:
+        return WorkerOptions(until_empty=True, device=self.device, runs_dir=str(self.runs),
+                             lease_s=self.lease_s)
+
     def worker_command(self) -> list[str]:
-        return [sys.executable, "-m", "engine.running.worker", "--until-empty", "--device", self.device,
-                "--runs-dir", str(self.runs), "--lease", f"{self.lease_s:g}", *self.worker_args]
+        """What each task runs; the database location reaches it through the job's environment."""
+        cmd, _ = engine_command("engine.running.worker", self.db, *self.worker_options().argv())
+        return cmd + list(self.worker_args)
 
     def sbatch_parameters(self) -> dict[str, Any]:
         """SlurmExecutor parameters (submitit's names for sbatch options)."""
@@ -164,14 +170,17 @@ def submit(plan: SlurmPlan, executor: str = "slurm") -> list[submitit.Job[int]]:
     ex = make_executor(executor, plan)
     task = WorkerTask(plan.worker_command())
     # sbatch, the local executor and the debug executor all copy the environment at submission.
-    saved = os.environ.get("OPTICAL_DB")
-    os.environ["OPTICAL_DB"] = plan.db
+    # The task's environment is engine_command's: OPTICAL_DB and this checkout on PYTHONPATH.
+    _, env = engine_command("engine.running.worker", plan.db)
+    saved = {key: os.environ.get(key) for key in (DB_ENV, "PYTHONPATH")}
+    os.environ.update({key: env[key] for key in saved})
     try:
         return list(ex.map_array(task, list(range(plan.gpus))))
     except (OSError, subprocess.SubprocessError, FailedSubmissionError) as exc:
         raise OpticalError(f"submission failed: {exc}") from None
     finally:
-        if saved is None:
-            os.environ.pop("OPTICAL_DB", None)
-        else:
-            os.environ["OPTICAL_DB"] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

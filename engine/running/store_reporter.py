@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from engine.errors import LeaseLost, StoreError
+from engine.running.launch import DEFAULT_LEASE_S
 from engine.store import RunLease, Store
 
 #: Longest wait between two heartbeat retries after a database error.
@@ -50,7 +51,8 @@ def _warn(message: str) -> None:
 
 class StoreReporter:
     def __init__(self, store: Store, lease: RunLease, stop: threading.Event, *,
-                 flush_interval_s: float = 1.0, lease_s: float = 60.0, parent_pid: int | None = None) -> None:
+                 flush_interval_s: float = 1.0, lease_s: float = DEFAULT_LEASE_S,
+                 parent_pid: int | None = None) -> None:
         self.store = store
         self.lease = lease
         self.stop = stop  # set by SIGTERM/SIGINT (worker draining) or by a cancel request

@@ -47,11 +47,17 @@ from engine.run_dirs import (
     runs_root_is_default,
     sweep_finished,
 )
+from engine.running.launch import (
+    DEFAULT_LEASE_S,
+    DEFAULT_POLL_S,
+    WorkerOptions,
+    engine_command,
+    pid_file,
+)
 from engine.running.run_process import EXIT_LEASE_LOST
 from engine.statuses import Status, WorkerStatus
-from engine.store import Experiment, RunLease, Store, db_arguments, open_store, resolve_location
+from engine.store import Experiment, RunLease, Store, open_store, resolve_location
 
-REPO = Path(__file__).resolve().parents[2]
 LOG_TAIL_LINES = 30
 #: A running experiment whose heartbeat is older than this may belong to a dead worker:
 #: `--until-empty` waits for its lease to run out (then requeues and runs it) before exiting.
@@ -93,8 +99,9 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 class QueueWorker:
-    def __init__(self, db: str | Path, device: str = "auto", *, lease_s: float = 60.0,
-                 poll_s: float = 2.0, once: bool = False, max_experiments: int = 0, until_empty: bool = False,
+    def __init__(self, db: str | Path, device: str = "auto", *, lease_s: float = DEFAULT_LEASE_S,
+                 poll_s: float = DEFAULT_POLL_S, once: bool = False, max_experiments: int = 0,
+                 until_empty: bool = False,
                  grace_s: float = 120.0, log_path: str = "", runs: str | Path | None = None,
                  worker_id: str | None = None, host_name: str | None = None,
                  say: Callable[[str], None] | None = None) -> None:
@@ -119,6 +126,15 @@ class QueueWorker:
         self._terminate = False  # SIGTERM/SIGINT received
         self._kill_child = False  # a second signal: do not wait for the checkpoint
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def from_options(cls, db: str | Path, options: WorkerOptions,
+                     say: Callable[[str], None] | None = None) -> QueueWorker:
+        o = options
+        return cls(db, o.device, lease_s=o.lease_s, poll_s=o.poll_s, once=o.once,
+                   max_experiments=o.max_experiments, until_empty=o.until_empty,
+                   log_path=o.log_path,
+                   runs=o.runs_dir, worker_id=o.worker_id, host_name=o.host_name, say=say)
 
     # ------------------------------------------------------------------ main loop
 
@@ -245,10 +261,11 @@ class QueueWorker:
             child_log = own / "child.log"
             self.say(f"#{exp.id} {exp.name} ratio {exp.ratio} seed {exp.seed}: attempt {exp.attempts}, "
                      f"log {child_log}")
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-            cmd = [sys.executable, "-m", "engine.running.run_process", *db_arguments(self.db, env), "--experiment", str(exp.id),
-                   "--worker-id", self.id, "--attempt", str(lease.attempt), "--device", self.device,
-                   "--parent-pid", str(os.getpid()), "--runs-dir", str(self.runs), "--lease", str(self.lease_s)]
+            cmd, env = engine_command(
+                "engine.running.run_process", self.db, "--experiment", str(exp.id),
+                "--worker-id", self.id, "--attempt", str(lease.attempt), "--device", self.device,
+                "--parent-pid", str(os.getpid()), "--runs-dir", str(self.runs),
+                "--lease", f"{self.lease_s:g}")
             with open(child_log, "ab") as log:
                 log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} worker {self.id} attempt {exp.attempts}\n"
                           .encode())
@@ -355,39 +372,21 @@ def _say(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Headless entry point (`python -m engine.running.worker`), used by `optical worker --detach`."""
+    """Headless entry point (`python -m engine.running.worker`), used by `optical worker --detach`,
+    the per-device supervisor, Slurm tasks and `optical demo`."""
     p = argparse.ArgumentParser(prog="python -m engine.running.worker", description=__doc__)
-    p.add_argument("--db", default=None, help="database path or URL (default: env OPTICAL_DB, else experiments.db)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--once", action="store_true")
-    p.add_argument("--max-experiments", type=int, default=0)
-    p.add_argument("--until-empty", action="store_true")
-    p.add_argument("--lease", type=float, default=60.0)
-    p.add_argument("--poll", type=float, default=2.0)
-    p.add_argument("--runs-dir", default=None, help="runs root (default: env OPTICAL_RUNS, else beside the database)")
-    p.add_argument("--pid-file", type=Path, default=None)
-    p.add_argument("--log-path", default="")
-    p.add_argument("--worker-id", default=None, help="force the worker id (default host:pid:device)")
-    p.add_argument("--host-name", default=None, help="the host name to register (default: this machine's)")
+    p.add_argument("--db", default=None, help="database path or URL (default: env OPTICAL_DB, else "
+                   "experiments.db); launchers pass it through OPTICAL_DB, never here")
+    WorkerOptions.add_arguments(p)
     args = p.parse_args(argv)
+    options = WorkerOptions.from_args(args)
     try:
-        if args.pid_file:
-            args.pid_file.write_text(f"{os.getpid()}\n")
-        QueueWorker(resolve_location(args.db), args.device, lease_s=args.lease, poll_s=args.poll, once=args.once,
-                    max_experiments=args.max_experiments, until_empty=args.until_empty,
-                    log_path=args.log_path, runs=args.runs_dir, worker_id=args.worker_id,
-                    host_name=args.host_name).run()
+        with pid_file(options.pid_file):
+            QueueWorker.from_options(resolve_location(args.db), options).run()
         return 0
     except OpticalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if args.pid_file:
-            try:
-                if args.pid_file.read_text().strip() == str(os.getpid()):
-                    args.pid_file.unlink()
-            except OSError:
-                pass
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ __all__ = [
     "RunLease",
     "Store",
     "WorkerInfo",
-    "db_arguments",
     "is_url",
     "open_store",
     "redact",
@@ -65,16 +64,6 @@ def sqlite_path(location: str | Path) -> Path | None:
                              "(three slashes, no host)")
         return Path(parts.path.removeprefix("/"))
     return None
-
-
-def db_arguments(location: str, env: dict[str, str]) -> list[str]:
-    """How a child process is told which database to open. A path goes on the command line; a
-    URL goes through the environment (OPTICAL_DB) instead, because every user of the box can read
-    a process's arguments (`ps`) and a URL carries a password."""
-    if is_url(location):
-        env["OPTICAL_DB"] = location
-        return []
-    return ["--db", location]
 
 
 def open_store(location: str | Path, *, clock: Callable[[], float] = time.time) -> Store:

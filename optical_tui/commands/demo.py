@@ -8,7 +8,6 @@ instead of queueing duplicates. `--fresh` deletes the sweep and starts over.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from engine.config import load_config, with_run
 from engine.errors import ConfigError, ExperimentNotFound, InvalidTransition, OpticalError
 from engine.metric_keys import MACRO, PRIMARY_METRIC, PRIMARY_SETTING, Split, TrainKey, metric_key
 from engine.run_dirs import run_dir, runs_root
+from engine.running.launch import WorkerOptions, engine_command
 from engine.statuses import ACTIVE, Status, WorkerStatus
 from engine.store import Experiment, NewExperiment, Store, open_store, resolve_location, sqlite_path
 from optical_tui.console import console
@@ -150,6 +150,12 @@ def _echo(stream: IO[str], progress: Progress) -> None:
         progress.console.print(line.rstrip(), markup=False, highlight=False, style="bright_black")
 
 
+def worker_command(db: str, device: str, poll_s: float) -> tuple[list[str], dict[str, str]]:
+    """The demo's worker: its database location goes through the environment, never argv."""
+    options = WorkerOptions(device=device, poll_s=poll_s)
+    return engine_command("engine.running.worker", db, *options.argv())
+
+
 def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
     """Run `optical worker` (its own process, exactly as a user would) until the sweep has nothing
     queued or running, showing progress from the database. True when the sweep got there.
@@ -157,8 +163,7 @@ def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
     The worker is a separate process so this one holds a single database connection, like every
     other process of the tool. Ctrl-C reaches both (same process group): the worker drains.
     """
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "engine.running.worker", "--db", db, "--device", device, "--poll", str(poll_s)]
+    cmd, env = worker_command(db, device, poll_s)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=console)
     finished = False

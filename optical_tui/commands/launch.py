@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from engine.running.launch import DEFAULT_LEASE_S
 from optical_tui.commands.context import db_location
 from optical_tui.console import console, print_json
 
@@ -27,7 +28,7 @@ def slurm(
     mem_gb: Annotated[int | None, typer.Option("--mem-gb", help="Memory per task in GB (default: the cluster's).", min=1, show_default=False)] = None,
     runs_dir: Annotated[str | None, typer.Option("--runs-dir", help="Checkpoints and logs of runs, on a filesystem every node sees (env OPTICAL_RUNS; default ./runs).", show_default=False)] = None,
     logs: Annotated[Path | None, typer.Option("--logs", help="submitit's job folder: job scripts and task logs (default: <runs dir>/slurm).", show_default=False)] = None,
-    lease: Annotated[float, typer.Option("--lease", help="Seconds without a heartbeat after which a run counts as lost.", min=2.0)] = 60.0,
+    lease: Annotated[float, typer.Option("--lease", help="Seconds without a heartbeat after which a run counts as lost.", min=2.0)] = DEFAULT_LEASE_S,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the job script and the worker command; submit nothing.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until every task has ended and report each.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from engine.devices import DEVICE_FORMS
 from engine.errors import OpticalError
+from engine.running.launch import DEFAULT_LEASE_S, DEFAULT_POLL_S, WorkerOptions
 from engine.statuses import WorkerState
 from optical_tui.commands.context import db_location, store_for
 from optical_tui.console import console, print_json, safe_text
@@ -36,8 +37,8 @@ def run(
     max_experiments: Annotated[int, typer.Option("--max-experiments", "-n", help="Exit after this many experiments (0 = no limit).", min=0)] = 0,
     until_empty: Annotated[bool, typer.Option("--until-empty", help="Exit when the queue is empty instead of waiting for more (batch jobs).")] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Keep running after the terminal closes; log and pid file beside an SQLite database, else in the current folder.")] = False,
-    lease: Annotated[float, typer.Option("--lease", help="Seconds without a heartbeat after which a run counts as lost and is requeued.", min=2.0)] = 60.0,
-    poll: Annotated[float, typer.Option("--poll", help="Seconds between queue checks while idle.", min=0.1)] = 2.0,
+    lease: Annotated[float, typer.Option("--lease", help="Seconds without a heartbeat after which a run counts as lost and is requeued.", min=2.0)] = DEFAULT_LEASE_S,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between queue checks while idle.", min=0.1)] = DEFAULT_POLL_S,
     runs_dir: Annotated[str | None, typer.Option("--runs-dir", help="Where checkpoints and logs go (env OPTICAL_RUNS; default: runs/ beside an SQLite database, ./runs for a database server). Put it on a filesystem every box sees, so a run lost on one box resumes on another.", show_default=False)] = None,
     host_name: Annotated[str | None, typer.Option("--host-name", help="Host name to register and show in `worker status` (default: this machine's; useful in containers).", show_default=False)] = None,
 ) -> None:
@@ -58,41 +59,39 @@ def run(
         # A single foreground worker says this itself; a detached one would say it only in its log.
         console.print(f"runs dir {runs} (the default for a database server): a run resumes on another box only "
                       "if that box sees this folder; share one with --runs-dir or OPTICAL_RUNS", markup=False)
-    args = ["--lease", str(lease), "--poll", str(poll)]
-    args += ["--once"] if once else []
-    args += ["--until-empty"] if until_empty else []
-    args += ["--max-experiments", str(max_experiments)] if max_experiments else []
-    args += ["--host-name", host_name] if host_name else []
+    options = WorkerOptions(device=device, lease_s=lease, poll_s=poll, once=once,
+                            until_empty=until_empty, max_experiments=max_experiments,
+                            runs_dir=runs_dir, host_name=host_name)
     if is_pool_setting(device):
-        _run_pool(location, device, runs, args, detach)
+        _run_pool(location, options.replace(runs_dir=str(runs)), detach)
         return
     check_device_setting(device, "--device")
     if detach:
         from engine.running.control import start_detached
 
-        _detached(*start_detached(location, device, runs, args))
+        _detached(*start_detached(location, options.replace(runs_dir=str(runs))))
         return
     from engine.running.worker import QueueWorker
 
-    QueueWorker(location, device, lease_s=lease, poll_s=poll, once=once, max_experiments=max_experiments,
-                until_empty=until_empty, runs=runs_dir, host_name=host_name).run()
+    QueueWorker.from_options(location, options).run()
 
 
-def _run_pool(location: str, device: str, runs: Path, args: list[str], detach: bool) -> None:
+def _run_pool(location: str, options: WorkerOptions, detach: bool) -> None:
     """One worker per device, under one supervisor (engine/running/pool.py)."""
     from engine.running.pool import WorkerPool, expand_devices
     from engine.store import open_store
 
-    devices = expand_devices(device)  # bad input fails here, in the user's terminal
+    devices = expand_devices(options.device)  # bad input fails here, in the user's terminal
     if detach:
         from engine.running.control import start_detached
 
-        _detached(*start_detached(location, ",".join(devices), runs, args, module="engine.running.pool"),
+        _detached(*start_detached(location, options.replace(device=",".join(devices)),
+                                  module="engine.running.pool"),
                   what=f"{len(devices)} worker(s) ({', '.join(devices)}) started in the background under one "
                        "supervisor")
         return
     open_store(location).close()  # a bad --db fails once, not in every worker
-    code = WorkerPool(location, devices, worker_args=args, runs=runs).run()
+    code = WorkerPool(location, devices, options).run()
     if code:
         raise typer.Exit(code)
 
@@ -117,7 +116,7 @@ def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include stopped workers.")] = False,
-    lease: Annotated[float, typer.Option("--lease", help="A worker silent for longer than this counts as stale.")] = 60.0,
+    lease: Annotated[float, typer.Option("--lease", help="A worker silent for longer than this counts as stale.")] = DEFAULT_LEASE_S,
 ) -> None:
     """List workers: host, pid, device, current experiment, last heartbeat, alive or stale."""
     from engine.running.control import worker_rows

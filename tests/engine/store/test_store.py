@@ -438,13 +438,3 @@ def test_a_read_only_database_gives_a_store_error(tmp_path):
         with pytest.raises(StoreError, match="not writable"):
             s.add_experiments([spec()])
         assert s.list_experiments() == []
-
-
-def test_a_database_url_reaches_child_processes_through_the_environment_not_argv() -> None:
-    from engine.store import db_arguments
-
-    env: dict[str, str] = {}
-    assert db_arguments("postgresql://optical:s3cret@h:5432/db", env) == []  # `ps` shows argv to all
-    assert env == {"OPTICAL_DB": "postgresql://optical:s3cret@h:5432/db"}
-    env = {}
-    assert db_arguments("/data/experiments.db", env) == ["--db", "/data/experiments.db"] and env == {}
