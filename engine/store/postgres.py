@@ -31,6 +31,7 @@ connection is reopened by the next call.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -262,9 +263,12 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"--db {self.location}: not a valid PostgreSQL URL "
                              f"({_one_line(exc, self._password)})") from None
-        if not unquote(parts.path.lstrip("/")) and not info.get("dbname"):
+        # libpq's own sources may name the database: a service file entry (?service=NAME or
+        # PGSERVICE) or PGDATABASE. The password may come from ~/.pgpass or PGPASSFILE too.
+        named_elsewhere = info.get("service") or os.environ.get("PGSERVICE") or os.environ.get("PGDATABASE")
+        if not unquote(parts.path.lstrip("/")) and not info.get("dbname") and not named_elsewhere:
             raise StoreError(f"--db {self.location}: no database name; write "
-                             "postgresql://user:password@host:port/dbname")
+                             "postgresql://user:password@host:port/dbname (or ?service=NAME)")
 
     def _connect(self) -> psycopg.Connection[DictRow]:
         info = conninfo_to_dict(self.url)
@@ -294,7 +298,9 @@ class PostgresStore(Store):
     def _connect_message(self, exc: psycopg.Error) -> str:
         text = _one_line(exc, self._password)
         low = text.lower()
-        if "password authentication failed" in low or "no password supplied" in low:
+        if "no password supplied" in low:
+            hint = "no password: put it in the URL, in ~/.pgpass (or PGPASSFILE) or in a service file"
+        elif "password authentication failed" in low:
             hint = "wrong user name or password"
         elif "database" in low and "does not exist" in low:
             hint = "create that database first, or fix its name in the URL"

@@ -96,7 +96,9 @@ def serve(
 
     Prints the database URL, with its generated password, to give every box (`optical --db URL` or
     env OPTICAL_DB). Ctrl-C or SIGTERM stops it cleanly. As root, the server runs as the system
-    user `embedded_postgres`, which owns the data folder.
+    user `embedded_postgres`, which owns the data folder; where that user cannot enter it (under
+    /root or another 0700 folder), the data folder becomes a link to a cluster in
+    /var/lib/optical-postgres (env OPTICAL_PG_HOME), and nothing is chmodded.
     """
     from engine.errors import StoreError
     from engine.store.pg_server import PgServer, parse_listen
@@ -138,6 +140,8 @@ def _print_serve_banner(server: PgServer) -> None:
     url = server.url_for(socket.gethostname()) if server.host in WILDCARD_HOSTS else server.url
     lines = [
         f"PostgreSQL {server.server_version} serving {server.data_dir} on {server.host}:{server.port}",
+        *([f"({server.linked_from} links there: the server's user cannot enter the folder that holds it)"]
+          if server.linked_from else []),
         "Database URL (contains the password) for every box:",
         f"  export OPTICAL_DB={url}",
         f"  optical --db {url} queue list",

@@ -94,17 +94,20 @@ def test_a_running_data_dir_is_not_started_twice(pg_server: PgServer) -> None:
 
 
 def test_unreachable_data_dir_fails_clearly_and_opens_nothing(tmp_path: Path) -> None:
-    # As root the server's user cannot enter root's 0700 pytest folders (nor `closed`);
-    # as a normal user mkdir fails. Either way: one clear error and no chmod anywhere.
+    # A cluster the server's user cannot enter (as root: it runs as another user; as a normal
+    # user: a 000 folder): one clear error, no chmod anywhere, no link made. (An empty or new
+    # data dir there works as root: tests/engine/store/test_pg_root.py.)
     closed = tmp_path / "closed"
-    closed.mkdir(mode=0o000)
     data = closed / "data"
+    data.mkdir(parents=True)
+    (data / "PG_VERSION").write_text("18\n")
+    closed.chmod(0o000)
     before = _modes(data, pg_bin_dir())
     try:
         with pytest.raises(StoreError, match=r"cannot enter|Permission denied"):
             PgServer(data).start()
         assert _modes(data, pg_bin_dir()) == before
-        assert not data.exists()
+        assert not data.is_symlink()
     finally:
         closed.chmod(0o700)
 
