@@ -118,3 +118,37 @@ def test_no_process_of_a_postgres_pool_shows_the_password(pg_url: str, tmp_path:
     finally:
         if Path(f"/proc/{supervisor}").exists():
             os.killpg(supervisor, signal.SIGKILL)
+
+
+@pytest.mark.slow  # five smoke runs, one after another: minutes on a busy CPU box
+@pytest.mark.usefixtures("data_dir")
+@pytest.mark.timeout(600)
+def test_no_process_of_a_postgres_demo_shows_the_password(pg_url: str, tmp_path: Path) -> None:
+    """`optical demo` on PostgreSQL with the smoke config (tiny model): watch every process that
+    carries the database, from start to end, for the password in its command line."""
+    import subprocess
+    import time
+
+    password = urlsplit(pg_url).password
+    assert password
+    optical = Path(sys.executable).parent / "optical"
+    env = dict(os.environ, OPTICAL_DB=pg_url, OMP_NUM_THREADS="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    smoke = Path(__file__).resolve().parents[3] / "configs" / "smoke.toml"
+    proc = subprocess.Popen([str(optical), "demo", "--config", str(smoke), "--seeds", "1", "--device", "cpu",
+                             "--plot", str(tmp_path / "plot.png")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    seen: dict[int, bytes] = {}
+    try:
+        while proc.poll() is None:
+            seen.update(_processes_with(pg_url))
+            time.sleep(0.1)
+        out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out
+    kinds = [b"engine.running.worker" in cmd or b"engine.running.run_process" in cmd for cmd in seen.values()]
+    assert sum(kinds) >= 2, seen  # the demo's worker and at least one training process
+    assert not any(password.encode() in cmd or b"postgresql://" in cmd for cmd in seen.values()), seen
