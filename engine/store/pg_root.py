@@ -129,7 +129,8 @@ def place_data_dir(path: Path, run_as: RunAs) -> Path | None:
     link made earlier is followed). None: the cluster lives at `path`, as always."""
     if path.is_symlink():
         return path.resolve()
-    blocked = run_as.blocked(path / "x")
+    # The folders above it only: the data dir itself is handed to the server's user (chown).
+    blocked = run_as.blocked(path)
     if blocked is None:
         return None
     if (path / "PG_VERSION").is_file():

@@ -69,3 +69,16 @@ def test_the_server_runs_with_venv_and_data_under_a_0700_folder(locked: Path) ->
         with psycopg.connect(again.url, connect_timeout=10) as conn:
             assert conn.execute("SELECT id FROM kept").fetchall() == [(7,)]
     assert _modes(locked, pg_server.pg_bin_dir()) == before  # nothing was opened up
+
+
+def test_a_private_data_dir_in_an_open_folder_stays_where_it_is(locked: Path) -> None:
+    # A fresh `mktemp -d` (0700, root's) in /tmp: the server's user gets the folder itself
+    # (chown), so no link and no copy elsewhere is needed for the data.
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="optical-open-"))
+    try:
+        with PgServer(data, durable=False) as server:
+            assert server.data_dir == data and server.linked_from is None and not data.is_symlink()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
