@@ -59,6 +59,9 @@ SUSPECT_HEARTBEAT_S = 5.0
 #: How often an idle worker deletes the checkpoints of runs that ended without a process to do it
 #: (cancelled while queued, failed by the reaper).
 SWEEP_EVERY_S = 600.0
+#: A worker silent for this many leases is marked gone (any worker's poll does it): it leaves
+#: `optical worker status`'s live view, and its row stays for its history.
+GONE_AFTER_LEASES = 3
 _CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")
 
 
@@ -170,6 +173,8 @@ class QueueWorker:
     def _next(self, store: Store) -> Experiment | None:
         for exp_id in store.requeue_stale(self.lease_s):
             self.say(f"#{exp_id}: heartbeat older than {self.lease_s:g}s, requeued (or failed)")
+        for worker_id in store.reap_workers(GONE_AFTER_LEASES * self.lease_s):
+            self.say(f"worker {worker_id}: no heartbeat for {GONE_AFTER_LEASES} leases, marked gone")
         return store.claim_next(self.id, self.device)
 
     def _waiting_for_lost_runs(self, store: Store) -> bool:

@@ -215,4 +215,14 @@ class Store(ABC):
     def unregister_worker(self, worker_id: str) -> None: ...
 
     @abstractmethod
-    def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]: ...
+    def reap_workers(self, silent_s: float) -> list[str]:
+        """Mark workers silent for longer than `silent_s` gone: their rows stay (history, `worker
+        status --all`) but leave the live list; a late heartbeat revives one. Returns their ids."""
+
+    @abstractmethod
+    def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]:
+        """Live workers, oldest first; `include_stopped` adds the stopped and gone ones."""
+
+
+def worker_gone_message(worker_id: str, silent_s: float) -> str:
+    return f"worker {worker_id} gone: no heartbeat for {silent_s:.0f}s"

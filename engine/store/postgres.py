@@ -53,6 +53,7 @@ from engine.store.base import (
     check_cancellable,
     check_removable,
     check_retryable,
+    worker_gone_message,
 )
 from engine.store.records import (
     Event,
@@ -929,10 +930,22 @@ class PostgresStore(Store):
                 (WorkerStatus.STOPPED.value, worker_id, EventKind.WORKER.value,
                  f"worker {worker_id} stopped"))
 
+    def reap_workers(self, silent_s: float) -> list[str]:
+        with self._tx() as cur:
+            rows = cur.execute(
+                f"UPDATE workers SET status = %s, experiment_id = NULL WHERE status NOT IN (%s, %s) "
+                f"AND heartbeat_at < {NOW} - %s::float8 RETURNING id, started_at, {NOW} - heartbeat_at AS silent",
+                (WorkerStatus.GONE.value, WorkerStatus.STOPPED.value, WorkerStatus.GONE.value, silent_s)).fetchall()
+            rows.sort(key=lambda r: r["started_at"])
+            for r in rows:
+                self._event(cur, None, EventKind.WORKER, worker_gone_message(r["id"], r["silent"]))
+        return [r["id"] for r in rows]
+
     def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]:
         query, params = "SELECT * FROM workers", []
         if not include_stopped:
-            query, params = query + " WHERE status != %s", [WorkerStatus.STOPPED.value]
+            query, params = query + " WHERE status NOT IN (%s, %s)", [WorkerStatus.STOPPED.value,
+                                                                     WorkerStatus.GONE.value]
         return [
             WorkerInfo(r["id"], r["host"], r["pid"], r["device"], r["started_at"], r["heartbeat_at"],
                        r["experiment_id"], WorkerStatus(r["status"]), bool(r["stop_requested"]),

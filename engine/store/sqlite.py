@@ -28,6 +28,7 @@ from engine.store.base import (
     check_cancellable,
     check_removable,
     check_retryable,
+    worker_gone_message,
 )
 from engine.store.records import (
     Event,
@@ -679,10 +680,22 @@ class SqliteStore(Store):
                       (WorkerStatus.STOPPED.value, self.clock(), worker_id))
             self._event(c, None, EventKind.WORKER, f"worker {worker_id} stopped")
 
+    def reap_workers(self, silent_s: float) -> list[str]:
+        now = self.clock()
+        ended = (WorkerStatus.STOPPED.value, WorkerStatus.GONE.value)
+        with self._tx() as c:
+            rows = c.execute("SELECT id, heartbeat_at FROM workers WHERE status NOT IN (?, ?) "
+                             "AND heartbeat_at < ? ORDER BY started_at", (*ended, now - silent_s)).fetchall()
+            for worker_id, heartbeat_at in rows:
+                c.execute("UPDATE workers SET status = ?, experiment_id = NULL WHERE id = ?",
+                          (WorkerStatus.GONE.value, worker_id))
+                self._event(c, None, EventKind.WORKER, worker_gone_message(worker_id, now - heartbeat_at))
+        return [r[0] for r in rows]
+
     def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]:
         sql, params = "SELECT * FROM workers", []
         if not include_stopped:
-            sql, params = sql + " WHERE status != ?", [WorkerStatus.STOPPED.value]
+            sql, params = sql + " WHERE status NOT IN (?, ?)", [WorkerStatus.STOPPED.value, WorkerStatus.GONE.value]
         return [
             WorkerInfo(r["id"], r["host"], r["pid"], r["device"], r["started_at"], r["heartbeat_at"],
                        r["experiment_id"], WorkerStatus(r["status"]), bool(r["stop_requested"]), r["log_path"] or "")

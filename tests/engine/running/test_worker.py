@@ -413,3 +413,30 @@ def test_the_flush_before_a_checkpoint_waits_out_a_short_outage(tmp_path: Path) 
     rep.before_checkpoint(1)  # blocks while writes fail, far inside the lease; no exception
     assert 0.4 < time.monotonic() - started < 5 and failing.attempts >= 3
     assert [(m.step, m.value) for m in real.metrics(exp_id)] == [(1, 2.0)]
+
+
+def test_workers_silent_for_three_leases_leave_the_live_view_and_a_worker_marks_them_gone(
+        tmp_path: Path) -> None:
+    from engine.running.worker import QueueWorker
+    from optical_tui.cli import app
+
+    db = str(tmp_path / "e.db")
+    with open_store(db, clock=lambda: time.time() - 1000) as then:  # killed 1000 s ago, never reaped
+        then.register_worker("box:1:cpu", "box", 1, "cpu")
+    with open_store(db) as store:
+        store.register_worker("lab:2:cpu", "lab", 2, "cpu")
+
+    def status(*args: str) -> dict[str, str]:
+        result = CliRunner().invoke(app, ["--db", db, "worker", "status", "--json", "--lease", "60", *args])
+        assert result.exit_code == 0, result.output
+        return {r["id"]: r["state"] for r in json.loads(result.output)}
+
+    assert status() == {"lab:2:cpu": "alive"}
+    assert status("--all") == {"box:1:cpu": "gone", "lab:2:cpu": "alive"}  # its history stays
+    said: list[str] = []
+    QueueWorker(db, "cpu", once=True, runs=tmp_path / "runs", say=said.append).run()
+    assert "worker box:1:cpu: no heartbeat for 3 leases, marked gone" in said, said
+    with open_store(db) as store:
+        rows = {w.id: w.status for w in store.list_workers(include_stopped=True)}
+        assert rows["box:1:cpu"] == "gone" and rows["lab:2:cpu"] == "idle"
+        assert any(e.message.startswith("worker box:1:cpu gone: no heartbeat for 10") for e in store.events())

@@ -309,6 +309,26 @@ def test_events_and_workers(store):
     assert kinds.count("worker") == 3
 
 
+def test_workers_silent_for_long_are_marked_gone_once_and_kept(store, clock):
+    store.register_worker("h:1:cpu", "h", 1, "cpu")
+    store.register_worker("g:2:cpu", "g", 2, "cpu")
+    clock.t += 100
+    store.worker_heartbeat("g:2:cpu", 7, WorkerStatus.RUNNING)
+    assert store.reap_workers(180) == []
+    clock.t += 100
+    assert store.reap_workers(180) == ["h:1:cpu"]  # silent 200 s; g spoke 100 s ago
+    assert store.reap_workers(180) == []  # marked once
+    assert [w.id for w in store.list_workers()] == ["g:2:cpu"]
+    rows = {w.id: (w.status, w.experiment_id) for w in store.list_workers(include_stopped=True)}
+    assert rows == {"h:1:cpu": ("gone", None), "g:2:cpu": ("running", 7)}
+    assert [e.message for e in store.events()][-1] == "worker h:1:cpu gone: no heartbeat for 200s"
+    store.unregister_worker("g:2:cpu")
+    clock.t += 1000
+    assert store.reap_workers(180) == []  # a stopped worker stays stopped
+    store.worker_heartbeat("h:1:cpu", None, WorkerStatus.IDLE)  # it was only paused: back
+    assert [w.id for w in store.list_workers()] == ["h:1:cpu"]
+
+
 def test_open_errors(tmp_path):
     with pytest.raises(StoreError, match="is a directory"):
         open_store(tmp_path)
