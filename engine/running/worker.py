@@ -308,8 +308,7 @@ class QueueWorker:
         elif returncode < 0 and not oom:
             # Killed from outside (kill -9, a scheduler's preemption) but not for memory: its
             # checkpoint can resume it, so it goes back to the queue, within its attempts.
-            self._release(store, lease, describe_exit(returncode, oom) + "; requeued to resume from its "
-                                        "last checkpoint", count_attempt=True)
+            self._release(store, lease, describe_exit(returncode, oom), count_attempt=True)
         else:
             tail = log_tail(child_log)
             self._record(store, lease, Status.FAILED, describe_exit(returncode, oom)

@@ -224,5 +224,18 @@ class Store(ABC):
         """Live workers, oldest first; `include_stopped` adds the stopped and gone ones."""
 
 
+def release_outcome(reason: str, attempts: int, max_attempts: int,
+                    count_attempt: bool) -> tuple[Status, str]:
+    """Where a released run goes, and the event that says so. `reason` says what happened, not
+    what follows. A drain hands its attempt back: requeued. A crash spends its attempt: requeued
+    while attempts are left, else failed (and then the message must not promise a requeue)."""
+    if not count_attempt:
+        return Status.QUEUED, reason
+    if attempts >= max_attempts:
+        return Status.FAILED, f"{reason}; not requeued: no attempts left ({attempts}/{max_attempts} used)"
+    return Status.QUEUED, (f"{reason}; requeued to resume from its last checkpoint "
+                           f"({attempts}/{max_attempts} attempts used)")
+
+
 def worker_gone_message(worker_id: str, silent_s: float) -> str:
     return f"worker {worker_id} gone: no heartbeat for {silent_s:.0f}s"

@@ -53,6 +53,7 @@ from engine.store.base import (
     check_cancellable,
     check_removable,
     check_retryable,
+    release_outcome,
     worker_gone_message,
 )
 from engine.store.records import (
@@ -636,8 +637,8 @@ class PostgresStore(Store):
                               self._fence(lease)).fetchone()
             if row is None:
                 raise self._lost(lease)
-            if count_attempt and row["attempts"] >= row["max_attempts"]:
-                msg = f"{reason}; no attempts left ({row['attempts']}/{row['max_attempts']})"
+            status, msg = release_outcome(reason, row["attempts"], row["max_attempts"], count_attempt)
+            if status == Status.FAILED:
                 cur.execute(f"UPDATE experiments SET status = %s, finished_at = {NOW}, error = %s, "
                             "worker_id = NULL WHERE id = %s", (Status.FAILED.value, msg, lease.experiment_id))
                 self._event(cur, lease.experiment_id, EventKind.FAILED, msg)
@@ -646,7 +647,7 @@ class PostgresStore(Store):
             cur.execute("UPDATE experiments SET status = %s, worker_id = NULL, attempts = "
                         "CASE WHEN %s THEN attempts ELSE GREATEST(attempts - 1, 0) END WHERE id = %s",
                         (Q, count_attempt, lease.experiment_id))
-            self._event(cur, lease.experiment_id, EventKind.REQUEUED, reason)
+            self._event(cur, lease.experiment_id, EventKind.REQUEUED, msg)
 
     def heartbeat_ages(self) -> dict[int, float]:
         rows = self._rows(f"SELECT id, {NOW} - COALESCE(heartbeat_at, {NOW}) AS age FROM experiments "

@@ -28,6 +28,7 @@ from engine.store.base import (
     check_cancellable,
     check_removable,
     check_retryable,
+    release_outcome,
     worker_gone_message,
 )
 from engine.store.records import (
@@ -419,8 +420,8 @@ class SqliteStore(Store):
         now = self.clock()
         with self._tx() as c:
             row = self._fence(c, lease)
-            if count_attempt and row["attempts"] >= row["max_attempts"]:
-                msg = f"{reason}; no attempts left ({row['attempts']}/{row['max_attempts']})"
+            status, msg = release_outcome(reason, row["attempts"], row["max_attempts"], count_attempt)
+            if status == Status.FAILED:
                 c.execute("UPDATE experiments SET status = ?, finished_at = ?, error = ?, worker_id = NULL "
                           "WHERE id = ?", (Status.FAILED.value, now, msg, lease.experiment_id))
                 self._event(c, lease.experiment_id, EventKind.FAILED, msg)
@@ -431,7 +432,7 @@ class SqliteStore(Store):
                 "attempts = CASE WHEN ? THEN attempts ELSE MAX(attempts - 1, 0) END WHERE id = ?",
                 (Q, int(count_attempt), lease.experiment_id),
             )
-            self._event(c, lease.experiment_id, EventKind.REQUEUED, reason)
+            self._event(c, lease.experiment_id, EventKind.REQUEUED, msg)
 
     def heartbeat_ages(self) -> dict[int, float]:
         now = self.clock()

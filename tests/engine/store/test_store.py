@@ -221,7 +221,11 @@ def test_release_after_a_crash_counts_the_attempt_and_fails_when_none_are_left(s
     assert store.get(e.id).status == Status.QUEUED and store.get(e.id).attempts == 1
     store.release(store.claim_next("w1").lease, "killed again", count_attempt=True)
     got = store.get(e.id)
-    assert got.status == Status.FAILED and "no attempts left" in got.error
+    # The messages say what happened next, and never both "requeued" and "no attempts left".
+    assert got.status == Status.FAILED
+    assert got.error == "killed again; not requeued: no attempts left (2/2 used)"
+    assert [m.message for m in store.events(e.id) if m.kind in ("requeued", "failed")] == [
+        "killed; requeued to resume from its last checkpoint (1/2 attempts used)", got.error]
 
 
 def test_hostile_names_are_stored_verbatim(store):
