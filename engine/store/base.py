@@ -232,7 +232,8 @@ def release_outcome(reason: str, attempts: int, max_attempts: int,
     if not count_attempt:
         return Status.QUEUED, reason
     if attempts >= max_attempts:
-        return Status.FAILED, f"{reason}; not requeued: no attempts left ({attempts}/{max_attempts} used)"
+        return Status.FAILED, (f"{reason}; not requeued: no attempts left "
+                               f"({attempts}/{max_attempts} used)")
     return Status.QUEUED, (f"{reason}; requeued to resume from its last checkpoint "
                            f"({attempts}/{max_attempts} attempts used)")
 
