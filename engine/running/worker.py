@@ -47,7 +47,7 @@ from engine.run_dirs import (
     runs_root_is_default,
     sweep_finished,
 )
-from engine.running.run_process import EXIT_LEASE_LOST
+from engine.running.run_process import EXIT_LEASE_LOST, EXIT_NO_DATA
 from engine.statuses import Status, WorkerStatus
 from engine.store import Experiment, RunLease, Store, db_arguments, open_store, resolve_location
 
@@ -122,6 +122,7 @@ class QueueWorker:
         self._terminate = False  # SIGTERM/SIGINT received
         self._kill_child = False  # a second signal: do not wait for the checkpoint
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lacking: set[int] = set()  # runs handed back because this box lacks their data
 
     # ------------------------------------------------------------------ main loop
 
@@ -175,7 +176,7 @@ class QueueWorker:
             self.say(f"#{exp_id}: heartbeat older than {self.lease_s:g}s, requeued (or failed)")
         for worker_id in store.reap_workers(GONE_AFTER_LEASES * self.lease_s):
             self.say(f"worker {worker_id}: no heartbeat for {GONE_AFTER_LEASES} leases, marked gone")
-        return store.claim_next(self.id, self.device)
+        return store.claim_next(self.id, self.device, skip=self._lacking)
 
     def _waiting_for_lost_runs(self, store: Store) -> bool:
         """True while a running experiment may belong to a dead worker: a batch job must wait for its
@@ -296,6 +297,11 @@ class QueueWorker:
         """Record an outcome for a child that exited without recording one itself."""
         if returncode == EXIT_LEASE_LOST:
             return  # another worker requeued it (we were too slow to heartbeat): not ours to touch
+        if returncode == EXIT_NO_DATA:  # handed back, attempt kept: leave it to a box with the data
+            self._lacking.add(lease.experiment_id)
+            self.say(f"#{lease.experiment_id}: this box lacks its data (see {child_log}); handed back "
+                     "for another box, and this worker will not claim it again")
+            return
         try:
             row = store.get(lease.experiment_id)
         except OpticalError:

@@ -15,7 +15,7 @@ Rules every backend keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Self
 
@@ -108,8 +108,9 @@ class Store(ABC):
                          ids: Sequence[int] | None = None, name: str | None = None) -> list[Experiment]: ...
 
     @abstractmethod
-    def claim_next(self, worker_id: str, device: str = "") -> Experiment | None:
-        """Atomically take the highest-priority queued experiment; its `.lease` fences the run."""
+    def claim_next(self, worker_id: str, device: str = "", skip: Collection[int] = ()) -> Experiment | None:
+        """Atomically take the highest-priority queued experiment (other than those in `skip`);
+        its `.lease` fences the run."""
 
     @abstractmethod
     def flush(self, lease: RunLease, metrics: Sequence[PointRow] = (), step: int | None = None,

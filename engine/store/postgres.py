@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -537,7 +537,7 @@ class PostgresStore(Store):
             rows[i] = found[i]
         return rows
 
-    def claim_next(self, worker_id: str, device: str = "") -> Experiment | None:
+    def claim_next(self, worker_id: str, device: str = "", skip: Collection[int] = ()) -> Experiment | None:
         with self._cursor() as cur:
             row = cur.execute(
                 "WITH c AS (UPDATE experiments SET status = %(running_status)s, attempts = attempts + 1, "
@@ -545,14 +545,15 @@ class PostgresStore(Store):
                 f"started_at = COALESCE(started_at, {NOW}), attempt_started_at = {NOW}, "
                 f"attempt_start_step = step, heartbeat_at = {NOW} "
                 "WHERE status = %(queued_status)s AND id = (SELECT id FROM experiments "
-                f"WHERE status = {_lit(Status.QUEUED)} ORDER BY priority DESC, id LIMIT 1 "
+                f"WHERE status = {_lit(Status.QUEUED)} AND id <> ALL(%(skip)s::bigint[]) "
+                "ORDER BY priority DESC, id LIMIT 1 "
                 "FOR UPDATE SKIP LOCKED) "
                 "RETURNING *), "
                 f"ev AS (INSERT INTO events (experiment_id, time, kind, message) SELECT id, {NOW}, %(kind)s, "
                 "%(message)s FROM c) "
                 "SELECT * FROM c",
                 {"running_status": R, "queued_status": Q, "worker": worker_id, "device": device,
-                 "kind": EventKind.CLAIMED.value,
+                 "skip": sorted(int(i) for i in skip), "kind": EventKind.CLAIMED.value,
                  "message": f"claimed by {worker_id} on {device or '?'}"}).fetchone()
         return _exp(row) if row else None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -345,11 +345,14 @@ class SqliteStore(Store):
             rows[i] = row
         return rows
 
-    def claim_next(self, worker_id: str, device: str = "") -> Experiment | None:
+    def claim_next(self, worker_id: str, device: str = "", skip: Collection[int] = ()) -> Experiment | None:
         now = self.clock()
+        skipped = sorted(int(i) for i in skip)
+        not_in = f" AND id NOT IN ({', '.join('?' * len(skipped))})" if skipped else ""
         with self._tx() as c:
             row = c.execute(
-                "SELECT id FROM experiments WHERE status = ? ORDER BY priority DESC, id ASC LIMIT 1", (Q,)
+                f"SELECT id FROM experiments WHERE status = ?{not_in} ORDER BY priority DESC, id ASC LIMIT 1",
+                (Q, *skipped),
             ).fetchone()
             if row is None:
                 return None

@@ -27,6 +27,7 @@ from engine.config import load_config
 from engine.errors import LeaseLost, StoreError
 from engine.store import Store, open_store
 from tests.worker_support import (
+    ENV,
     LONG,
     REPO,
     SMOKE,
@@ -440,3 +441,28 @@ def test_workers_silent_for_three_leases_leave_the_live_view_and_a_worker_marks_
         rows = {w.id: w.status for w in store.list_workers(include_stopped=True)}
         assert rows["box:1:cpu"] == "gone" and rows["lab:2:cpu"] == "idle"
         assert any(e.message.startswith("worker box:1:cpu gone: no heartbeat for 10") for e in store.events())
+
+
+@pytest.mark.timeout(300)
+def test_a_box_without_the_data_hands_the_run_back_without_spending_an_attempt(tmp_path: Path) -> None:
+    db = str(tmp_path / "e.db")
+    (run,) = queue(db, ["train.steps=2", "eval.every=0", "ot.weight=0", "train.checkpoint_every=0"])
+    (tmp_path / "no-data").mkdir()
+
+    def worker(data: Path) -> str:  # a box whose data folder is `data`
+        done = subprocess.run([sys.executable, "-m", "engine.running.worker", "--db", db, "--device", "cpu",
+                               "--poll", "0.2", "--until-empty", "--runs-dir", str(tmp_path / "runs")],
+                              env=dict(ENV, PYTHONPATH=str(REPO), OPTICAL_DATA=str(data)), capture_output=True,
+                              text=True, timeout=240, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    # The box without the data claims the run once, hands it back and, with nothing else to do, ends.
+    said = worker(tmp_path / "no-data")
+    assert said.count("this box lacks its data") == 1 and "queue empty" in said, said
+    with open_store(db) as store:
+        e = store.get(run)
+        assert e.status == "queued" and e.attempts == 0 and e.error is None, e
+        (handed_back,) = events_of(store, run, "requeued")
+        assert "lacks the data (missing data file" in handed_back and "no attempt used" in handed_back
+        assert len(events_of(store, run, "claimed")) == 1
