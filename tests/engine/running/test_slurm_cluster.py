@@ -155,3 +155,22 @@ def test_scancel_of_a_running_task_requeues_its_run_and_another_job_resumes_it(
     assert train_steps(store, run) == list(range(1, 101))
     assert max(series_keys(store, run).values()) == 1
     store.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_submission_slurm_refuses_is_one_error_line_and_leaves_nothing(
+    slurm: SlurmCluster, tmp_path: Path, pg_url: str
+) -> None:
+    runs = tmp_path / "runs"
+    for args, says in (
+        (["--device", "cpu", "--partition", "nope"], "invalid partition"),
+        (["--cpus-per-task", "1"], "Invalid generic resource"),  # a GPU each, on a node without
+    ):
+        code, out, err = launch(
+            pg_url, "--gpus", "1", "--time", "10", *args, "--runs-dir", str(runs)
+        )
+        assert code == 1 and out == "", (args, out, err)
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("error: submission failed: ") and says in err, err
+    assert slurm.client("squeue", "--noheader").stdout == ""
+    assert list(tmp_path.iterdir()) == []  # not even the job folder (runs/slurm) it made
