@@ -81,7 +81,8 @@ class Poller:
         for per_exp in self._latest.values():
             for gone in [i for i in per_exp if i not in live]:
                 del per_exp[gone]
-        return PollResult(experiments, workers, self.primary(), tuple(new_metrics), tuple(new_events), db_now)
+        return PollResult(experiments, workers, self.primary(), tuple(new_metrics),
+                          tuple(new_events), db_now)
 
     def _initial_latest(self, key: str) -> dict[int, tuple[int, float]]:
         # The one aggregate query, at start-up only. Step -1: a run's steps only grow (a resumed
@@ -122,7 +123,8 @@ def poll_forever(post: Callable[[Message], object], db: str, interval: float,
                 post(PollFailed(str(exc)))
                 result = None
             if result is not None:
-                post(ExperimentsChanged(result.experiments, result.workers, result.primary, result.db_now))
+                post(ExperimentsChanged(result.experiments, result.workers, result.primary,
+                                        result.db_now))
                 if result.metrics:
                     post(MetricsAppended(result.metrics))
                 if result.events:

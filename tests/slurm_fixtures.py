@@ -319,7 +319,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
 
 @pytest.fixture
 def slurm(slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlurmCluster]:
-    """The session's cluster as this test's Slurm (SLURM_CONF and PATH set); jobs cancelled after."""
+    """The session's cluster as this test's Slurm (SLURM_CONF, PATH); its jobs cancelled after."""
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
     monkeypatch.setenv("PATH", _path())
     try:

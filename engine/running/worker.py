@@ -175,7 +175,8 @@ class QueueWorker:
         for exp_id in store.requeue_stale(self.lease_s):
             self.say(f"#{exp_id}: heartbeat older than {self.lease_s:g}s, requeued (or failed)")
         for worker_id in store.reap_workers(GONE_AFTER_LEASES * self.lease_s):
-            self.say(f"worker {worker_id}: no heartbeat for {GONE_AFTER_LEASES} leases, marked gone")
+            self.say(f"worker {worker_id}: no heartbeat for {GONE_AFTER_LEASES} leases, "
+                     "marked gone")
         return store.claim_next(self.id, self.device, skip=self._lacking)
 
     def _waiting_for_lost_runs(self, store: Store) -> bool:
@@ -299,8 +300,8 @@ class QueueWorker:
             return  # another worker requeued it (we were too slow to heartbeat): not ours to touch
         if returncode == EXIT_NO_DATA:  # handed back, attempt kept: leave it to a box with the data
             self._lacking.add(lease.experiment_id)
-            self.say(f"#{lease.experiment_id}: this box lacks its data (see {child_log}); handed back "
-                     "for another box, and this worker will not claim it again")
+            self.say(f"#{lease.experiment_id}: this box lacks its data (see {child_log}); "
+                     "handed back for another box, and this worker will not claim it again")
             return
         try:
             row = store.get(lease.experiment_id)

@@ -108,7 +108,8 @@ class Store(ABC):
                          ids: Sequence[int] | None = None, name: str | None = None) -> list[Experiment]: ...
 
     @abstractmethod
-    def claim_next(self, worker_id: str, device: str = "", skip: Collection[int] = ()) -> Experiment | None:
+    def claim_next(self, worker_id: str, device: str = "",
+                   skip: Collection[int] = ()) -> Experiment | None:
         """Atomically take the highest-priority queued experiment (other than those in `skip`);
         its `.lease` fences the run."""
 

@@ -537,7 +537,8 @@ class PostgresStore(Store):
             rows[i] = found[i]
         return rows
 
-    def claim_next(self, worker_id: str, device: str = "", skip: Collection[int] = ()) -> Experiment | None:
+    def claim_next(self, worker_id: str, device: str = "",
+                   skip: Collection[int] = ()) -> Experiment | None:
         with self._cursor() as cur:
             row = cur.execute(
                 "WITH c AS (UPDATE experiments SET status = %(running_status)s, attempts = attempts + 1, "
@@ -638,7 +639,8 @@ class PostgresStore(Store):
                               self._fence(lease)).fetchone()
             if row is None:
                 raise self._lost(lease)
-            status, msg = release_outcome(reason, row["attempts"], row["max_attempts"], count_attempt)
+            status, msg = release_outcome(reason, row["attempts"], row["max_attempts"],
+                                          count_attempt)
             if status == Status.FAILED:
                 cur.execute(f"UPDATE experiments SET status = %s, finished_at = {NOW}, error = %s, "
                             "worker_id = NULL WHERE id = %s", (Status.FAILED.value, msg, lease.experiment_id))
@@ -934,10 +936,12 @@ class PostgresStore(Store):
 
     def reap_workers(self, silent_s: float) -> list[str]:
         with self._tx() as cur:
+            gone, stopped = WorkerStatus.GONE.value, WorkerStatus.STOPPED.value
             rows = cur.execute(
-                f"UPDATE workers SET status = %s, experiment_id = NULL WHERE status NOT IN (%s, %s) "
-                f"AND heartbeat_at < {NOW} - %s::float8 RETURNING id, started_at, {NOW} - heartbeat_at AS silent",
-                (WorkerStatus.GONE.value, WorkerStatus.STOPPED.value, WorkerStatus.GONE.value, silent_s)).fetchall()
+                "UPDATE workers SET status = %s, experiment_id = NULL "
+                f"WHERE status NOT IN (%s, %s) AND heartbeat_at < {NOW} - %s::float8 "
+                f"RETURNING id, started_at, {NOW} - heartbeat_at AS silent",
+                (gone, stopped, gone, silent_s)).fetchall()
             rows.sort(key=lambda r: r["started_at"])
             for r in rows:
                 self._event(cur, None, EventKind.WORKER, worker_gone_message(r["id"], r["silent"]))

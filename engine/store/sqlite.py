@@ -345,13 +345,15 @@ class SqliteStore(Store):
             rows[i] = row
         return rows
 
-    def claim_next(self, worker_id: str, device: str = "", skip: Collection[int] = ()) -> Experiment | None:
+    def claim_next(self, worker_id: str, device: str = "",
+                   skip: Collection[int] = ()) -> Experiment | None:
         now = self.clock()
         skipped = sorted(int(i) for i in skip)
         not_in = f" AND id NOT IN ({', '.join('?' * len(skipped))})" if skipped else ""
         with self._tx() as c:
             row = c.execute(
-                f"SELECT id FROM experiments WHERE status = ?{not_in} ORDER BY priority DESC, id ASC LIMIT 1",
+                f"SELECT id FROM experiments WHERE status = ?{not_in} "
+                "ORDER BY priority DESC, id ASC LIMIT 1",
                 (Q, *skipped),
             ).fetchone()
             if row is None:
@@ -423,7 +425,8 @@ class SqliteStore(Store):
         now = self.clock()
         with self._tx() as c:
             row = self._fence(c, lease)
-            status, msg = release_outcome(reason, row["attempts"], row["max_attempts"], count_attempt)
+            status, msg = release_outcome(reason, row["attempts"], row["max_attempts"],
+                                          count_attempt)
             if status == Status.FAILED:
                 c.execute("UPDATE experiments SET status = ?, finished_at = ?, error = ?, worker_id = NULL "
                           "WHERE id = ?", (Status.FAILED.value, now, msg, lease.experiment_id))
@@ -689,17 +692,20 @@ class SqliteStore(Store):
         ended = (WorkerStatus.STOPPED.value, WorkerStatus.GONE.value)
         with self._tx() as c:
             rows = c.execute("SELECT id, heartbeat_at FROM workers WHERE status NOT IN (?, ?) "
-                             "AND heartbeat_at < ? ORDER BY started_at", (*ended, now - silent_s)).fetchall()
+                             "AND heartbeat_at < ? ORDER BY started_at",
+                             (*ended, now - silent_s)).fetchall()
             for worker_id, heartbeat_at in rows:
                 c.execute("UPDATE workers SET status = ?, experiment_id = NULL WHERE id = ?",
                           (WorkerStatus.GONE.value, worker_id))
-                self._event(c, None, EventKind.WORKER, worker_gone_message(worker_id, now - heartbeat_at))
+                self._event(c, None, EventKind.WORKER,
+                            worker_gone_message(worker_id, now - heartbeat_at))
         return [r[0] for r in rows]
 
     def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]:
         sql, params = "SELECT * FROM workers", []
         if not include_stopped:
-            sql, params = sql + " WHERE status NOT IN (?, ?)", [WorkerStatus.STOPPED.value, WorkerStatus.GONE.value]
+            sql, params = (sql + " WHERE status NOT IN (?, ?)",
+                           [WorkerStatus.STOPPED.value, WorkerStatus.GONE.value])
         return [
             WorkerInfo(r["id"], r["host"], r["pid"], r["device"], r["started_at"], r["heartbeat_at"],
                        r["experiment_id"], WorkerStatus(r["status"]), bool(r["stop_requested"]), r["log_path"] or "")

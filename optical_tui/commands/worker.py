@@ -116,8 +116,13 @@ def _age(seconds: float) -> str:
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    all_: Annotated[bool, typer.Option("--all", "-a", help="Include stopped workers and gone ones (silent for 3 leases).")] = False,
-    lease: Annotated[float, typer.Option("--lease", help="A worker silent for longer than this counts as stale; for 3 times as long, gone.", min=2.0)] = 60.0,
+    all_: Annotated[bool, typer.Option(
+        "--all", "-a", help="Include stopped workers and gone ones (silent for 3 leases).",
+    )] = False,
+    lease: Annotated[float, typer.Option(
+        "--lease", min=2.0,
+        help="A worker silent for longer than this counts as stale; for 3 times as long, gone.",
+    )] = 60.0,
 ) -> None:
     """List workers: host, pid, device, current experiment, last heartbeat, alive or stale."""
     from engine.running.control import worker_rows

@@ -158,8 +158,9 @@ def test_optical_run_with_a_missing_train_file_leaves_no_run_folder(tmp_path: Pa
     from optical_tui.cli import app
 
     out = tmp_path / "runs" / "bad"
-    result = CliRunner().invoke(app, ["run", "--config", str(SMOKE), "--set", f"data.train_file={tmp_path}/no.jsonl",
-                                      "--out", str(out), "--json"])
+    result = CliRunner().invoke(app, ["run", "--config", str(SMOKE), "--set",
+                                      f"data.train_file={tmp_path}/no.jsonl", "--out", str(out),
+                                      "--json"])
     assert result.exit_code == 1 and result.stdout == ""
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: training file not found:"), line

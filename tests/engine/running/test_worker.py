@@ -422,13 +422,15 @@ def test_workers_silent_for_three_leases_leave_the_live_view_and_a_worker_marks_
     from optical_tui.cli import app
 
     db = str(tmp_path / "e.db")
-    with open_store(db, clock=lambda: time.time() - 1000) as then:  # killed 1000 s ago, never reaped
+    # Killed 1000 s ago, and no worker has run since to mark it.
+    with open_store(db, clock=lambda: time.time() - 1000) as then:
         then.register_worker("box:1:cpu", "box", 1, "cpu")
     with open_store(db) as store:
         store.register_worker("lab:2:cpu", "lab", 2, "cpu")
 
     def status(*args: str) -> dict[str, str]:
-        result = CliRunner().invoke(app, ["--db", db, "worker", "status", "--json", "--lease", "60", *args])
+        result = CliRunner().invoke(app, ["--db", db, "worker", "status", "--json", "--lease", "60",
+                                          *args])
         assert result.exit_code == 0, result.output
         return {r["id"]: r["state"] for r in json.loads(result.output)}
 
@@ -440,29 +442,34 @@ def test_workers_silent_for_three_leases_leave_the_live_view_and_a_worker_marks_
     with open_store(db) as store:
         rows = {w.id: w.status for w in store.list_workers(include_stopped=True)}
         assert rows["box:1:cpu"] == "gone" and rows["lab:2:cpu"] == "idle"
-        assert any(e.message.startswith("worker box:1:cpu gone: no heartbeat for 10") for e in store.events())
+        said = [e.message for e in store.events()]
+        assert any(m.startswith("worker box:1:cpu gone: no heartbeat for 10") for m in said), said
 
 
 @pytest.mark.timeout(300)
-def test_a_box_without_the_data_hands_the_run_back_without_spending_an_attempt(tmp_path: Path) -> None:
+def test_a_box_without_the_data_hands_the_run_back_without_spending_an_attempt(
+        tmp_path: Path) -> None:
     db = str(tmp_path / "e.db")
     (run,) = queue(db, ["train.steps=2", "eval.every=0", "ot.weight=0", "train.checkpoint_every=0"])
     (tmp_path / "no-data").mkdir()
 
     def worker(data: Path) -> str:  # a box whose data folder is `data`
-        done = subprocess.run([sys.executable, "-m", "engine.running.worker", "--db", db, "--device", "cpu",
-                               "--poll", "0.2", "--until-empty", "--runs-dir", str(tmp_path / "runs")],
-                              env=dict(ENV, PYTHONPATH=str(REPO), OPTICAL_DATA=str(data)), capture_output=True,
-                              text=True, timeout=240, check=False)
+        done = subprocess.run([sys.executable, "-m", "engine.running.worker", "--db", db,
+                               "--device", "cpu", "--poll", "0.2", "--until-empty",
+                               "--runs-dir", str(tmp_path / "runs")],
+                              env=dict(ENV, PYTHONPATH=str(REPO), OPTICAL_DATA=str(data)),
+                              capture_output=True, text=True, timeout=240, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
-    # The box without the data claims the run once, hands it back and, with nothing else to do, ends.
+    # The box without the data claims the run once, hands it back and, with nothing else to do,
+    # ends.
     said = worker(tmp_path / "no-data")
     assert said.count("this box lacks its data") == 1 and "queue empty" in said, said
     with open_store(db) as store:
         e = store.get(run)
         assert e.status == "queued" and e.attempts == 0 and e.error is None, e
         (handed_back,) = events_of(store, run, "requeued")
-        assert "lacks the data (missing data file" in handed_back and "no attempt used" in handed_back
+        assert "lacks the data (missing data file" in handed_back, handed_back
+        assert "no attempt used" in handed_back
         assert len(events_of(store, run, "claimed")) == 1
