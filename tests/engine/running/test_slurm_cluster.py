@@ -1,5 +1,7 @@
 """`optical launch slurm` against a real one-node Slurm (tests/slurm_fixtures.py) and a real
 PostgreSQL queue: a job array drains a sweep, and a cancelled task's run resumes in another job.
+`pg_url` comes before `slurm` in each test's arguments: the jobs are cancelled before their
+database is dropped.
 
 The cluster has no accounting database, as many small clusters do: `sacct` fails there, so these
 tests also show that the tool never waits on it (engine/running/slurm_wait.py).
@@ -33,9 +35,9 @@ def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow  # > 30 s on a busy 2-core box: each task starts Python, torch and a run
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_a_job_array_claims_and_finishes_a_queued_sweep(
-    slurm: SlurmCluster, tmp_path: Path, pg_url: str
+    pg_url: str, slurm: SlurmCluster, tmp_path: Path
 ) -> None:
     ids = queue(pg_url, TINY, seeds=(0, 1, 2))
     logs = tmp_path / "logs"
@@ -68,9 +70,9 @@ def test_a_job_array_claims_and_finishes_a_queued_sweep(
 
 
 @pytest.mark.slow  # > 30 s on a busy 2-core box: each task starts Python, torch and a run
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_scancel_of_a_running_task_requeues_its_run_and_another_job_resumes_it(
-    slurm: SlurmCluster, tmp_path: Path, pg_url: str
+    pg_url: str, slurm: SlurmCluster, tmp_path: Path
 ) -> None:
     (run,) = queue(
         pg_url,
@@ -110,7 +112,7 @@ def test_scancel_of_a_running_task_requeues_its_run_and_another_job_resumes_it(
             lambda: (
                 any(checkpoints.glob("step_*.pt")) and max(train_steps(store, run), default=0) >= 8
             ),
-            150,
+            300,
             "the first task's run to pass a checkpoint",
         )
         (task,) = [
@@ -159,7 +161,7 @@ def test_scancel_of_a_running_task_requeues_its_run_and_another_job_resumes_it(
 
 @pytest.mark.timeout(120)
 def test_a_submission_slurm_refuses_is_one_error_line_and_leaves_nothing(
-    slurm: SlurmCluster, tmp_path: Path, pg_url: str
+    pg_url: str, slurm: SlurmCluster, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
     for args, says in (
