@@ -208,6 +208,14 @@ def test_attempt_start_is_recorded_for_the_eta(store, clock):
     assert again.attempt_start_step == 40
 
 
+def test_claim_next_passes_over_the_runs_a_worker_skips(store):
+    # A box that lacks a run's data hands it back and skips it from then on.
+    a, b = store.add_experiments([spec(seed=0, priority=5), spec(seed=1)])
+    assert store.claim_next("w1", skip={a.id}).id == b.id
+    assert store.claim_next("w1", skip=[a.id]) is None
+    assert store.claim_next("w2").id == a.id
+
+
 def test_release_returns_run_to_queue_without_spending_an_attempt(store):
     (e,) = store.add_experiments([spec()])
     store.release(store.claim_next("w1").lease, "worker draining")
