@@ -41,6 +41,7 @@ class WorkerStatus(StrEnum):
     IDLE = "idle"
     RUNNING = "running"
     STOPPED = "stopped"
+    GONE = "gone"  # silent for several leases: marked by the reaper, kept for its history
 
 
 class WorkerState(StrEnum):
@@ -50,6 +51,7 @@ class WorkerState(StrEnum):
     STOPPING = "stopping"  # stop requested, still finishing its current step
     STALE = "stale"  # no heartbeat within the lease, or its process is gone
     STOPPED = "stopped"
+    GONE = "gone"  # silent for several leases: out of the live view (`--all` shows it)
 
 
 class RunOutcome(StrEnum):

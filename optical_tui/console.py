@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from rich.console import Console
@@ -11,9 +12,30 @@ from rich.text import Text
 
 from engine.metric_keys import LangSettingTable
 
+#: Width of output that reaches no terminal (a pipe from a script, a file, a CI log). Rich assumes
+#: 80 columns there and cuts wide tables; with no screen to fit, nothing should be cut.
+UNBOUNDED = 100_000
+
+
+def terminal_width() -> int | None:
+    """Columns of the terminal the user sees (COLUMNS, else that of stdout, stderr or stdin, as
+    Rich looks for it); None when no terminal is attached."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    for fd in (1, 2, 0):
+        try:
+            return os.get_terminal_size(fd).columns
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 # soft_wrap: a long path or URL stays one line (copy-paste), the terminal wraps it only visually.
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# width None: Rich measures the terminal itself, at each print.
+_WIDTH = None if terminal_width() else UNBOUNDED
+console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 # C0 controls (ESC, BEL, backspace, newline, …), DEL and C1 controls (a lone 0x9b is a CSI on
 # some terminals), plus the Unicode line separators and bidirectional overrides that reorder or

@@ -20,6 +20,8 @@ class ExperimentsChanged(Message, bubble=False):
     experiments: tuple[Experiment, ...]
     workers: tuple[WorkerInfo, ...]
     primary: dict[int, tuple[str, float]] = field(default_factory=dict)
+    #: Now by the database server's clock (leases and heartbeats are judged by it); None: SQLite.
+    db_now: float | None = None
 
 
 @dataclass

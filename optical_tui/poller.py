@@ -16,7 +16,7 @@ from textual.message import Message
 
 from engine.errors import OpticalError
 from engine.metric_keys import PRIMARY_KEYS
-from engine.store import Event, Experiment, MetricPoint, WorkerInfo, open_store
+from engine.store import Event, Experiment, MetricPoint, WorkerInfo, open_store, sqlite_path
 from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended, PollFailed
 
 
@@ -27,6 +27,9 @@ class PollResult:
     primary: dict[int, tuple[str, float]]
     metrics: tuple[MetricPoint, ...]
     events: tuple[Event, ...]
+    #: Now by a database server's clock, which wrote the heartbeats; None for an SQLite file
+    #: (its times come from the writers' clocks, so the dashboard's own clock is the one to use).
+    db_now: float | None = None
 
 
 class Poller:
@@ -34,6 +37,7 @@ class Poller:
 
     def __init__(self, db: str, primary_keys: Sequence[str] = PRIMARY_KEYS) -> None:
         self.store = open_store(db)
+        self._server_clock = sqlite_path(db) is None
         self.primary_keys = tuple(primary_keys)
         self._token: object = None
         self._first = True
@@ -68,6 +72,7 @@ class Poller:
             latest = self._latest
         experiments = tuple(self.store.list_experiments())
         workers = tuple(self.store.list_workers())
+        db_now = self.store.clock() if self._server_clock else None  # one query on PostgreSQL
         self._token, self._first = token, False
         self._metric_cursor, self._event_cursor, self._latest = metric_cursor, event_cursor, latest
         self._apply_latest(new_metrics)
@@ -76,7 +81,8 @@ class Poller:
         for per_exp in self._latest.values():
             for gone in [i for i in per_exp if i not in live]:
                 del per_exp[gone]
-        return PollResult(experiments, workers, self.primary(), tuple(new_metrics), tuple(new_events))
+        return PollResult(experiments, workers, self.primary(), tuple(new_metrics),
+                          tuple(new_events), db_now)
 
     def _initial_latest(self, key: str) -> dict[int, tuple[int, float]]:
         # The one aggregate query, at start-up only. Step -1: a run's steps only grow (a resumed
@@ -117,7 +123,8 @@ def poll_forever(post: Callable[[Message], object], db: str, interval: float,
                 post(PollFailed(str(exc)))
                 result = None
             if result is not None:
-                post(ExperimentsChanged(result.experiments, result.workers, result.primary))
+                post(ExperimentsChanged(result.experiments, result.workers, result.primary,
+                                        result.db_now))
                 if result.metrics:
                     post(MetricsAppended(result.metrics))
                 if result.events:

@@ -18,7 +18,7 @@ STATUS_STYLE: dict[str, tuple[str, str]] = {
 BAR_COLOUR: dict[str, str] = {Status.RUNNING: "yellow", Status.DONE: "green", Status.FAILED: "red"}
 WORKER_STATE_STYLE: dict[WorkerState, str] = {
     WorkerState.ALIVE: "green", WorkerState.STOPPING: "yellow", WorkerState.STALE: "red",
-    WorkerState.STOPPED: "bright_black",
+    WorkerState.STOPPED: "bright_black", WorkerState.GONE: "bright_black",
 }
 
 

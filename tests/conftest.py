@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-# One real PostgreSQL server per test session, a fresh database per test (tests/pg_fixtures.py).
-pytest_plugins = ["tests.pg_fixtures"]
+# One real PostgreSQL server per test session, a fresh database per test (tests/pg_fixtures.py);
+# a real one-node Slurm, started only for the tests that ask for it (tests/slurm_fixtures.py).
+pytest_plugins = ["tests.pg_fixtures", "tests.slurm_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.errors import ConfigError
 from engine.running.launch import WorkerOptions, engine_command
-from engine.running.worker import log_tail
+from engine.running.worker import GONE_AFTER_LEASES, log_tail
 from engine.statuses import WorkerState, WorkerStatus
 from engine.store import Store, open_store, sqlite_path
 
@@ -96,7 +96,9 @@ def start_detached(db: str, options: WorkerOptions,
 
 def worker_rows(store: Store, lease_s: float, include_stopped: bool = False) -> list[dict[str, Any]]:
     """Workers with their heartbeat age and state: alive, stale (no heartbeat within the lease,
-    or its process is gone on this host), stopping (stop requested) or stopped."""
+    or its process is gone on this host), stopping (stop requested), stopped, or gone (silent for
+    GONE_AFTER_LEASES leases, whether or not a worker has marked it yet). The live view
+    (`include_stopped` False) leaves out the stopped and gone ones."""
     now = store.clock()  # the database's clock: heartbeats were written by it, on any box
     host = socket.gethostname()
     rows = []
@@ -104,6 +106,10 @@ def worker_rows(store: Store, lease_s: float, include_stopped: bool = False) -> 
         age = now - w.heartbeat_at
         if w.status == WorkerStatus.STOPPED:
             state = WorkerState.STOPPED
+        elif w.status == WorkerStatus.GONE or age > GONE_AFTER_LEASES * lease_s:
+            state = WorkerState.GONE
+            if not include_stopped:
+                continue
         elif age > lease_s or (w.host == host and not pid_alive(w.pid)):
             state = WorkerState.STALE
         else:

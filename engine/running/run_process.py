@@ -18,6 +18,7 @@ import ctypes
 import os
 import platform
 import signal
+import socket
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, config_from_dict
-from engine.errors import LeaseLost, OpticalError
+from engine.errors import DataMissing, LeaseLost, OpticalError
 from engine.run_dirs import attempt_dir, remove_checkpoints, run_dir, runs_root
 from engine.running.launch import DEFAULT_LEASE_S
 from engine.running.store_reporter import StoreReporter
@@ -34,6 +35,8 @@ from engine.statuses import EventKind, RunOutcome, Status
 from engine.store import Experiment, open_store, resolve_location
 
 EXIT_LEASE_LOST = 3
+#: The run was handed back because this box lacks its data: its worker claims it no more.
+EXIT_NO_DATA = 4
 PR_SET_PDEATHSIG = 1
 
 
@@ -83,6 +86,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
     return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
+
+
+def lacks_data(exc: BaseException) -> bool:
+    """A data file missing on this box, as opposed to a malformed one: another box (another data
+    folder) may have it. The loaders raise DataMissing for both; a missing file's comes from a
+    FileNotFoundError, or says so ("... not found: PATH")."""
+    if not isinstance(exc, DataMissing):
+        return False
+    return isinstance(exc.__context__, FileNotFoundError) or " not found: " in str(exc)
 
 
 def explain_failure(exc: BaseException, cfg: Config | None, device: str) -> str:
@@ -169,6 +181,15 @@ def run(db: str, exp_id: int, worker_id: str, attempt: int, device: str, parent_
             return EXIT_LEASE_LOST
         except Exception as flush_exc:  # noqa: BLE001 - the failure itself matters more
             print(f"could not write the last metrics: {flush_exc}", file=sys.stderr, flush=True)
+        if lacks_data(exc):  # not the run's fault: another box may have the data
+            reason = (f"box {socket.gethostname()} lacks the data ({exc}); handed back for a box "
+                      "that has it, no attempt used")
+            print(reason, flush=True)
+            try:
+                reporter.write(lambda: store.release(lease, reason))
+            except LeaseLost:
+                return EXIT_LEASE_LOST
+            return EXIT_NO_DATA
         try:
             reporter.write(lambda: store.log_run_event(lease, EventKind.TRACEBACK, tb))
             reporter.write(lambda: store.finish(lease, Status.FAILED, error=f"{message}\n\n{tb}"))

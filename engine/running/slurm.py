@@ -18,9 +18,12 @@ without Slurm: tests use them, and so can a box without Slurm.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +34,7 @@ from types import FrameType
 from typing import Any
 
 import submitit
-from submitit.core.utils import FailedSubmissionError
+from submitit.core.utils import FailedJobError, FailedSubmissionError
 from submitit.slurm import slurm as submitit_slurm
 
 from engine.errors import ConfigError, OpticalError
@@ -164,20 +167,38 @@ def make_executor(kind: str, plan: SlurmPlan) -> submitit.Executor:
     return submitit.DebugExecutor(folder=plan.logs)
 
 
+def _remove(created: list[Path]) -> None:
+    if created:
+        shutil.rmtree(created[0], ignore_errors=True)
+        for parent in created[1:]:
+            try:
+                parent.rmdir()  # only if empty
+            except OSError:
+                break
+
+
 def submit(plan: SlurmPlan, executor: str = "slurm") -> list[submitit.Job[int]]:
     """Submit the job array; returns one job per task."""
     check_plan(plan, executor)
-    ex = make_executor(executor, plan)
-    task = WorkerTask(plan.worker_command())
+    # A refused submission leaves no change: the folders made for it go again.
+    created = [p for p in (plan.logs, *plan.logs.parents) if not p.exists()]
     # sbatch, the local executor and the debug executor all copy the environment at submission.
     # The task's environment is engine_command's: OPTICAL_DB and this checkout on PYTHONPATH.
     _, env = engine_command("engine.running.worker", plan.db)
     saved = {key: os.environ.get(key) for key in (DB_ENV, "PYTHONPATH")}
     os.environ.update({key: env[key] for key in saved})
     try:
-        return list(ex.map_array(task, list(range(plan.gpus))))
-    except (OSError, subprocess.SubprocessError, FailedSubmissionError) as exc:
-        raise OpticalError(f"submission failed: {exc}") from None
+        ex = make_executor(executor, plan)
+        # submitit prints sbatch's complaint to stderr before raising it: it is said once, below.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return list(ex.map_array(WorkerTask(plan.worker_command()), list(range(plan.gpus))))
+    except (OSError, subprocess.SubprocessError, FailedSubmissionError, FailedJobError) as exc:
+        _remove(created)
+        said = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line
+        raise OpticalError(f"submission failed: {said}") from None
+    except OpticalError:
+        _remove(created)
+        raise
     finally:
         for key, value in saved.items():
             if value is None:

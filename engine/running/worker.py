@@ -54,7 +54,7 @@ from engine.running.launch import (
     engine_command,
     pid_file,
 )
-from engine.running.run_process import EXIT_LEASE_LOST
+from engine.running.run_process import EXIT_LEASE_LOST, EXIT_NO_DATA
 from engine.statuses import Status, WorkerStatus
 from engine.store import Experiment, RunLease, Store, open_store, resolve_location
 
@@ -65,6 +65,9 @@ SUSPECT_HEARTBEAT_S = 5.0
 #: How often an idle worker deletes the checkpoints of runs that ended without a process to do it
 #: (cancelled while queued, failed by the reaper).
 SWEEP_EVERY_S = 600.0
+#: A worker silent for this many leases is marked gone (any worker's poll does it): it leaves
+#: `optical worker status`'s live view, and its row stays for its history.
+GONE_AFTER_LEASES = 3
 _CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")
 
 
@@ -126,6 +129,7 @@ class QueueWorker:
         self._terminate = False  # SIGTERM/SIGINT received
         self._kill_child = False  # a second signal: do not wait for the checkpoint
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lacking: set[int] = set()  # runs handed back because this box lacks their data
 
     @classmethod
     def from_options(cls, db: str | Path, options: WorkerOptions,
@@ -186,7 +190,10 @@ class QueueWorker:
     def _next(self, store: Store) -> Experiment | None:
         for exp_id in store.requeue_stale(self.lease_s):
             self.say(f"#{exp_id}: heartbeat older than {self.lease_s:g}s, requeued (or failed)")
-        return store.claim_next(self.id, self.device)
+        for worker_id in store.reap_workers(GONE_AFTER_LEASES * self.lease_s):
+            self.say(f"worker {worker_id}: no heartbeat for {GONE_AFTER_LEASES} leases, "
+                     "marked gone")
+        return store.claim_next(self.id, self.device, skip=self._lacking)
 
     def _waiting_for_lost_runs(self, store: Store) -> bool:
         """True while a running experiment may belong to a dead worker: a batch job must wait for its
@@ -308,6 +315,11 @@ class QueueWorker:
         """Record an outcome for a child that exited without recording one itself."""
         if returncode == EXIT_LEASE_LOST:
             return  # another worker requeued it (we were too slow to heartbeat): not ours to touch
+        if returncode == EXIT_NO_DATA:  # handed back, attempt kept: leave it to a box with the data
+            self._lacking.add(lease.experiment_id)
+            self.say(f"#{lease.experiment_id}: this box lacks its data (see {child_log}); "
+                     "handed back for another box, and this worker will not claim it again")
+            return
         try:
             row = store.get(lease.experiment_id)
         except OpticalError:
@@ -320,8 +332,7 @@ class QueueWorker:
         elif returncode < 0 and not oom:
             # Killed from outside (kill -9, a scheduler's preemption) but not for memory: its
             # checkpoint can resume it, so it goes back to the queue, within its attempts.
-            self._release(store, lease, describe_exit(returncode, oom) + "; requeued to resume from its "
-                                        "last checkpoint", count_attempt=True)
+            self._release(store, lease, describe_exit(returncode, oom), count_attempt=True)
         else:
             tail = log_tail(child_log)
             self._record(store, lease, Status.FAILED, describe_exit(returncode, oom)

@@ -15,7 +15,7 @@ Rules every backend keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Self
 
@@ -108,8 +108,10 @@ class Store(ABC):
                          ids: Sequence[int] | None = None, name: str | None = None) -> list[Experiment]: ...
 
     @abstractmethod
-    def claim_next(self, worker_id: str, device: str = "") -> Experiment | None:
-        """Atomically take the highest-priority queued experiment; its `.lease` fences the run."""
+    def claim_next(self, worker_id: str, device: str = "",
+                   skip: Collection[int] = ()) -> Experiment | None:
+        """Atomically take the highest-priority queued experiment (other than those in `skip`);
+        its `.lease` fences the run."""
 
     @abstractmethod
     def flush(self, lease: RunLease, metrics: Sequence[PointRow] = (), step: int | None = None,
@@ -215,4 +217,28 @@ class Store(ABC):
     def unregister_worker(self, worker_id: str) -> None: ...
 
     @abstractmethod
-    def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]: ...
+    def reap_workers(self, silent_s: float) -> list[str]:
+        """Mark workers silent for longer than `silent_s` gone: their rows stay (history, `worker
+        status --all`) but leave the live list; a late heartbeat revives one. Returns their ids."""
+
+    @abstractmethod
+    def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]:
+        """Live workers, oldest first; `include_stopped` adds the stopped and gone ones."""
+
+
+def release_outcome(reason: str, attempts: int, max_attempts: int,
+                    count_attempt: bool) -> tuple[Status, str]:
+    """Where a released run goes, and the event that says so. `reason` says what happened, not
+    what follows. A drain hands its attempt back: requeued. A crash spends its attempt: requeued
+    while attempts are left, else failed (and then the message must not promise a requeue)."""
+    if not count_attempt:
+        return Status.QUEUED, reason
+    if attempts >= max_attempts:
+        return Status.FAILED, (f"{reason}; not requeued: no attempts left "
+                               f"({attempts}/{max_attempts} used)")
+    return Status.QUEUED, (f"{reason}; requeued to resume from its last checkpoint "
+                           f"({attempts}/{max_attempts} attempts used)")
+
+
+def worker_gone_message(worker_id: str, silent_s: float) -> str:
+    return f"worker {worker_id} gone: no heartbeat for {silent_s:.0f}s"

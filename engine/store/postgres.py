@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +54,8 @@ from engine.store.base import (
     check_cancellable,
     check_removable,
     check_retryable,
+    release_outcome,
+    worker_gone_message,
 )
 from engine.store.records import (
     Event,
@@ -541,7 +543,8 @@ class PostgresStore(Store):
             rows[i] = found[i]
         return rows
 
-    def claim_next(self, worker_id: str, device: str = "") -> Experiment | None:
+    def claim_next(self, worker_id: str, device: str = "",
+                   skip: Collection[int] = ()) -> Experiment | None:
         with self._cursor() as cur:
             row = cur.execute(
                 "WITH c AS (UPDATE experiments SET status = %(running_status)s, attempts = attempts + 1, "
@@ -549,14 +552,15 @@ class PostgresStore(Store):
                 f"started_at = COALESCE(started_at, {NOW}), attempt_started_at = {NOW}, "
                 f"attempt_start_step = step, heartbeat_at = {NOW} "
                 "WHERE status = %(queued_status)s AND id = (SELECT id FROM experiments "
-                f"WHERE status = {_lit(Status.QUEUED)} ORDER BY priority DESC, id LIMIT 1 "
+                f"WHERE status = {_lit(Status.QUEUED)} AND id <> ALL(%(skip)s::bigint[]) "
+                "ORDER BY priority DESC, id LIMIT 1 "
                 "FOR UPDATE SKIP LOCKED) "
                 "RETURNING *), "
                 f"ev AS (INSERT INTO events (experiment_id, time, kind, message) SELECT id, {NOW}, %(kind)s, "
                 "%(message)s FROM c) "
                 "SELECT * FROM c",
                 {"running_status": R, "queued_status": Q, "worker": worker_id, "device": device,
-                 "kind": EventKind.CLAIMED.value,
+                 "skip": sorted(int(i) for i in skip), "kind": EventKind.CLAIMED.value,
                  "message": f"claimed by {worker_id} on {device or '?'}"}).fetchone()
         return _exp(row) if row else None
 
@@ -641,8 +645,9 @@ class PostgresStore(Store):
                               self._fence(lease)).fetchone()
             if row is None:
                 raise self._lost(lease)
-            if count_attempt and row["attempts"] >= row["max_attempts"]:
-                msg = f"{reason}; no attempts left ({row['attempts']}/{row['max_attempts']})"
+            status, msg = release_outcome(reason, row["attempts"], row["max_attempts"],
+                                          count_attempt)
+            if status == Status.FAILED:
                 cur.execute(f"UPDATE experiments SET status = %s, finished_at = {NOW}, error = %s, "
                             "worker_id = NULL WHERE id = %s", (Status.FAILED.value, msg, lease.experiment_id))
                 self._event(cur, lease.experiment_id, EventKind.FAILED, msg)
@@ -651,7 +656,7 @@ class PostgresStore(Store):
             cur.execute("UPDATE experiments SET status = %s, worker_id = NULL, attempts = "
                         "CASE WHEN %s THEN attempts ELSE GREATEST(attempts - 1, 0) END WHERE id = %s",
                         (Q, count_attempt, lease.experiment_id))
-            self._event(cur, lease.experiment_id, EventKind.REQUEUED, reason)
+            self._event(cur, lease.experiment_id, EventKind.REQUEUED, msg)
 
     def heartbeat_ages(self) -> dict[int, float]:
         rows = self._rows(f"SELECT id, {NOW} - COALESCE(heartbeat_at, {NOW}) AS age FROM experiments "
@@ -935,10 +940,24 @@ class PostgresStore(Store):
                 (WorkerStatus.STOPPED.value, worker_id, EventKind.WORKER.value,
                  f"worker {worker_id} stopped"))
 
+    def reap_workers(self, silent_s: float) -> list[str]:
+        with self._tx() as cur:
+            gone, stopped = WorkerStatus.GONE.value, WorkerStatus.STOPPED.value
+            rows = cur.execute(
+                "UPDATE workers SET status = %s, experiment_id = NULL "
+                f"WHERE status NOT IN (%s, %s) AND heartbeat_at < {NOW} - %s::float8 "
+                f"RETURNING id, started_at, {NOW} - heartbeat_at AS silent",
+                (gone, stopped, gone, silent_s)).fetchall()
+            rows.sort(key=lambda r: r["started_at"])
+            for r in rows:
+                self._event(cur, None, EventKind.WORKER, worker_gone_message(r["id"], r["silent"]))
+        return [r["id"] for r in rows]
+
     def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]:
         query, params = "SELECT * FROM workers", []
         if not include_stopped:
-            query, params = query + " WHERE status != %s", [WorkerStatus.STOPPED.value]
+            query, params = query + " WHERE status NOT IN (%s, %s)", [WorkerStatus.STOPPED.value,
+                                                                     WorkerStatus.GONE.value]
         return [
             WorkerInfo(r["id"], r["host"], r["pid"], r["device"], r["started_at"], r["heartbeat_at"],
                        r["experiment_id"], WorkerStatus(r["status"]), bool(r["stop_requested"]),

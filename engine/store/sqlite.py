@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from engine.store.base import (
     check_cancellable,
     check_removable,
     check_retryable,
+    release_outcome,
+    worker_gone_message,
 )
 from engine.store.records import (
     Event,
@@ -343,11 +345,16 @@ class SqliteStore(Store):
             rows[i] = row
         return rows
 
-    def claim_next(self, worker_id: str, device: str = "") -> Experiment | None:
+    def claim_next(self, worker_id: str, device: str = "",
+                   skip: Collection[int] = ()) -> Experiment | None:
         now = self.clock()
+        skipped = sorted(int(i) for i in skip)
+        not_in = f" AND id NOT IN ({', '.join('?' * len(skipped))})" if skipped else ""
         with self._tx() as c:
             row = c.execute(
-                "SELECT id FROM experiments WHERE status = ? ORDER BY priority DESC, id ASC LIMIT 1", (Q,)
+                f"SELECT id FROM experiments WHERE status = ?{not_in} "
+                "ORDER BY priority DESC, id ASC LIMIT 1",
+                (Q, *skipped),
             ).fetchone()
             if row is None:
                 return None
@@ -418,8 +425,9 @@ class SqliteStore(Store):
         now = self.clock()
         with self._tx() as c:
             row = self._fence(c, lease)
-            if count_attempt and row["attempts"] >= row["max_attempts"]:
-                msg = f"{reason}; no attempts left ({row['attempts']}/{row['max_attempts']})"
+            status, msg = release_outcome(reason, row["attempts"], row["max_attempts"],
+                                          count_attempt)
+            if status == Status.FAILED:
                 c.execute("UPDATE experiments SET status = ?, finished_at = ?, error = ?, worker_id = NULL "
                           "WHERE id = ?", (Status.FAILED.value, now, msg, lease.experiment_id))
                 self._event(c, lease.experiment_id, EventKind.FAILED, msg)
@@ -430,7 +438,7 @@ class SqliteStore(Store):
                 "attempts = CASE WHEN ? THEN attempts ELSE MAX(attempts - 1, 0) END WHERE id = ?",
                 (Q, int(count_attempt), lease.experiment_id),
             )
-            self._event(c, lease.experiment_id, EventKind.REQUEUED, reason)
+            self._event(c, lease.experiment_id, EventKind.REQUEUED, msg)
 
     def heartbeat_ages(self) -> dict[int, float]:
         now = self.clock()
@@ -679,10 +687,25 @@ class SqliteStore(Store):
                       (WorkerStatus.STOPPED.value, self.clock(), worker_id))
             self._event(c, None, EventKind.WORKER, f"worker {worker_id} stopped")
 
+    def reap_workers(self, silent_s: float) -> list[str]:
+        now = self.clock()
+        ended = (WorkerStatus.STOPPED.value, WorkerStatus.GONE.value)
+        with self._tx() as c:
+            rows = c.execute("SELECT id, heartbeat_at FROM workers WHERE status NOT IN (?, ?) "
+                             "AND heartbeat_at < ? ORDER BY started_at",
+                             (*ended, now - silent_s)).fetchall()
+            for worker_id, heartbeat_at in rows:
+                c.execute("UPDATE workers SET status = ?, experiment_id = NULL WHERE id = ?",
+                          (WorkerStatus.GONE.value, worker_id))
+                self._event(c, None, EventKind.WORKER,
+                            worker_gone_message(worker_id, now - heartbeat_at))
+        return [r[0] for r in rows]
+
     def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]:
         sql, params = "SELECT * FROM workers", []
         if not include_stopped:
-            sql, params = sql + " WHERE status != ?", [WorkerStatus.STOPPED.value]
+            sql, params = (sql + " WHERE status NOT IN (?, ?)",
+                           [WorkerStatus.STOPPED.value, WorkerStatus.GONE.value])
         return [
             WorkerInfo(r["id"], r["host"], r["pid"], r["device"], r["started_at"], r["heartbeat_at"],
                        r["experiment_id"], WorkerStatus(r["status"]), bool(r["stop_requested"]), r["log_path"] or "")

@@ -70,13 +70,9 @@ def slurm(
         console.print("  watch with: optical worker status   (or optical-tui)")
     outcomes = []
     if wait:
-        for job in jobs:
-            try:
-                job.result()
-                outcomes.append({"job_id": job.job_id, "ok": True, "error": ""})
-            except Exception as exc:  # noqa: BLE001 - a failed task is reported, the others still waited for
-                outcomes.append({"job_id": job.job_id, "ok": False,
-                                 "error": (str(exc).strip().splitlines() or [type(exc).__name__])[-1]})
+        from engine.running.slurm_wait import wait_for_tasks
+
+        outcomes = wait_for_tasks(jobs, executor)
         if not as_json:
             for o in outcomes:
                 console.print(f"  task {o['job_id']}: " + ("finished" if o["ok"] else f"failed: {o['error']}"),

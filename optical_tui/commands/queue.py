@@ -17,7 +17,7 @@ from engine.statuses import Status
 from engine.store import Experiment
 from engine.sweep import factors_text, new_experiments
 from optical_tui.commands.context import parse_ids, store_for
-from optical_tui.console import console, print_json, safe, safe_text
+from optical_tui.console import UNBOUNDED, console, print_json, safe, safe_text
 from optical_tui.status_style import status_text
 
 queue_app = typer.Typer(help="Add, inspect and manage queued experiments.", no_args_is_help=True)
@@ -94,11 +94,12 @@ def list_(
     table = Table(box=None, header_style="bold", pad_edge=False)
     widths = [max([len(col)] + [len(r[i]) + (2 if col == "status" else 0) for r in cells])
               for i, col in enumerate(headers)]
-    # Every column but the name and the factors keeps its full width; those two share what is
-    # left of a narrow terminal (the full factors are in `queue show` and --json).
+    # Every column but the name and the factors keeps its full width; on a terminal, those two
+    # share what is left of it (the full factors are in `queue show` and --json). Without a
+    # terminal nothing is cut.
     flexible = [i for i, col in enumerate(headers) if col in ("name", "factors")]
     room = console.width - sum(w for i, w in enumerate(widths) if i not in flexible) - 2 * (len(headers) - 1)
-    wanted = {i: min(widths[i], 40) for i in flexible}
+    wanted = {i: min(widths[i], 40 if console.width < UNBOUNDED else widths[i]) for i in flexible}
     if sum(wanted.values()) > room:
         share = max(4, room // len(flexible))
         small = {i: w for i, w in wanted.items() if w <= share}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 import time
 from collections.abc import Mapping
@@ -132,6 +133,7 @@ def run(
     """Train and evaluate one experiment in the foreground (resumes from the run directory's checkpoint)."""
     cfg = load_config(config, overrides or [])
     run_dir = out or default_run_dir(config, cfg)
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # to undo on early failure
     run_dir.mkdir(parents=True, exist_ok=True)
     from engine.train import run_training  # heavy (torch, transformers, POT): only when running
 
@@ -153,6 +155,9 @@ def run(
                 status = run_training(cfg, run_dir, reporter)
         else:
             status = run_training(cfg, run_dir, reporter)
+    except BaseException:
+        _undo_folders(created)
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -165,6 +170,26 @@ def run(
             console.print(f"stopped at step {reporter.final_step}; rerun the same command to resume")
     if status == RunOutcome.STOPPED:
         raise typer.Exit(130)
+
+
+#: What a run writes before it trains: a failure that leaves only these left nothing worth keeping.
+STARTUP_FILES = frozenset({"config.json"})
+
+
+def _undo_folders(created: list[Path]) -> None:
+    """After a failure before the first result (bad data file, bad model...): remove the run folder
+    and the parents this command created, so that a failed command leaves no change."""
+    if not created:
+        return  # the folder was there before: a resumed run's files are not ours to remove
+    run_dir = created[0]
+    if any(p.name not in STARTUP_FILES for p in run_dir.iterdir()):
+        return  # it trained, checkpointed or evaluated: rerunning resumes from there
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in created[1:]:
+        try:
+            parent.rmdir()  # only if empty
+        except OSError:
+            break
 
 
 def register(app: typer.Typer) -> None:

@@ -115,8 +115,13 @@ def _age(seconds: float) -> str:
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    all_: Annotated[bool, typer.Option("--all", "-a", help="Include stopped workers.")] = False,
-    lease: Annotated[float, typer.Option("--lease", help="A worker silent for longer than this counts as stale.")] = DEFAULT_LEASE_S,
+    all_: Annotated[bool, typer.Option(
+        "--all", "-a", help="Include stopped workers and gone ones (silent for 3 leases).",
+    )] = False,
+    lease: Annotated[float, typer.Option(
+        "--lease", min=2.0,
+        help="A worker silent for longer than this counts as stale; for 3 times as long, gone.",
+    )] = DEFAULT_LEASE_S,
 ) -> None:
     """List workers: host, pid, device, current experiment, last heartbeat, alive or stale."""
     from engine.running.control import worker_rows

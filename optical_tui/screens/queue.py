@@ -119,7 +119,8 @@ class QueueScreen(Screen):
     def _apply(self, message: ExperimentsChanged) -> None:
         self._experiments, self._primary = message.experiments, message.primary
         self.refresh_table()
-        self.query_one(WorkerStatusBar).show(message.workers, message.experiments, routes(self).clock())
+        now = message.db_now if message.db_now is not None else routes(self).clock()
+        self.query_one(WorkerStatusBar).show(message.workers, message.experiments, now)
 
     def visible_experiments(self) -> list[Experiment]:
         needle = self.search.lower()

@@ -152,6 +152,21 @@ def test_optical_run_rejects_bad_config(tmp_path: Path) -> None:
     assert "invalid ratio" in result.stderr and "Traceback" not in result.output
 
 
+def test_optical_run_with_a_missing_train_file_leaves_no_run_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from optical_tui.cli import app
+
+    out = tmp_path / "runs" / "bad"
+    result = CliRunner().invoke(app, ["run", "--config", str(SMOKE), "--set",
+                                      f"data.train_file={tmp_path}/no.jsonl", "--out", str(out),
+                                      "--json"])
+    assert result.exit_code == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: training file not found:"), line
+    assert list(tmp_path.iterdir()) == []  # neither the run folder nor the runs/ made for it
+
+
 def test_batch_larger_than_the_data_is_a_config_error(tmp_path: Path) -> None:
     from engine.errors import ConfigError
 

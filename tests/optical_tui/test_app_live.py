@@ -150,3 +150,21 @@ async def test_curve_grows_while_a_real_worker_trains(tmp_path: Path) -> None:
             proc.wait(timeout=120)
         assert proc.returncode == 0
         assert len(seen) >= 3 and seen == sorted(seen)
+
+
+@synchronous
+async def test_the_status_bar_judges_workers_by_the_database_servers_clock(pg_url: str) -> None:
+    """Heartbeats carry the PostgreSQL server's time: a dashboard on a box whose clock is an hour
+    ahead must still call a worker that just spoke alive."""
+    from optical_tui.app import OpticalApp
+
+    with open_store(pg_url) as store:
+        store.register_worker("gpu-box:7:cuda:0", "gpu-box", 7, "cuda:0")
+    app = OpticalApp(pg_url, poll_interval=0.05, clock=lambda: time.time() + 3600)
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 30)) as pilot:
+        def bar() -> str:
+            return str(app.screen.query_one("#status-bar").render())
+
+        await wait_for(pilot, lambda: "workers" in bar())
+        assert "workers 1 alive" in bar() and "silent" not in bar(), bar()

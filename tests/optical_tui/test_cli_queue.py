@@ -149,3 +149,33 @@ def test_env_var_selects_db(tmp_path, monkeypatch):
 def test_help_explains():
     r = runner.invoke(app, ["queue", "add", "--help"])
     assert r.exit_code == 0 and "--ratio" in r.stdout and "--set" in r.stdout
+
+
+def test_tables_fit_a_terminal_and_are_never_cut_without_one(db):
+    """Rich assumes 80 columns when no terminal is attached and cut tables there; a terminal's
+    own width (COLUMNS here) is still what a table fits."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    name = "a-sweep-name-long-enough-to-be-cut-at-eighty-columns-and-beyond"
+    added = run(db, "queue", "add", "--ratio", "1:1", "--sweep", "ot.weight=0,0.5", "--name", name)
+    assert added.exit_code == 0
+    optical = [sys.executable, "-c", "from optical_tui.cli import main; main()", "--db", str(db),
+               "queue", "list"]
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+
+    def listing(**extra):
+        done = subprocess.run(optical, env={**env, **extra}, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        return done.stdout.splitlines()
+
+    piped = listing()  # no terminal at all: stdin, stdout and stderr are not ttys
+    assert all(name in line and "weight=0" in line for line in piped[1:])
+    assert "…" not in "".join(piped)
+    assert max(map(len, piped)) > 120
+    narrow = listing(COLUMNS="100")
+    assert max(len(line.rstrip()) for line in narrow) <= 100 and "…" in narrow[1]

@@ -49,12 +49,14 @@ def test_dry_run_shows_one_array_task_per_gpu_and_keeps_the_password_out(tmp_pat
     assert not (tmp_path / "shared").exists()  # a dry run writes nothing
 
 
-def test_bad_input_is_one_error_line(tmp_path: Path, pg_url: str) -> None:
+def test_bad_input_is_one_error_line(tmp_path: Path, pg_url: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no Slurm (this box may have the test cluster's)
     sqlite = str(tmp_path / "e.db")
     for db, args, says in (
         (sqlite, ["--gpus", "2"], "need a database server they all reach"),
         (pg_url, ["--gpus", "2", "--time", "soon"], "--time 'soon'"),
-        (pg_url, ["--gpus", "2"], 'Could not detect "srun"'),  # no Slurm on this box
+        (pg_url, ["--gpus", "2"], 'Could not detect "srun"'),
         (pg_url, ["--gpus", "0"], "--gpus"),
     ):
         code, out, err = launch(db, *args)

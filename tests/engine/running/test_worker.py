@@ -27,6 +27,7 @@ from engine.config import load_config
 from engine.errors import LeaseLost, StoreError
 from engine.store import Store, open_store
 from tests.worker_support import (
+    ENV,
     LONG,
     REPO,
     SMOKE,
@@ -413,3 +414,62 @@ def test_the_flush_before_a_checkpoint_waits_out_a_short_outage(tmp_path: Path) 
     rep.before_checkpoint(1)  # blocks while writes fail, far inside the lease; no exception
     assert 0.4 < time.monotonic() - started < 5 and failing.attempts >= 3
     assert [(m.step, m.value) for m in real.metrics(exp_id)] == [(1, 2.0)]
+
+
+def test_workers_silent_for_three_leases_leave_the_live_view_and_a_worker_marks_them_gone(
+        tmp_path: Path) -> None:
+    from engine.running.worker import QueueWorker
+    from optical_tui.cli import app
+
+    db = str(tmp_path / "e.db")
+    # Killed 1000 s ago, and no worker has run since to mark it.
+    with open_store(db, clock=lambda: time.time() - 1000) as then:
+        then.register_worker("box:1:cpu", "box", 1, "cpu")
+    with open_store(db) as store:
+        store.register_worker("lab:2:cpu", "lab", 2, "cpu")
+
+    def status(*args: str) -> dict[str, str]:
+        result = CliRunner().invoke(app, ["--db", db, "worker", "status", "--json", "--lease", "60",
+                                          *args])
+        assert result.exit_code == 0, result.output
+        return {r["id"]: r["state"] for r in json.loads(result.output)}
+
+    assert status() == {"lab:2:cpu": "alive"}
+    assert status("--all") == {"box:1:cpu": "gone", "lab:2:cpu": "alive"}  # its history stays
+    said: list[str] = []
+    QueueWorker(db, "cpu", once=True, runs=tmp_path / "runs", say=said.append).run()
+    assert "worker box:1:cpu: no heartbeat for 3 leases, marked gone" in said, said
+    with open_store(db) as store:
+        rows = {w.id: w.status for w in store.list_workers(include_stopped=True)}
+        assert rows["box:1:cpu"] == "gone" and rows["lab:2:cpu"] == "idle"
+        said = [e.message for e in store.events()]
+        assert any(m.startswith("worker box:1:cpu gone: no heartbeat for 10") for m in said), said
+
+
+@pytest.mark.timeout(300)
+def test_a_box_without_the_data_hands_the_run_back_without_spending_an_attempt(
+        tmp_path: Path) -> None:
+    db = str(tmp_path / "e.db")
+    (run,) = queue(db, ["train.steps=2", "eval.every=0", "ot.weight=0", "train.checkpoint_every=0"])
+    (tmp_path / "no-data").mkdir()
+
+    def worker(data: Path) -> str:  # a box whose data folder is `data`
+        done = subprocess.run([sys.executable, "-m", "engine.running.worker", "--db", db,
+                               "--device", "cpu", "--poll", "0.2", "--until-empty",
+                               "--runs-dir", str(tmp_path / "runs")],
+                              env=dict(ENV, PYTHONPATH=str(REPO), OPTICAL_DATA=str(data)),
+                              capture_output=True, text=True, timeout=240, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    # The box without the data claims the run once, hands it back and, with nothing else to do,
+    # ends.
+    said = worker(tmp_path / "no-data")
+    assert said.count("this box lacks its data") == 1 and "queue empty" in said, said
+    with open_store(db) as store:
+        e = store.get(run)
+        assert e.status == "queued" and e.attempts == 0 and e.error is None, e
+        (handed_back,) = events_of(store, run, "requeued")
+        assert "lacks the data (missing data file" in handed_back, handed_back
+        assert "no attempt used" in handed_back
+        assert len(events_of(store, run, "claimed")) == 1

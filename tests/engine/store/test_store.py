@@ -208,6 +208,14 @@ def test_attempt_start_is_recorded_for_the_eta(store, clock):
     assert again.attempt_start_step == 40
 
 
+def test_claim_next_passes_over_the_runs_a_worker_skips(store):
+    # A box that lacks a run's data hands it back and skips it from then on.
+    a, b = store.add_experiments([spec(seed=0, priority=5), spec(seed=1)])
+    assert store.claim_next("w1", skip={a.id}).id == b.id
+    assert store.claim_next("w1", skip=[a.id]) is None
+    assert store.claim_next("w2").id == a.id
+
+
 def test_release_returns_run_to_queue_without_spending_an_attempt(store):
     (e,) = store.add_experiments([spec()])
     store.release(store.claim_next("w1").lease, "worker draining")
@@ -221,7 +229,11 @@ def test_release_after_a_crash_counts_the_attempt_and_fails_when_none_are_left(s
     assert store.get(e.id).status == Status.QUEUED and store.get(e.id).attempts == 1
     store.release(store.claim_next("w1").lease, "killed again", count_attempt=True)
     got = store.get(e.id)
-    assert got.status == Status.FAILED and "no attempts left" in got.error
+    # The messages say what happened next, and never both "requeued" and "no attempts left".
+    assert got.status == Status.FAILED
+    assert got.error == "killed again; not requeued: no attempts left (2/2 used)"
+    assert [m.message for m in store.events(e.id) if m.kind in ("requeued", "failed")] == [
+        "killed; requeued to resume from its last checkpoint (1/2 attempts used)", got.error]
 
 
 def test_hostile_names_are_stored_verbatim(store):
@@ -307,6 +319,26 @@ def test_events_and_workers(store):
     assert len(store.list_workers(include_stopped=True)) == 2
     kinds = [ev.kind for ev in store.events()]
     assert kinds.count("worker") == 3
+
+
+def test_workers_silent_for_long_are_marked_gone_once_and_kept(store, clock):
+    store.register_worker("h:1:cpu", "h", 1, "cpu")
+    store.register_worker("g:2:cpu", "g", 2, "cpu")
+    clock.t += 100
+    store.worker_heartbeat("g:2:cpu", 7, WorkerStatus.RUNNING)
+    assert store.reap_workers(180) == []
+    clock.t += 100
+    assert store.reap_workers(180) == ["h:1:cpu"]  # silent 200 s; g spoke 100 s ago
+    assert store.reap_workers(180) == []  # marked once
+    assert [w.id for w in store.list_workers()] == ["g:2:cpu"]
+    rows = {w.id: (w.status, w.experiment_id) for w in store.list_workers(include_stopped=True)}
+    assert rows == {"h:1:cpu": ("gone", None), "g:2:cpu": ("running", 7)}
+    assert [e.message for e in store.events()][-1] == "worker h:1:cpu gone: no heartbeat for 200s"
+    store.unregister_worker("g:2:cpu")
+    clock.t += 1000
+    assert store.reap_workers(180) == []  # a stopped worker stays stopped
+    store.worker_heartbeat("h:1:cpu", None, WorkerStatus.IDLE)  # it was only paused: back
+    assert [w.id for w in store.list_workers()] == ["h:1:cpu"]
 
 
 def test_open_errors(tmp_path):
