@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from engine.metric_keys import (
     skipped_key,
 )
 from engine.metrics import embedding_metrics
+
+if TYPE_CHECKING:  # a type only: evaluation never loads the OT solver
+    from engine.ot_loss import Encoder
 
 DEFAULT_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"high": ("en", "de", "es", "vi", "zh"), "low": ("ar", "hi")}
@@ -103,7 +106,7 @@ def encoded_from_vectors(sets: Mapping[str, LangSet], query_vecs: Any, passage_v
 
 
 def encode_sets(
-    encoder: Any,
+    encoder: Encoder,
     sets: Mapping[str, LangSet],
     *,
     batch_size: int = 64,
@@ -214,7 +217,7 @@ def score_encoded(
 
 
 def evaluate(
-    encoder: Any,
+    encoder: Encoder,
     sets: dict[str, LangSet],
     *,
     settings: Sequence[str] = SETTINGS,

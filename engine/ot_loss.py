@@ -13,14 +13,26 @@ Gradient modes (`cfg.ot.grad`); both give the student the gradient P of the cost
 - "envelope": POT's own envelope mode (C stays attached, POT detaches the plan); by the envelope
   theorem P is also the exact gradient of the entropic OT value, so the two modes differ in how
   the solve is run, not in the direction of the update.
+
+The embedding half (`distill_loss`) turns one micro-batch's translation pairs into those token
+states: it takes any `Encoder` (engine.models.encoders.Encoder is the real one).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import ot
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from engine.batching import OTPair
+    from engine.config import Config
+    from engine.data.loaders import BitextPair
 
 
 def token_cost(teacher: Tensor, student: Tensor) -> Tensor:
@@ -91,22 +103,67 @@ def ot_distill_loss(
     return loss, {"iters": int(res.log["n_iter"]) + 1, "marginal_err": marginal_err}
 
 
-def per_pair_loss(
-    teacher_states: Tensor,
-    teacher_mask: Tensor,
-    student_states: Tensor,
-    student_mask: Tensor,
-    *,
-    epsilon: float = 0.05,
-    max_iter: int = 100,
-    tol: float = 1e-6,
-) -> Tensor:
-    """The same loss with one POT `ot.sinkhorn` (log domain) per pair: the benchmark's baseline."""
-    values = []
-    for i in range(teacher_states.shape[0]):
-        cost = token_cost(teacher_states[i : i + 1, teacher_mask[i]], student_states[i : i + 1, student_mask[i]])[0]
-        a = torch.full((cost.shape[0],), 1.0 / cost.shape[0], device=cost.device)
-        b = torch.full((cost.shape[1],), 1.0 / cost.shape[1], device=cost.device)
-        plan = ot.sinkhorn(a, b, cost.detach(), epsilon, method="sinkhorn_log", numItermax=max_iter, stopThr=tol)
-        values.append((plan.detach() * cost).sum())
-    return torch.stack(values).mean()
+# ---------------------------------------------------------------- the embedding half
+
+
+class Encoder(Protocol):
+    """What the loss and the evaluation need of an encoder (engine.models.encoders.Encoder)."""
+
+    def tokenize(self, texts: Sequence[str], kind: str,
+                 max_length: int | None = None) -> dict[str, Tensor]: ...
+    def token_states(self, batch: dict[str, Tensor]) -> Tensor: ...
+    def content_mask(self, batch: dict[str, Tensor]) -> Tensor: ...
+    def embed(self, texts: Sequence[str], kind: str, batch_size: int = 64,
+              max_length: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Tensor: ...
+
+
+def _pad_time(x: Tensor, t: int) -> Tensor:
+    """Right-pad dim 1 (tokens) of [P,T,...] to length t (zeros / False)."""
+    pad = [0, 0] * (x.dim() - 2) + [0, t - x.shape[1]]
+    return F.pad(x, pad)
+
+
+def _stack_groups(groups: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Concatenate (states [P_i,T_i,H], mask [P_i,T_i]) groups of different lengths into one
+    batch."""
+    t = max(s.shape[1] for s, _ in groups)
+    states = torch.cat([_pad_time(s, t) for s, _ in groups])  # [P,T,H]
+    mask = torch.cat([_pad_time(m, t) for _, m in groups])  # [P,T]
+    return states, mask
+
+
+def distill_loss(student: Encoder, teacher: Encoder, pairs: Sequence[OTPair],
+                 q: tuple[Tensor, dict[str, Tensor]], a: tuple[Tensor, dict[str, Tensor]],
+                 tatoeba: Sequence[BitextPair], cfg: Config,
+                 amp: Any = None) -> tuple[Tensor, dict[str, Tensor | int]]:
+    """OT term for one micro-batch: batch pairs reuse the task forward's student states
+    (q = (states [B,Tq,H], tokens), a likewise); Tatoeba pairs get their own student forward."""
+    oc = cfg.ot
+    amp = amp or contextlib.nullcontext()
+    student_groups, teacher_batches = [], []
+    for side, (states, tok), kind in (("question", q, "query"), ("answer", a, "passage")):
+        rows = [p.row for p in pairs if p.side == side]
+        if rows:
+            idx = torch.tensor(rows, device=states.device)
+            # [p,T,H], [p,T]
+            student_groups.append((states[idx], student.content_mask(tok)[idx]))
+            texts = [p.teacher_text for p in pairs if p.side == side]
+            teacher_batches.append(teacher.tokenize(texts, kind))
+    if tatoeba:
+        sb = student.tokenize([p.tgt for p in tatoeba], "plain")
+        with amp:  # [n,T,H], [n,T]
+            student_groups.append((student.token_states(sb), student.content_mask(sb)))
+        teacher_batches.append(teacher.tokenize([p.src for p in tatoeba], "plain"))
+    if not student_groups:  # e.g. a monolingual batch in the teacher language: nothing to distil
+        zero = q[0].sum() * 0.0
+        # + 0.0: no "-0.0" in logs
+        return zero + 0.0, {"iters": 0, "marginal_err": torch.zeros(())}
+    with torch.no_grad(), amp:
+        teacher_groups = [(teacher.token_states(tb), teacher.content_mask(tb))
+                          for tb in teacher_batches]
+    s_states, s_mask = _stack_groups(student_groups)  # [P,Ts,H], [P,Ts]
+    t_states, t_mask = _stack_groups(teacher_groups)  # [P,Tt,H], [P,Tt]
+    keep = s_mask.any(1) & t_mask.any(1)  # a sentence with no real token has no distribution
+    return ot_distill_loss(t_states[keep], t_mask[keep], s_states[keep], s_mask[keep],
+                           epsilon=oc.epsilon, max_iter=oc.max_iter, tol=oc.tol, grad=oc.grad)

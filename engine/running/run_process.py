@@ -129,74 +129,65 @@ def run(db: str, exp_id: int, worker_id: str, attempt: int, device: str, parent_
     own.mkdir(parents=True, exist_ok=True)
     # Heartbeats start now, before the slow imports, so a short lease never expires during
     # start-up. The reporter has its own connection: one per thread, never shared.
-    reporter = StoreReporter(open_store(db), lease, stop, lease_s=lease_s, parent_pid=parent_pid)
-    reporter.start()
-    cfg: Config | None = None
-    try:
-        if exp.cancel_requested:  # cancelled while its previous worker was lost
-            reporter.close()
-            reporter.write(lambda: store.finish(lease, Status.CANCELLED))
-            remove_checkpoints(folder)
-            return 0
-        cfg = config_from_dict(exp.config)
-        if device:
-            cfg = cfg.replace(train={"device": device})
-        reporter.write(lambda: store.set_provenance(lease, provenance(cfg, device, exp, folder, own)))
-        checkpoints = Checkpoints.for_attempt(folder, attempt, guard=reporter.renew)
-        for leftover in checkpoints.remove_temp_files():
-            print(f"removed {leftover} (an interrupted checkpoint write)", flush=True)
-        if exp.step > 0 and not checkpoints.candidates():
-            reporter.event(EventKind.WARNING,
-                           f"no checkpoint found under {folder} although an earlier attempt reached step "
-                           f"{exp.step} (not written yet, or the runs dir is not shared between boxes); "
-                           "training restarts from step 0")
-        from engine.train import run_training
-
-        print(f"experiment {exp_id} attempt {attempt} on {device}, run dir {own}", flush=True)
-        outcome = run_training(cfg, own, reporter, checkpoints)
-        reporter.close()
-        if outcome == RunOutcome.DONE:
-            reporter.write(lambda: store.finish(lease, Status.DONE))
-            # A finished run never resumes; its checkpoints (optimizer state included: ~255 MB
-            # for a CPU demo run, GBs on a GPU run) would only fill the disk.
-            remove_checkpoints(folder)
-        elif reporter.cancel_requested or reporter.write(lambda: store.get(exp_id)).cancel_requested:
-            reporter.write(lambda: store.finish(lease, Status.CANCELLED))
-            remove_checkpoints(folder)
-        else:
-            reason = f"worker stopping: checkpointed at step {reporter.last_step}, resumes from there"
-            reporter.write(lambda: store.release(lease, reason))
-        print(f"experiment {exp_id}: {outcome}", flush=True)
-        return 0
-    except LeaseLost as exc:
-        print(f"experiment {exp_id}: {exc}; leaving it to its new owner", flush=True)
-        return EXIT_LEASE_LOST
-    except BaseException as exc:  # noqa: BLE001 - every failure is recorded on the row
-        tb = traceback.format_exc()
-        print(tb, file=sys.stderr, flush=True)
-        message = explain_failure(exc, cfg, device)
+    with StoreReporter(open_store(db), lease, stop, lease_s=lease_s,
+                       parent_pid=parent_pid) as reporter:
+        cfg: Config | None = None
         try:
-            reporter.close()  # keep the points reported before the crash
-        except LeaseLost:
+            if exp.cancel_requested:  # cancelled while its previous worker was lost
+                reporter.finish(Status.CANCELLED)
+                remove_checkpoints(folder)
+                return 0
+            cfg = config_from_dict(exp.config)
+            if device:
+                cfg = cfg.replace(train={"device": device})
+            reporter.set_provenance(provenance(cfg, device, exp, folder, own))
+            checkpoints = Checkpoints.for_attempt(folder, attempt, guard=reporter.renew)
+            for leftover in checkpoints.remove_temp_files():
+                print(f"removed {leftover} (an interrupted checkpoint write)", flush=True)
+            if exp.step > 0 and not checkpoints.candidates():
+                reporter.event(EventKind.WARNING,
+                               f"no checkpoint found under {folder} although an earlier attempt "
+                               f"reached step {exp.step} (not written yet, or the runs dir is not "
+                               "shared between boxes); training restarts from step 0")
+            from engine.train import run_training
+
+            print(f"experiment {exp_id} attempt {attempt} on {device}, run dir {own}", flush=True)
+            outcome = run_training(cfg, own, reporter, checkpoints)
+            if outcome == RunOutcome.DONE:
+                reporter.finish(Status.DONE)
+                # A finished run never resumes; its checkpoints (optimizer state included:
+                # ~255 MB for a CPU demo run, GBs on a GPU run) would only fill the disk.
+                remove_checkpoints(folder)
+            elif reporter.cancelled():
+                reporter.finish(Status.CANCELLED)
+                remove_checkpoints(folder)
+            else:
+                reporter.release(f"worker stopping: checkpointed at step {reporter.last_step}, "
+                                 "resumes from there")
+            print(f"experiment {exp_id}: {outcome}", flush=True)
+            return 0
+        except LeaseLost as exc:
+            print(f"experiment {exp_id}: {exc}; leaving it to its new owner", flush=True)
             return EXIT_LEASE_LOST
-        except Exception as flush_exc:  # noqa: BLE001 - the failure itself matters more
-            print(f"could not write the last metrics: {flush_exc}", file=sys.stderr, flush=True)
-        if lacks_data(exc):  # not the run's fault: another box may have the data
-            reason = (f"box {socket.gethostname()} lacks the data ({exc}); handed back for a box "
-                      "that has it, no attempt used")
-            print(reason, flush=True)
+        except BaseException as exc:  # noqa: BLE001 - every failure is recorded on the row
+            tb = traceback.format_exc()
+            print(tb, file=sys.stderr, flush=True)
+            if lacks_data(exc):  # not the run's fault: another box may have the data
+                reason = (f"box {socket.gethostname()} lacks the data ({exc}); handed back for a "
+                          "box that has it, no attempt used")
+                print(reason, flush=True)
+                try:
+                    reporter.release(reason)
+                except LeaseLost:
+                    return EXIT_LEASE_LOST
+                return EXIT_NO_DATA
             try:
-                reporter.write(lambda: store.release(lease, reason))
+                reporter.record_failure(explain_failure(exc, cfg, device), tb)
             except LeaseLost:
                 return EXIT_LEASE_LOST
-            return EXIT_NO_DATA
-        try:
-            reporter.write(lambda: store.log_run_event(lease, EventKind.TRACEBACK, tb))
-            reporter.write(lambda: store.finish(lease, Status.FAILED, error=f"{message}\n\n{tb}"))
-        except LeaseLost:
-            return EXIT_LEASE_LOST
-        remove_checkpoints(folder)  # a failed run is retried as a fresh experiment, never resumed
-        return 0
+            # a failed run is retried as a fresh experiment, never resumed
+            remove_checkpoints(folder)
+            return 0
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:

@@ -17,6 +17,10 @@ not end the run: the heartbeat thread retries with backoff, and the training thr
 (events, the flush before a checkpoint, the outcome) retry the same way (`write`, `renew`). The
 one limit is the lease: with no renewal for half of it, the run stops itself (`LeaseLost`) before
 another worker may reclaim it, so a run is never trained twice at once.
+
+The reporter also writes the run's outcome (`finish`, `release`, `record_failure`): each first
+stops the heartbeat and writes what is still buffered, so the outcome is the run's last word.
+Used as a context manager, it starts the heartbeat on entry and stops it on exit.
 """
 
 
@@ -27,10 +31,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 from engine.errors import LeaseLost, StoreError
 from engine.running.launch import DEFAULT_LEASE_S
+from engine.statuses import EventKind, Status
 from engine.store import RunLease, Store
 
 #: Longest wait between two heartbeat retries after a database error.
@@ -50,6 +56,9 @@ def _warn(message: str) -> None:
 
 
 class StoreReporter:
+    """`with StoreReporter(...) as reporter:` heartbeats for the block; the outcome methods end
+    the reporting (no heartbeat or metric after them)."""
+
     def __init__(self, store: Store, lease: RunLease, stop: threading.Event, *,
                  flush_interval_s: float = 1.0, lease_s: float = DEFAULT_LEASE_S,
                  parent_pid: int | None = None) -> None:
@@ -71,6 +80,7 @@ class StoreReporter:
         self._lease_lost: LeaseLost | None = None
         self._last_renewal = time.monotonic()
         self._closed = threading.Event()
+        self._flushed_at_close = False
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
     @property
@@ -110,6 +120,16 @@ class StoreReporter:
 
     def start(self) -> None:
         self._thread.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # The outcome methods have flushed already; on any other way out (the lease lost) no
+        # write is wanted, only no more heartbeats. The thread ends at its next wake-up.
+        self._closed.set()
 
     def flush(self) -> None:
         """Write the buffer + heartbeat + progress now. Raises LeaseLost if the run was taken away,
@@ -166,11 +186,53 @@ class StoreReporter:
         return max(0.05, self.renew_deadline_s - silent)
 
     def close(self) -> None:
-        """Stop the heartbeat thread and write what is left (retrying; raises if that fails)."""
+        """Stop the heartbeat thread and write what is left (retrying; raises if that fails).
+        Once that write succeeded, a second call does nothing."""
+        if self._flushed_at_close:
+            return
         self._closed.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
         self.renew()
+        self._flushed_at_close = True
+
+    # ------------------------------------------------------------------ outcomes
+
+    def set_provenance(self, info: dict[str, Any]) -> None:
+        self.write(lambda: self._locked(self.store.set_provenance, self.lease, info))
+
+    def cancelled(self) -> bool:
+        """Whether a cancel was requested, by the last flush or on the row itself (after close)."""
+        self.close()
+        return self.cancel_requested or self.write(
+            lambda: self._locked(self.store.get, self.exp_id)).cancel_requested
+
+    def finish(self, status: Status, *, error: str | None = None) -> None:
+        """The run's outcome (done, cancelled, failed), after the last points are written."""
+        self.close()
+        self.write(lambda: self._locked(self.store.finish, self.lease, status, error=error))
+
+    def release(self, reason: str) -> None:
+        """Give the run back to the queue (stopped to drain): it resumes from its checkpoint."""
+        self.close()
+        self.write(lambda: self._locked(self.store.release, self.lease, reason))
+
+    def record_failure(self, message: str, tb: str) -> None:
+        """A crash: the points reported before it, the traceback as an event, then failed."""
+        try:
+            self.close()  # keep the points reported before the crash
+        except LeaseLost:
+            raise
+        except Exception as flush_exc:  # noqa: BLE001 - the failure itself matters more
+            _warn(f"could not write the last metrics: {flush_exc}")
+        self.write(lambda: self._locked(self.store.log_run_event, self.lease,
+                                        EventKind.TRACEBACK, tb))
+        self.finish(Status.FAILED, error=f"{message}\n\n{tb}")
+
+    def _locked(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # The store connection is the heartbeat thread's too: one call at a time.
+        with self._lock:
+            return fn(*args, **kwargs)
 
     def _check_lease(self) -> None:
         # Raised in the training thread, so the loop unwinds without writing a checkpoint into

@@ -97,6 +97,9 @@ class CliReporter:
     def should_stop(self) -> bool:
         return self.stop_requested
 
+    def before_checkpoint(self, step: int) -> None:
+        """Nothing to flush: each metrics() call has already appended its lines to the file."""
+
 
 def _points_in(path: Path) -> set[tuple[str, int]]:
     """(key, step) of every point already in a metrics.jsonl (a torn last line is skipped)."""
