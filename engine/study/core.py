@@ -497,8 +497,17 @@ def _ratio(text: str) -> str:
 # --------------------------------------------------------------------------- the report's reader
 
 
-def select_experiments(store: Store, sweep: str | None, ids: Sequence[int] | None) -> tuple[list[Experiment], str]:
-    """The runs a report is about, and how to name them: ids, a sweep, or the newest sweep."""
+def select_experiments(store: Store, sweep: str | None, ids: Sequence[int] | None,
+                       tags: Sequence[str] = ()) -> tuple[list[Experiment], str]:
+    """The runs a report is about, and how to name them: ids, a sweep, or the newest sweep;
+    with tags, only the runs that have them all (without a sweep or ids: every such run)."""
+    if tags:
+        exps, selection = select_experiments(store, sweep, ids) if sweep or ids else (store.list_experiments(), "")
+        tagged = [e for e in exps if set(tags) <= set(e.tags)]
+        what = "tagged " + " ".join(tags)
+        if not tagged:
+            raise ExperimentNotFound(f"no experiment {what}" + (f" in {selection}" if selection else ""))
+        return tagged, f"{selection}, {what}" if selection else f"experiments {what}"
     if sweep is not None and ids:
         raise ConfigError("give either --sweep NAME or experiment ids, not both")
     if ids:
@@ -541,11 +550,11 @@ def load_series(store: Store, experiments: Sequence[Experiment], metric: str, se
 
 def build_report(store: Store, *, sweep: str | None = None, ids: Sequence[int] | None = None,
                  metric: str = MetricName.MAP, setting: str = Setting.MUL, source: str = Source.AUTO,
-                 baseline: str = "1:1") -> Study:
+                 baseline: str = "1:1", tags: Sequence[str] = ()) -> Study:
     """`optical report`: select the runs, read their points, compute the study; an error when
     nothing can be reported yet."""
     check_choices(metric, setting, source, baseline)  # before reading anything
-    exps, selection = select_experiments(store, sweep, ids)
+    exps, selection = select_experiments(store, sweep, ids, tags)
     study = compute_study(exps, load_series(store, exps, metric, setting), selection=selection,
                           metric=metric, setting=setting, source=source, baseline=baseline)
     if not study.runs:
