@@ -42,6 +42,11 @@ class Grouping:
     groups: tuple[Group, ...]
 
 
+def group_keys() -> list[str]:
+    """Every config key a grouping accepts (section.key), sorted."""
+    return list(_CONFIG_KEYS)
+
+
 def parse_group_keys(text: str) -> tuple[str, ...]:
     """`ot.weight,tags` -> ("ot.weight", "tags"); unknown keys are refused with the valid ones."""
     keys = tuple(k.strip() for k in text.split(",") if k.strip())
