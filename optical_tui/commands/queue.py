@@ -78,15 +78,15 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List experiments (oldest first)."""
-    wanted = parse_tags(tags or [])
+    tagged = parse_tags(tags or [])
     with store_for(ctx) as store:
-        exps = [e for e in store.list_experiments(status=status, name=name) if has_tags(e.tags, wanted)]
+        exps = [e for e in store.list_experiments(status=status, name=name) if has_tags(e.tags, tagged)]
     if as_json:
         print_json([experiment_dict(e) for e in exps])
         return
     if not exps:
         console.print("no experiments" + (f" with status {status}" if status else "") +
-                      (f" tagged {' '.join(wanted)}" if wanted else "") +
+                      (f" tagged {' '.join(tagged)}" if tagged else "") +
                       ". Add some with: optical queue add --ratio 1:1")
         return
     with_factors = any(e.factors for e in exps)

@@ -42,8 +42,8 @@ class CompareScreen(MetricSwitchMixin, Screen):
     DEFAULT_CSS = """
     #compare-controls { height: 1; padding: 0 1; background: $boost; }
     #compare-body { height: 1fr; }
-    #compare-plot { width: 3fr; min-width: 40; }
-    #compare-side { width: 2fr; min-width: 30; }
+    #compare-plot { width: 5fr; min-width: 40; }
+    #compare-side { width: 6fr; min-width: 30; }
     #compare-diff { height: auto; max-height: 50%; }
     #compare-final { height: 1fr; }
     """
@@ -80,6 +80,7 @@ class CompareScreen(MetricSwitchMixin, Screen):
     def on_mount(self) -> None:
         self.title = "compare"
         self.sub_title = " ".join(f"#{e.id}" for e in self.runs)
+        self.query_one("#compare-final", DataTable).focus()   # ←/→ scroll it when runs overflow
         self._redraw()
         self._read([e.id for e in self.runs], routes(self).db_location)
 
@@ -161,14 +162,15 @@ class CompareScreen(MetricSwitchMixin, Screen):
     def _draw_final(self, c: Comparison) -> None:
         table = self.query_one("#compare-final", DataTable)
         source = "full" if c.source == Split.FULL else "quick eval"
-        self._columns(table, f"final ({source}), Δ vs #{c.runs[0].id}")
-        rows = [*c.final, *c.languages]
-        for r in rows:
-            cells = [Text("–" if v is None else f"{v:.3f}", justify="right") for v in r.values[:1]]
+        self._columns(table, f"{source}, Δ vs #{c.runs[0].id}")
+        for r in (*c.final, *c.languages):
+            digits = 1 if r.key.endswith(MetricName.RANK_DISTANCE) else 3
+            cells = [Text("–" if v is None else f"{v:.{digits}f}", justify="right") for v in r.values[:1]]
             for v, d in zip(r.values[1:], r.deltas[1:], strict=True):
-                cell = Text("–" if v is None else f"{v:.3f}", justify="right")
-                if d is not None:
-                    cell.append(f" {d:+.3f}", style="green" if d > 0 else "red" if d < 0 else "dim")
+                cell = Text("–" if v is None else f"{v:.{digits}f}", justify="right")
+                if d is not None:   # +.012 rather than +0.012: three runs fit beside the plot
+                    delta = f"{d:+.{digits}f}".replace("0.", ".", 1) if abs(d) < 1 else f"{d:+.{digits}f}"
+                    cell.append(f" {delta}", style="green" if d > 0 else "red" if d < 0 else "dim")
                 cells.append(cell)
             table.add_row(safe_text(r.label), *cells)
 

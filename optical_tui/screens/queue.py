@@ -81,7 +81,9 @@ class QueueScreen(Screen):
                 tooltip="clear the search"),
         Binding("space", "mark", "Mark", show=False,
                 tooltip="mark or unmark the selected experiment for a comparison (● in the id column)"),
-        Binding("v", "compare", "Compare",
+        # Not in the footer (it would push ? Help out at 120 columns); the view label says it once
+        # runs are marked.
+        Binding("v", "compare", "Compare", show=False,
                 tooltip="compare the marked experiments: curves overlaid, config diff, final numbers"),
     ]
 
@@ -245,6 +247,7 @@ class QueueScreen(Screen):
     def action_mark(self) -> None:
         def toggle(e: Experiment) -> None:
             self.marked ^= {e.id}
+            self._update_view_label()
             self.refresh_table()
             table = self.query_one("#queue", DataTable)
             if table.cursor_row < table.row_count - 1:  # on to the next row, as file managers do
@@ -308,6 +311,8 @@ class QueueScreen(Screen):
 
     def _update_view_label(self) -> None:
         label = Text.assemble(("status ", "dim"), self.status_filter or "all", ("  sort ", "dim"), self.sort)
+        if self.marked:
+            label.append_text(Text.assemble(("  marked ", "dim"), str(len(self.marked)), (" (v compares)", "dim")))
         self.query_one("#view-label", Label).update(label)
 
     def experiments(self) -> Sequence[Experiment]:

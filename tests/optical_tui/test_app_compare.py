@@ -67,6 +67,7 @@ async def test_marked_runs_open_overlaid_with_their_config_diff(db: Path) -> Non
         await pilot.press("space")            # marks #1 and moves on to #2
         await pilot.press("space")
         assert app.screen.marked == {1, 2}
+        assert "marked 2 (v compares)" in str(app.screen.query_one("#view-label").render())
         assert column(queue_table(app), "id")[:3] == ["● 1", "● 2", "3"]
         await pilot.press("v")
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.loaded)
@@ -147,3 +148,20 @@ async def test_tags_and_notes_show_in_the_queue_and_are_searchable(db: Path) -> 
         await wait_for(pilot, lambda: column(queue_table(app), "id") == ["3", "4"])
         search.value = "lr too high"
         await wait_for(pilot, lambda: column(queue_table(app), "id") == ["5"])
+
+
+def test_compare_screen_snapshot(snap_compare, seeded: tuple[Path, dict[str, int]], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the user sees: three marked runs of two ratios, their curves overlaid beside the diff."""
+    shutil.copy(seeded[0], tmp_path / "experiments.db")
+    monkeypatch.chdir(tmp_path)   # a relative path: the header shows it
+
+    async def run_before(pilot: Pilot) -> None:
+        await loaded(pilot)
+        for exp_id in (1, 2, 5):
+            await select(pilot, exp_id)
+            await pilot.press("space")
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareScreen) and pilot.app.screen.loaded)
+        await pilot.pause()
+    assert snap_compare(make_app(Path("experiments.db")), terminal_size=SIZE, run_before=run_before)

@@ -13,8 +13,7 @@ import sqlite_utils
 
 from engine.errors import ConfigError, ExperimentNotFound
 from engine.statuses import EventKind, Status
-from engine.store import NewExperiment, Store, open_store
-from engine.store import postgres, sqlite
+from engine.store import NewExperiment, Store, open_store, postgres, sqlite
 from engine.store.copy import copy_study
 from engine.tags import parse_changes, parse_tags
 
