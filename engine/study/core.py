@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -228,6 +228,8 @@ class Study:
     # The untrained encoder (step 0) per panel, when scored on the same eval/… set
     before: Mapping[tuple[Levels, Unit], Stat]
     before_rank: Mapping[tuple[Levels, Unit], Stat]
+    # The user's tags of the selected runs that have any (experiment id -> tags): shown, not used.
+    tags: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
     def panel_label(self, panel: Levels) -> str:
         """`ot.weight=0 train.mixing=batch`, or "" without extra factors."""
@@ -484,7 +486,7 @@ def compute_study(experiments: Sequence[Experiment], series: Mapping[int, RunSer
         runs=tuple(runs), excluded=tuple(sorted(excluded, key=lambda x: x.experiment_id)),
         counts=counts, groups=groups, zero_shot=zero_shot,
         setup=_setup(used, source, sizes, ", ".join(map(str, steps))), notes=tuple(notes),
-        before=before, before_rank=before_rank)
+        before=before, before_rank=before_rank, tags={e.id: e.tags for e in exps if e.tags})
 
 
 def _ratio(text: str) -> str:

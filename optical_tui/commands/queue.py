@@ -75,19 +75,23 @@ def list_(
     status: Annotated[Status | None, typer.Option("--status", help="Only this status.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Only this sweep name.")] = None,
     tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only experiments with this tag (repeatable: all of them).")] = None,
+    search: Annotated[str | None, typer.Option("--search", help="Only experiments whose name, factors, tags or note contain this text (any case).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List experiments (oldest first)."""
     tagged = parse_tags(tags or [])
+    needle = (search or "").lower()
     with store_for(ctx) as store:
-        exps = [e for e in store.list_experiments(status=status, name=name) if has_tags(e.tags, tagged)]
+        exps = [e for e in store.list_experiments(status=status, name=name) if has_tags(e.tags, tagged)
+                and needle in " ".join((e.name, factors_text(e.factors), *e.tags, e.note)).lower()]
     if as_json:
         print_json([experiment_dict(e) for e in exps])
         return
     if not exps:
-        console.print("no experiments" + (f" with status {status}" if status else "") +
-                      (f" tagged {' '.join(tagged)}" if tagged else "") +
-                      ". Add some with: optical queue add --ratio 1:1")
+        console.print(safe_text("no experiments" + (f" with status {status}" if status else "") +
+                                (f" tagged {' '.join(tagged)}" if tagged else "") +
+                                (f" matching {search!r}" if search else "") +
+                                ". Add some with: optical queue add --ratio 1:1"))
         return
     with_factors = any(e.factors for e in exps)
     with_tags = any(e.tags for e in exps)

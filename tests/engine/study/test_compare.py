@@ -132,7 +132,11 @@ def test_tags_and_notes_from_the_command_line(store: Store) -> None:
     assert "note: diverged at 3k" in cli(store, "queue", "show", "1")[1]
     assert json.loads(cli(store, "note", "1", "--json")[1]) == {"id": 1, "note": store.get(1).note}
     code, out, _ = cli(store, "report", "--tag", "keep", "--json")
-    assert code == 0 and [r["experiment_id"] for r in json.loads(out)["runs"]] == [1]
+    assert code == 0 and [(r["experiment_id"], r["tags"]) for r in json.loads(out)["runs"]] == [(1, ["keep"])]
+    assert "Tags: keep #1." in cli(store, "report", "--sweep", "sweep")[1]
+    code, out, _ = cli(store, "queue", "list", "--search", "LR 3E-5", "--json")
+    assert code == 0 and [e["id"] for e in json.loads(out)] == [1]
+    assert "matching '[x]'" in cli(store, "queue", "list", "--search", "[x]")[1]
     for args in (["tag", "1", "+bad tag"], ["tag", "+x"], ["tag", "1", "+x", "-x"], ["tag", "99", "+x"],
                  ["queue", "list", "--tag", "a b"], ["report", "--tag", "nobody"]):
         code, _, err = cli(store, *args)
