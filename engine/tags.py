@@ -20,8 +20,10 @@ def check_tag(text: str) -> str:
     tag = text.strip()
     if not TAG_PATTERN.fullmatch(tag):
         shown = tag[:50] + ("…" if len(tag) > 50 else "")
-        raise ConfigError(f"tag {shown!r}: a tag is 1 to 40 letters, digits or _ . : / = @ -, "
-                          "not starting with + or -, without spaces or commas")
+        raise ConfigError(
+            f"tag {shown!r}: a tag is 1 to 40 letters, digits or _ . : / = @ -, "
+            "not starting with + or -, without spaces or commas"
+        )
     return tag
 
 
@@ -43,11 +45,15 @@ def parse_changes(words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...
     if both:
         raise ConfigError(f"tag {min(both)!r} is both added and removed")
     if not add and not remove:
-        raise ConfigError("no tag change: give +TAG to add and -TAG to remove, e.g. +baseline -draft")
+        raise ConfigError(
+            "no tag change: give +TAG to add and -TAG to remove, e.g. +baseline -draft"
+        )
     return tuple(sorted(add)), tuple(sorted(remove))
 
 
-def changed(tags: Iterable[str], add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[str, ...]:
+def changed(
+    tags: Iterable[str], add: Iterable[str] = (), remove: Iterable[str] = ()
+) -> tuple[str, ...]:
     """The tags after a change, sorted."""
     return tuple(sorted((set(tags) | set(add)) - set(remove)))
 

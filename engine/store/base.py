@@ -154,7 +154,8 @@ class Store(ABC):
     def clone(self, ids: Sequence[int]) -> list[Experiment]: ...
 
     @abstractmethod
-    def retag(self, ids: Sequence[int], add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[Experiment]:
+    def retag(self, ids: Sequence[int], add: Sequence[str] = (),
+              remove: Sequence[str] = ()) -> list[Experiment]:
         """Add and remove tags (checked by engine/tags.py) on experiments in any status, all or
         nothing; each change is logged as an event."""
 

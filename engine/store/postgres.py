@@ -177,7 +177,8 @@ def _exp(d: DictRow) -> Experiment:
         step=d["step"] or 0, total_steps=d["total_steps"] or 0, device=d["device"],
         provenance=json.loads(d["provenance"] or "{}"), retry_of=d["retry_of"],
         factors=json.loads(d["factors"] or "{}"), attempt_started_at=d["attempt_started_at"],
-        attempt_start_step=d["attempt_start_step"] or 0, tags=tags_of(d["tags"]), note=d["note"] or "",
+        attempt_start_step=d["attempt_start_step"] or 0, tags=tags_of(d["tags"]),
+        note=d["note"] or "",
     )
 
 
@@ -505,7 +506,8 @@ class PostgresStore(Store):
                     "SELECT * FROM e",
                     (s.name, s.ratio, s.seed, s.priority, Q, json.dumps(s.config, sort_keys=True),
                      s.code_version, s.max_attempts, s.retry_of, json.dumps(s.factors, sort_keys=True),
-                     tags_text(s.tags), EventKind.QUEUED.value, f"queued {s.name!r} ratio {s.ratio} seed {s.seed}")).fetchone()
+                     tags_text(s.tags), EventKind.QUEUED.value,
+                     f"queued {s.name!r} ratio {s.ratio} seed {s.seed}")).fetchone()
                 assert row is not None
                 out.append(_exp(row))
         return out
@@ -735,15 +737,19 @@ class PostgresStore(Store):
             out.append(_exp(row))
         return out
 
-    def retag(self, ids: Sequence[int], add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[Experiment]:
+    def retag(self, ids: Sequence[int], add: Sequence[str] = (),
+              remove: Sequence[str] = ()) -> list[Experiment]:
         with self._tx() as cur:
-            for i, r in self._require(cur, ids).items():   # locked: no lost update between two taggers
+            # _require locks the rows: two taggers never lose each other's update.
+            for i, r in self._require(cur, ids).items():
                 before = tags_of(r["tags"])
                 after = changed(before, add, remove)
                 if after != before:
-                    cur.execute("UPDATE experiments SET tags = %s WHERE id = %s", (tags_text(after), i))
+                    cur.execute("UPDATE experiments SET tags = %s WHERE id = %s",
+                                (tags_text(after), i))
                     self._event(cur, i, EventKind.INFO, "tags " + change_text(
-                        [t for t in after if t not in before], [t for t in before if t not in after]))
+                        [t for t in after if t not in before],
+                        [t for t in before if t not in after]))
         return self.list_experiments(ids=list(ids))
 
     def annotate(self, exp_id: int, note: str) -> Experiment:

@@ -163,7 +163,8 @@ def _exp(row: sqlite3.Row) -> Experiment:
         step=d["step"] or 0, total_steps=d["total_steps"] or 0, device=d["device"],
         provenance=json.loads(d["provenance"] or "{}"), retry_of=d["retry_of"],
         factors=json.loads(d["factors"] or "{}"), attempt_started_at=d["attempt_started_at"],
-        attempt_start_step=d["attempt_start_step"] or 0, tags=tags_of(d["tags"]), note=d["note"] or "",
+        attempt_start_step=d["attempt_start_step"] or 0, tags=tags_of(d["tags"]),
+        note=d["note"] or "",
     )
 
 
@@ -522,7 +523,8 @@ class SqliteStore(Store):
         return [_exp(r) for r in c.execute(
             f"SELECT * FROM experiments WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", ids)]
 
-    def retag(self, ids: Sequence[int], add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[Experiment]:
+    def retag(self, ids: Sequence[int], add: Sequence[str] = (),
+              remove: Sequence[str] = ()) -> list[Experiment]:
         with self._tx() as c:
             for i, r in self._require(c, ids).items():
                 before = tags_of(r["tags"])
@@ -530,7 +532,8 @@ class SqliteStore(Store):
                 if after != before:
                     c.execute("UPDATE experiments SET tags = ? WHERE id = ?", (tags_text(after), i))
                     self._event(c, i, EventKind.INFO, "tags " + change_text(
-                        [t for t in after if t not in before], [t for t in before if t not in after]))
+                        [t for t in after if t not in before],
+                        [t for t in before if t not in after]))
         return self.list_experiments(ids=list(ids))
 
     def annotate(self, exp_id: int, note: str) -> Experiment:

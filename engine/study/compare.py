@@ -58,7 +58,9 @@ class Comparison:
     metric: str
     setting: str
     source: str  # "full" | "eval"
-    differing: Mapping[str, tuple[str, ...]]  # config key -> its value per run (only keys that differ)
+    differing: Mapping[
+        str, tuple[str, ...]
+    ]  # config key -> its value per run (only keys that differ)
     same: int  # how many config keys are equal in every run
     final: tuple[ValueRow, ...]
     languages: tuple[ValueRow, ...]
@@ -71,8 +73,12 @@ class Comparison:
 
 def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """`{"train": {"lr": 3e-5}}` -> `{"train.lr": 3e-5}`."""
-    return {f"{sec}.{k}": v for sec, values in config.items() if isinstance(values, Mapping)
-            for k, v in values.items()}
+    return {
+        f"{sec}.{k}": v
+        for sec, values in config.items()
+        if isinstance(values, Mapping)
+        for k, v in values.items()
+    }
 
 
 def config_diff(runs: Sequence[Experiment]) -> tuple[dict[str, tuple[str, ...]], int]:
@@ -101,8 +107,12 @@ def compare_keys(runs: Sequence[Experiment], metric: str, setting: str) -> list[
     keys = [SELECTED_STEP_KEY, *LOSS_KEYS]
     for split in (Split.FULL, Split.QUICK):
         for u in sorted(units):
-            keys += [metric_key(split, s, u, m) for s in SETTINGS for m in {metric, MetricName.MAP, RD}
-                     if metric_allowed(s, m)]
+            keys += [
+                metric_key(split, s, u, m)
+                for s in SETTINGS
+                for m in {metric, MetricName.MAP, RD}
+                if metric_allowed(s, m)
+            ]
     return sorted(set(keys))
 
 
@@ -129,8 +139,13 @@ def _row(label: str, key: str, raw: list[float | None]) -> ValueRow:
     return ValueRow(label, key, tuple(values), deltas)
 
 
-def compare(runs: Sequence[Experiment], series: Mapping[int, RunSeries], *, metric: str = MetricName.MAP,
-            setting: str = Setting.MUL) -> Comparison:
+def compare(
+    runs: Sequence[Experiment],
+    series: Mapping[int, RunSeries],
+    *,
+    metric: str = MetricName.MAP,
+    setting: str = Setting.MUL,
+) -> Comparison:
     """The comparison of these runs, in the order given (the first is the reference)."""
     check_choices(metric, setting, "auto", "1:1")
     if len(runs) < 2:
@@ -141,7 +156,11 @@ def compare(runs: Sequence[Experiment], series: Mapping[int, RunSeries], *, metr
     headline = metric_key(Split.FULL, setting, MACRO, metric)
     prefixes = (split_prefix(Split.FULL), split_prefix(Split.QUICK))
     scored = [e for e in runs if any(k.startswith(prefixes) for k in series.get(e.id, empty))]
-    source = Split.FULL if scored and all(series.get(e.id, empty).get(headline) for e in scored) else Split.QUICK
+    source = (
+        Split.FULL
+        if scored and all(series.get(e.id, empty).get(headline) for e in scored)
+        else Split.QUICK
+    )
     at = [_selected(e, series.get(e.id, empty), source) for e in runs]
     steps: list[int | None] = [None] * len(runs)
 
@@ -159,21 +178,38 @@ def compare(runs: Sequence[Experiment], series: Mapping[int, RunSeries], *, metr
     for s in SETTINGS:
         if metric_allowed(s, metric):
             name = f"{Setting(s).label} {MetricName(metric).label}"
-            final += [row(f"{name} {u.name if u != MACRO else 'macro'}", metric_key(source, s, u, metric))
-                      for u in groups]
+            final += [
+                row(f"{name} {u.name if u != MACRO else 'macro'}", metric_key(source, s, u, metric))
+                for u in groups
+            ]
     final.append(row("Mul rank dist. macro", metric_key(source, Setting.MUL, MACRO, RD)))
     final.append(row("final training loss", TrainKey.LOSS))
     trained = {x for e in runs for x in config_value(e.config, "data.train_langs") or ()}
-    languages = [row(lang + ("" if lang in trained else "*"), metric_key(source, setting, lang_unit(lang), metric))
-                 for lang in langs]
+    languages = [
+        row(
+            lang + ("" if lang in trained else "*"),
+            metric_key(source, setting, lang_unit(lang), metric),
+        )
+        for lang in langs
+    ]
     final = [r for r in final if any(v is not None for v in r.values)]
     differing, same = config_diff(runs)
-    return Comparison(tuple(runs), metric, setting, source, differing, same, tuple(final),
-                      tuple(r for r in languages if any(v is not None for v in r.values)), tuple(steps))
+    return Comparison(
+        tuple(runs),
+        metric,
+        setting,
+        source,
+        differing,
+        same,
+        tuple(final),
+        tuple(r for r in languages if any(v is not None for v in r.values)),
+        tuple(steps),
+    )
 
 
-def load_comparison(store: Store, ids: Sequence[int], *, metric: str = MetricName.MAP,
-                    setting: str = Setting.MUL) -> Comparison:
+def load_comparison(
+    store: Store, ids: Sequence[int], *, metric: str = MetricName.MAP, setting: str = Setting.MUL
+) -> Comparison:
     """`optical compare`: read the runs (in the order given) and their points, then compare."""
     if len(set(ids)) != len(ids):
         raise ConfigError("an experiment id is given twice")
@@ -190,15 +226,33 @@ def load_comparison(store: Store, ids: Sequence[int], *, metric: str = MetricNam
 
 def to_dict(c: Comparison) -> dict[str, object]:
     def rows(table: Sequence[ValueRow]) -> list[dict[str, object]]:
-        return [{"label": r.label, "key": r.key, "values": list(r.values), "deltas": list(r.deltas)}
-                for r in table]
+        return [
+            {"label": r.label, "key": r.key, "values": list(r.values), "deltas": list(r.deltas)}
+            for r in table
+        ]
 
     return {
-        "metric": c.metric, "setting": c.setting, "source": c.source, "reference": c.runs[0].id,
-        "runs": [{"id": e.id, "name": e.name, "ratio": e.ratio, "seed": e.seed, "status": e.status.value,
-                  "tags": list(e.tags), "note": e.note, "step": c.steps[i]} for i, e in enumerate(c.runs)],
-        "config_diff": {k: list(v) for k, v in c.differing.items()}, "config_same": c.same,
-        "final": rows(c.final), "languages": rows(c.languages),
+        "metric": c.metric,
+        "setting": c.setting,
+        "source": c.source,
+        "reference": c.runs[0].id,
+        "runs": [
+            {
+                "id": e.id,
+                "name": e.name,
+                "ratio": e.ratio,
+                "seed": e.seed,
+                "status": e.status.value,
+                "tags": list(e.tags),
+                "note": e.note,
+                "step": c.steps[i],
+            }
+            for i, e in enumerate(c.runs)
+        ],
+        "config_diff": {k: list(v) for k, v in c.differing.items()},
+        "config_same": c.same,
+        "final": rows(c.final),
+        "languages": rows(c.languages),
     }
 
 

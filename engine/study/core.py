@@ -504,11 +504,13 @@ def select_experiments(store: Store, sweep: str | None, ids: Sequence[int] | Non
     """The runs a report is about, and how to name them: ids, a sweep, or the newest sweep;
     with tags, only the runs that have them all (without a sweep or ids: every such run)."""
     if tags:
-        exps, selection = select_experiments(store, sweep, ids) if sweep or ids else (store.list_experiments(), "")
+        exps, selection = (select_experiments(store, sweep, ids) if sweep or ids
+                           else (store.list_experiments(), ""))
         tagged = [e for e in exps if set(tags) <= set(e.tags)]
         what = "tagged " + " ".join(tags)
         if not tagged:
-            raise ExperimentNotFound(f"no experiment {what}" + (f" in {selection}" if selection else ""))
+            where = f" in {selection}" if selection else ""
+            raise ExperimentNotFound(f"no experiment {what}{where}")
         return tagged, f"{selection}, {what}" if selection else f"experiments {what}"
     if sweep is not None and ids:
         raise ConfigError("give either --sweep NAME or experiment ids, not both")

@@ -22,8 +22,12 @@ from engine.study.formats import TextTable, stat_cell, unit_label
 from engine.sweep import level_text
 
 #: Keys that are not config keys: what each groups by.
-SPECIAL_KEYS = {"ratio": "the mono:cross ratio", "seed": "the seed", "name": "the sweep name",
-                "tags": "the run's tags"}
+SPECIAL_KEYS = {
+    "ratio": "the mono:cross ratio",
+    "seed": "the seed",
+    "name": "the sweep name",
+    "tags": "the run's tags",
+}
 _CONFIG_KEYS = sorted(f"{sec}.{k}" for sec, values in Config().to_dict().items() for k in values)
 
 
@@ -56,8 +60,10 @@ def parse_group_keys(text: str) -> tuple[str, ...]:
         if k not in SPECIAL_KEYS and k not in _CONFIG_KEYS:
             close = [c for c in _CONFIG_KEYS if c.endswith("." + k) or k in c][:5]
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"--group-by {k!r}: not a config key (section.key) nor one of "
-                              f"{', '.join(SPECIAL_KEYS)}{hint}")
+            raise ConfigError(
+                f"--group-by {k!r}: not a config key (section.key) nor one of "
+                f"{', '.join(SPECIAL_KEYS)}{hint}"
+            )
     if len(set(keys)) != len(keys):
         raise ConfigError("--group-by: a key is given twice")
     return keys
@@ -94,13 +100,20 @@ def group_study(study: Study, experiments: Sequence[Experiment], keys: Sequence[
         levels = tuple(r.ratio if k == "ratio" else key_value(e, k) for k in keys)
         members.setdefault(levels, []).append(r.experiment_id)
     runs = {r.experiment_id: r for r in study.runs}
-    units = tuple(u for u in study.units if u.kind != "lang") + tuple(u for u in study.units if u.kind == "lang")
+    units = tuple(u for u in study.units if u.kind != "lang") + tuple(
+        u for u in study.units if u.kind == "lang"
+    )
     groups = []
     for levels in sorted(members, key=lambda lv: tuple(_order(t, k) for t, k in zip(lv, keys))):
         ids = members[levels]
-        stats = {u: describe([runs[i].values[u] for i in ids if u in runs[i].values]) for u in units}
-        rank = {u: describe(xs) for u in units
-                if (xs := [runs[i].rank_distance[u] for i in ids if u in runs[i].rank_distance])}
+        stats = {
+            u: describe([runs[i].values[u] for i in ids if u in runs[i].values]) for u in units
+        }
+        rank = {
+            u: describe(xs)
+            for u in units
+            if (xs := [runs[i].rank_distance[u] for i in ids if u in runs[i].rank_distance])
+        }
         groups.append(Group(levels, tuple(ids), stats, rank))
     return Grouping(tuple(keys), units, tuple(groups))
 
@@ -111,14 +124,26 @@ def _clean(x: float) -> float | None:
 
 def grouping_dict(g: Grouping) -> dict[str, object]:
     def stat(s: Stat) -> dict[str, object]:
-        return {"n": s.n, "mean": _clean(s.mean), "sd": _clean(s.sd), "ci_low": _clean(s.ci_low),
-                "ci_high": _clean(s.ci_high)}
+        return {
+            "n": s.n,
+            "mean": _clean(s.mean),
+            "sd": _clean(s.sd),
+            "ci_low": _clean(s.ci_low),
+            "ci_high": _clean(s.ci_high),
+        }
 
-    return {"keys": list(g.keys), "groups": [
-        {"levels": dict(zip(g.keys, grp.levels)), "experiment_ids": list(grp.ids),
-         "values": {str(u): stat(s) for u, s in grp.stats.items()},
-         "rank_distance": {str(u): stat(s) for u, s in grp.rank.items()}}
-        for grp in g.groups]}
+    return {
+        "keys": list(g.keys),
+        "groups": [
+            {
+                "levels": dict(zip(g.keys, grp.levels)),
+                "experiment_ids": list(grp.ids),
+                "values": {str(u): stat(s) for u, s in grp.stats.items()},
+                "rank_distance": {str(u): stat(s) for u, s in grp.rank.items()},
+            }
+            for grp in g.groups
+        ],
+    }
 
 
 def grouping_table(g: Grouping, study: Study) -> TextTable:
@@ -126,15 +151,24 @@ def grouping_table(g: Grouping, study: Study) -> TextTable:
     units = tuple(u for u in g.units if u.kind != "lang") or (MACRO,)
     name = f"{Setting(study.setting).label} {MetricName(study.metric).label}"
     headers = (*g.keys, "n", *(f"{unit_label(study, u)}" for u in units))
-    rows = tuple((*grp.levels, str(len(grp.ids)), *(stat_cell(grp.stats.get(u)) for u in units))
-                 for grp in g.groups)
-    return TextTable(f"{name} by {', '.join(g.keys)}: mean ± sd [95% interval] over the runs of each group",
-                     headers, rows)
+    rows = tuple(
+        (*grp.levels, str(len(grp.ids)), *(stat_cell(grp.stats.get(u)) for u in units))
+        for grp in g.groups
+    )
+    return TextTable(
+        f"{name} by {', '.join(g.keys)}: mean ± sd [95% interval] over the runs of each group",
+        headers,
+        rows,
+    )
 
 
 def grouping_markdown(g: Grouping, study: Study) -> str:
     t = grouping_table(g, study)
-    lines = [f"**{t.title}**", "", "| " + " | ".join(t.headers) + " |",
-             "|" + "|".join(":---" if i < len(g.keys) else "---:" for i in range(len(t.headers))) + "|"]
+    lines = [
+        f"**{t.title}**",
+        "",
+        "| " + " | ".join(t.headers) + " |",
+        "|" + "|".join(":---" if i < len(g.keys) else "---:" for i in range(len(t.headers))) + "|",
+    ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in t.rows]
     return "\n".join(lines) + "\n"

@@ -18,4 +18,5 @@ from optical_tui.commands import (
 )
 
 # Order is the order of `optical --help`.
-COMMAND_MODULES = [queue, tags, worker, launch, run, eval, export, report, compare, batches, demo, ui, data, db]
+COMMAND_MODULES = [queue, tags, worker, launch, run, eval, export, report, compare, batches, demo, ui,
+                   data, db]

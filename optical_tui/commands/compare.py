@@ -31,14 +31,18 @@ def _delta(v: float | None, key: str) -> Text:
 
 
 def _values_table(c: Comparison, title: str, rows: Sequence[ValueRow], first: str) -> Table:
-    table = Table(title=safe_text(title), title_justify="left", header_style="bold", show_edge=False)
+    table = Table(
+        title=safe_text(title), title_justify="left", header_style="bold", show_edge=False
+    )
     table.add_column(first)
     for i in range(len(c.runs)):
         table.add_column(safe_text(c.label(i)), justify="right")
     for r in rows:
         cells = [Text(_number(r.values[0], r.key))]
-        cells += [Text.assemble(_number(v, r.key), " ", _delta(d, r.key))
-                  for v, d in zip(r.values[1:], r.deltas[1:], strict=True)]
+        cells += [
+            Text.assemble(_number(v, r.key), " ", _delta(d, r.key))
+            for v, d in zip(r.values[1:], r.deltas[1:], strict=True)
+        ]
         table.add_row(safe_text(r.label), *cells)
     return table
 
@@ -48,13 +52,24 @@ def print_comparison(c: Comparison) -> None:
     for col in ("id", "name", "ratio", "seed", "status", "tags", "note"):
         runs.add_column(col)
     for e in c.runs:
-        runs.add_row(str(e.id), safe_text(e.name), e.ratio, str(e.seed), e.status.value,
-                     safe_text(" ".join(e.tags) or "-"), safe_text(e.note.splitlines()[0] if e.note else "-"))
+        runs.add_row(
+            str(e.id),
+            safe_text(e.name),
+            e.ratio,
+            str(e.seed),
+            e.status.value,
+            safe_text(" ".join(e.tags) or "-"),
+            safe_text(e.note.splitlines()[0] if e.note else "-"),
+        )
     console.print(runs)
     console.print()
     if c.differing:
-        diff = Table(title=f"config: {len(c.differing)} key(s) differ, {c.same} the same",
-                     title_justify="left", header_style="bold", show_edge=False)
+        diff = Table(
+            title=f"config: {len(c.differing)} key(s) differ, {c.same} the same",
+            title_justify="left",
+            header_style="bold",
+            show_edge=False,
+        )
         diff.add_column("key")
         for i in range(len(c.runs)):
             diff.add_column(safe_text(c.label(i)))
@@ -68,18 +83,36 @@ def print_comparison(c: Comparison) -> None:
         console.print(safe_text(f"\nno final metrics yet ({source})", "yellow"))
         return
     console.print()
-    console.print(_values_table(c, f"final metrics ({source}; Δ from #{c.runs[0].id})", c.final, "metric"))
+    console.print(
+        _values_table(c, f"final metrics ({source}; Δ from #{c.runs[0].id})", c.final, "metric")
+    )
     if c.languages:
         console.print()
         name = f"{Setting(c.setting).label} {MetricName(c.metric).label}"
-        console.print(_values_table(c, f"{name} per query language (* zero-shot)", c.languages, "query lang"))
+        console.print(
+            _values_table(c, f"{name} per query language (* zero-shot)", c.languages, "query lang")
+        )
 
 
 def compare_command(
     ctx: typer.Context,
-    ids: Annotated[list[str], typer.Argument(metavar="ID ID...", help="Two or more experiment ids; the first is the reference for the deltas.")],
-    metric: Annotated[MetricName, typer.Option("--metric", "-m", help="Per-query metric of the final and per-language tables.")] = MetricName.MAP,
-    setting: Annotated[Setting, typer.Option("--setting", "-s", help="Setting of the per-language table: mo, cr or mul.")] = Setting.MUL,
+    ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ID ID...",
+            help="Two or more experiment ids; the first is the reference for the deltas.",
+        ),
+    ],
+    metric: Annotated[
+        MetricName,
+        typer.Option(
+            "--metric", "-m", help="Per-query metric of the final and per-language tables."
+        ),
+    ] = MetricName.MAP,
+    setting: Annotated[
+        Setting,
+        typer.Option("--setting", "-s", help="Setting of the per-language table: mo, cr or mul."),
+    ] = Setting.MUL,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Compare runs: the config keys that differ, the final metrics side by side with deltas from

@@ -82,7 +82,8 @@ def list_(
     tagged = parse_tags(tags or [])
     needle = (search or "").lower()
     with store_for(ctx) as store:
-        exps = [e for e in store.list_experiments(status=status, name=name) if has_tags(e.tags, tagged)
+        exps = [e for e in store.list_experiments(status=status, name=name)
+                if has_tags(e.tags, tagged)
                 and needle in " ".join((e.name, factors_text(e.factors), *e.tags, e.note)).lower()]
     if as_json:
         print_json([experiment_dict(e) for e in exps])
@@ -103,8 +104,8 @@ def list_(
          time.strftime("%m-%d %H:%M", time.localtime(e.created_at))]
         for e in exps
     ]
-    headers = ("id", "name", "ratio", *(("factors",) if with_factors else ()), *(("tags",) if with_tags else ()),
-               "seed", "status", "progress",
+    headers = ("id", "name", "ratio", *(("factors",) if with_factors else ()),
+               *(("tags",) if with_tags else ()), "seed", "status", "progress",
                "tries", "prio", "device", "created")
     table = Table(box=None, header_style="bold", pad_edge=False)
     widths = [max([len(col)] + [len(r[i]) + (2 if col == "status" else 0) for r in cells])

@@ -48,7 +48,8 @@ def _render(rep: Study, fmt: ReportFormat, grouped: Grouping | None) -> str:
     if grouped is None:
         return render(rep, fmt)
     if fmt == ReportFormat.JSON:
-        return json.dumps({**to_dict(rep), "group_by": grouping_dict(grouped)}, indent=2, allow_nan=False)
+        return json.dumps({**to_dict(rep), "group_by": grouping_dict(grouped)}, indent=2,
+                          allow_nan=False)
     head = [f"### {caption(rep)[0]}", "", *(f"- {line}" for line in caption(rep)[1:]), ""]
     return "\n".join(head) + "\n" + grouping_markdown(grouped, rep)
 
@@ -113,7 +114,8 @@ def report(
         raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
     with store_for(ctx) as store:
         rep = build_report(store, sweep=sweep, ids=parse_ids(ids or []), metric=metric,
-                           setting=setting, source=source, baseline=baseline, tags=parse_tags(tags or []))
+                           setting=setting, source=source, baseline=baseline,
+                           tags=parse_tags(tags or []))
         grouped = _grouping(store, rep, keys)
     if fmt == ReportFormat.TABLE:
         print_report(rep, grouped)

@@ -14,7 +14,15 @@ from optical_tui.console import console, print_json, safe, safe_text
 
 def tag(
     ctx: typer.Context,
-    words: Annotated[list[str], typer.Argument(metavar="ID... [+TAG|-TAG]... [--json]", help="Experiment ids, then +TAG to add and -TAG to remove (a bare TAG adds); --json anywhere prints each experiment's tags as JSON.", show_default=False)],
+    words: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ID... [+TAG|-TAG]... [--json]",
+            help="Experiment ids, then +TAG to add and -TAG to remove (a bare TAG adds); "
+            "--json anywhere prints each experiment's tags as JSON.",
+            show_default=False,
+        ),
+    ],
 ) -> None:
     """Add and remove tags, e.g. `optical tag 12 13 +baseline -draft`; with ids only, show their
     tags. Tags are words (letters, digits, _ . : / = @ -); `queue list --tag`, `report --tag`
@@ -31,9 +39,13 @@ def tag(
     ids = [w for w in words if w.isdigit()]
     changes = [w for w in words if not w.isdigit()]
     if not ids:
-        raise ConfigError("give the experiment ids first, then the changes, e.g. optical tag 12 +baseline")
-    if words[:len(ids)] != ids:
-        raise ConfigError("give the experiment ids first, then the changes, e.g. optical tag 12 13 +x -y")
+        raise ConfigError(
+            "give the experiment ids first, then the changes, e.g. optical tag 12 +baseline"
+        )
+    if words[: len(ids)] != ids:
+        raise ConfigError(
+            "give the experiment ids first, then the changes, e.g. optical tag 12 13 +x -y"
+        )
     with store_for(ctx) as store:
         if changes:
             add, remove = parse_changes(changes)
@@ -44,14 +56,27 @@ def tag(
         print_json([{"id": e.id, "tags": list(e.tags)} for e in exps])
         return
     for e in exps:
-        console.print(Text.assemble(f"#{e.id} ", safe_text(e.name, "bold"), "  tags: ",
-                                    safe_text(" ".join(e.tags) or "(none)")))
+        console.print(
+            Text.assemble(
+                f"#{e.id} ",
+                safe_text(e.name, "bold"),
+                "  tags: ",
+                safe_text(" ".join(e.tags) or "(none)"),
+            )
+        )
 
 
 def note(
     ctx: typer.Context,
     exp_id: Annotated[str, typer.Argument(metavar="ID", help="Experiment id.")],
-    text: Annotated[str | None, typer.Argument(metavar="[TEXT]", help="The note; \"\" clears it. Without it, print the note.", show_default=False)] = None,
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[TEXT]",
+            help='The note; "" clears it. Without it, print the note.',
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the note as JSON.")] = False,
 ) -> None:
     """Set (or show) an experiment's note, e.g. `optical note 12 "lr too high, diverged at 3k"`.
@@ -74,6 +99,7 @@ def note(
 def register(app: typer.Typer) -> None:
     # -TAG must reach the command as an argument, not be read as options: after the first id,
     # click parses nothing (and a first word that looks like an option is refused by click).
-    app.command("tag", context_settings={"ignore_unknown_options": True,
-                                         "allow_interspersed_args": False})(tag)
+    app.command(
+        "tag", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+    )(tag)
     app.command("note")(note)

@@ -20,7 +20,16 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.errors import OpticalError
-from engine.metric_keys import MACRO, MetricName, Setting, Split, Unit, group_unit, lang_unit, metric_key
+from engine.metric_keys import (
+    MACRO,
+    MetricName,
+    Setting,
+    Split,
+    Unit,
+    group_unit,
+    lang_unit,
+    metric_key,
+)
 from engine.store import Experiment, MetricPoint, open_store
 from engine.study.compare import MAX_RUNS, Comparison, compare
 from optical_tui.console import safe, safe_text
@@ -34,8 +43,11 @@ from optical_tui.widgets.curves import CurvePlot, Series, points
 def views(config: dict[str, Any]) -> list[tuple[str, Unit]]:
     """What `g` cycles through: the macro mean, each resource group, then each query language."""
     groups = [g for g in ("high", "low") if config.get("eval", {}).get(g)]
-    return ([("macro", MACRO)] + [(f"{g} group", group_unit(g)) for g in groups]
-            + [(f"language {x}", lang_unit(x)) for x in languages(config)])
+    return (
+        [("macro", MACRO)]
+        + [(f"{g} group", group_unit(g)) for g in groups]
+        + [(f"language {x}", lang_unit(x)) for x in languages(config)]
+    )
 
 
 class CompareScreen(MetricSwitchMixin, Screen):
@@ -53,7 +65,12 @@ class CompareScreen(MetricSwitchMixin, Screen):
         Binding("2", "setting('cr')", "Cr", tooltip="setting Cr"),
         Binding("3", "setting('mul')", "Mul", tooltip="setting Mul"),
         Binding("m", "metric", "Metric", tooltip="next metric"),
-        Binding("g", "view(1)", "View", tooltip="next view: macro, each resource group, each query language"),
+        Binding(
+            "g",
+            "view(1)",
+            "View",
+            tooltip="next view: macro, each resource group, each query language",
+        ),
         Binding("G", "view(-1)", "Prev view", show=False, tooltip="previous view"),
     ]
 
@@ -80,7 +97,7 @@ class CompareScreen(MetricSwitchMixin, Screen):
     def on_mount(self) -> None:
         self.title = "compare"
         self.sub_title = " ".join(f"#{e.id}" for e in self.runs)
-        self.query_one("#compare-final", DataTable).focus()   # ←/→ scroll it when runs overflow
+        self.query_one("#compare-final", DataTable).focus()  # ←/→ scroll it when runs overflow
         self._redraw()
         self._read([e.id for e in self.runs], routes(self).db_location)
 
@@ -91,7 +108,9 @@ class CompareScreen(MetricSwitchMixin, Screen):
             with open_store(location) as store:
                 rows = {i: store.metrics(i) for i in ids}
         except OpticalError as exc:
-            self.app.call_from_thread(partial(self.notify, safe(str(exc)), severity="error", markup=False))
+            self.app.call_from_thread(
+                partial(self.notify, safe(str(exc)), severity="error", markup=False)
+            )
             return
         self.app.call_from_thread(self._loaded, rows)
 
@@ -126,16 +145,39 @@ class CompareScreen(MetricSwitchMixin, Screen):
         self.view_index %= len(options)
         view, unit = options[self.view_index]
         name = f"{Setting(self.setting).label} {self.metric}"
-        self.query_one("#compare-controls", Static).update(Text.assemble(
-            ("setting ", "dim"), (Setting(self.setting).label, "bold"), ("  metric ", "dim"), (self.metric, "bold"),
-            ("  view ", "dim"), (view, "bold"), ("    1/2/3 Mo/Cr/Mul · m metric · g/G view", "dim")))
-        series = [Series(self.label(e), *points(self.histories[e.id].get(
-            metric_key(Split.QUICK, self.setting, unit, self.metric)))) for e in self.runs]
+        self.query_one("#compare-controls", Static).update(
+            Text.assemble(
+                ("setting ", "dim"),
+                (Setting(self.setting).label, "bold"),
+                ("  metric ", "dim"),
+                (self.metric, "bold"),
+                ("  view ", "dim"),
+                (view, "bold"),
+                ("    1/2/3 Mo/Cr/Mul · m metric · g/G view", "dim"),
+            )
+        )
+        series = [
+            Series(
+                self.label(e),
+                *points(
+                    self.histories[e.id].get(
+                        metric_key(Split.QUICK, self.setting, unit, self.metric)
+                    )
+                ),
+            )
+            for e in self.runs
+        ]
         self.query_one("#compare-plot", CurvePlot).show(
-            series, title=f"quick eval {name}, {view}",
-            empty="loading…" if not self.loaded else "no evaluation points yet")
-        self.comparison = compare(self.runs, {i: h.series for i, h in self.histories.items()},
-                                  metric=self._ranking_metric(), setting=self.setting)
+            series,
+            title=f"quick eval {name}, {view}",
+            empty="loading…" if not self.loaded else "no evaluation points yet",
+        )
+        self.comparison = compare(
+            self.runs,
+            {i: h.series for i, h in self.histories.items()},
+            metric=self._ranking_metric(),
+            setting=self.setting,
+        )
         self._draw_diff(self.comparison)
         self._draw_final(self.comparison)
 
@@ -154,10 +196,15 @@ class CompareScreen(MetricSwitchMixin, Screen):
         for key, values in c.differing.items():
             table.add_row(safe_text(key), *(safe_text(v) for v in values))
         if any(e.tags for e in self.runs):
-            table.add_row(Text("tags", style="italic"), *(safe_text(" ".join(e.tags) or "-") for e in self.runs))
+            table.add_row(
+                Text("tags", style="italic"),
+                *(safe_text(" ".join(e.tags) or "-") for e in self.runs),
+            )
         if any(e.note for e in self.runs):
-            table.add_row(Text("note", style="italic"),
-                          *(safe_text(e.note.splitlines()[0] if e.note else "-") for e in self.runs))
+            table.add_row(
+                Text("note", style="italic"),
+                *(safe_text(e.note.splitlines()[0] if e.note else "-") for e in self.runs),
+            )
 
     def _draw_final(self, c: Comparison) -> None:
         table = self.query_one("#compare-final", DataTable)
@@ -165,11 +212,16 @@ class CompareScreen(MetricSwitchMixin, Screen):
         self._columns(table, f"{source}, Δ vs #{c.runs[0].id}")
         for r in (*c.final, *c.languages):
             digits = 1 if r.key.endswith(MetricName.RANK_DISTANCE) else 3
-            cells = [Text("–" if v is None else f"{v:.{digits}f}", justify="right") for v in r.values[:1]]
+            first = r.values[0]
+            cells = [Text("–" if first is None else f"{first:.{digits}f}", justify="right")]
             for v, d in zip(r.values[1:], r.deltas[1:], strict=True):
                 cell = Text("–" if v is None else f"{v:.{digits}f}", justify="right")
-                if d is not None:   # +.012 rather than +0.012: three runs fit beside the plot
-                    delta = f"{d:+.{digits}f}".replace("0.", ".", 1) if abs(d) < 1 else f"{d:+.{digits}f}"
+                if d is not None:  # +.012 rather than +0.012: three runs fit beside the plot
+                    delta = (
+                        f"{d:+.{digits}f}".replace("0.", ".", 1)
+                        if abs(d) < 1
+                        else f"{d:+.{digits}f}"
+                    )
                     cell.append(f" {delta}", style="green" if d > 0 else "red" if d < 0 else "dim")
                 cells.append(cell)
             table.add_row(safe_text(r.label), *cells)

@@ -32,8 +32,10 @@ class PickScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="pick-box", classes="dialog"):
             yield Label(Text(self.question), id="pick-question")
-            yield OptionList(*(Option(Text(label), id=str(i)) for i, (label, _) in enumerate(self.items)),
-                             id="pick-list")
+            yield OptionList(
+                *(Option(Text(label), id=str(i)) for i, (label, _) in enumerate(self.items)),
+                id="pick-list",
+            )
 
     def on_mount(self) -> None:
         self.query_one("#pick-list", OptionList).focus()

@@ -28,8 +28,8 @@ from optical_tui.status_style import status_text
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.status_bar import WorkerStatusBar
 
-COLUMNS = (("id", "id"), ("name", "name"), ("ratio", "ratio"), ("factors", "factors"), ("tags", "tags"),
-           ("seed", "seed"),
+COLUMNS = (("id", "id"), ("name", "name"), ("ratio", "ratio"), ("factors", "factors"),
+           ("tags", "tags"), ("seed", "seed"),
            ("status", "status"),
            ("progress", "progress"), ("eta", "ETA"), ("metric", "Mul mAP"), ("device", "device"),
            ("tries", "tries"))
@@ -76,15 +76,18 @@ class QueueScreen(Screen):
         Binding("f", "filter", "Filter",
                 tooltip="cycle the status filter: all, queued, running, done, failed, cancelled"),
         Binding("slash", "search", "Search",
-                tooltip="search sweep names, factor values, tags and notes (enter returns to the table)"),
+                tooltip="search sweep names, factor values, tags and notes "
+                        "(enter returns to the table)"),
         Binding("escape", "clear_search", "Clear search", show=False,
                 tooltip="clear the search"),
         Binding("space", "mark", "Mark", show=False,
-                tooltip="mark or unmark the selected experiment for a comparison (● in the id column)"),
+                tooltip="mark or unmark the selected experiment for a comparison "
+                        "(● in the id column)"),
         # Not in the footer (it would push ? Help out at 120 columns); the view label says it once
         # runs are marked.
         Binding("v", "compare", "Compare", show=False,
-                tooltip="compare the marked experiments: curves overlaid, config diff, final numbers"),
+                tooltip="compare the marked experiments: curves overlaid, config diff, "
+                        "final numbers"),
     ]
 
     def __init__(self) -> None:
@@ -146,8 +149,10 @@ class QueueScreen(Screen):
         if e.cancel_requested and e.status == Status.RUNNING:
             status.append(" (cancelling)", style="dim")
         # Stored strings through `safe`, as Text: never raw control characters, never markup.
-        ident = Text.assemble(("● ", "bold magenta"), str(e.id)) if e.id in self.marked else str(e.id)
-        return (ident, safe_text(e.name), e.ratio, safe_text(factors_text(e.factors, short=True) or "-"),
+        ident = (Text.assemble(("● ", "bold magenta"), str(e.id)) if e.id in self.marked
+                 else str(e.id))
+        return (ident, safe_text(e.name), e.ratio,
+                safe_text(factors_text(e.factors, short=True) or "-"),
                 safe_text(" ".join(e.tags) or "-"), str(e.seed),
                 status, progress_bar(e), eta(e, now), metric, safe_text(e.device or "-"), tries)
 
@@ -155,8 +160,8 @@ class QueueScreen(Screen):
         # Rows that did not change keep their cells; only a running row's ETA moves with the clock.
         key = (e.name, e.ratio, tuple(sorted(e.factors.items(), key=str)), e.seed, e.status, e.step,
                e.total_steps, e.attempts, e.max_attempts,
-               e.device, e.cancel_requested, e.started_at, e.finished_at, self._primary.get(e.id), e.tags,
-               e.id in self.marked)
+               e.device, e.cancel_requested, e.started_at, e.finished_at, self._primary.get(e.id),
+               e.tags, e.id in self.marked)
         hit = self._cell_cache.get(e.id)
         if hit is not None and hit[0] == key and e.status != Status.RUNNING:
             return hit[1]
@@ -169,7 +174,8 @@ class QueueScreen(Screen):
         with --sweep) or tags, so a plain ratio sweep keeps the width it had."""
         with_factors = any(e.factors for e in self._experiments)
         with_tags = any(e.tags for e in self._experiments)
-        columns = tuple(c for c in COLUMNS if (with_factors or c[0] != "factors") and (with_tags or c[0] != "tags"))
+        columns = tuple(c for c in COLUMNS
+                        if (with_factors or c[0] != "factors") and (with_tags or c[0] != "tags"))
         if columns != self._columns:
             table.clear(columns=True)
             for key, label in columns:
@@ -312,7 +318,8 @@ class QueueScreen(Screen):
     def _update_view_label(self) -> None:
         label = Text.assemble(("status ", "dim"), self.status_filter or "all", ("  sort ", "dim"), self.sort)
         if self.marked:
-            label.append_text(Text.assemble(("  marked ", "dim"), str(len(self.marked)), (" (v compares)", "dim")))
+            label.append_text(Text.assemble(("  marked ", "dim"), str(len(self.marked)),
+                                            (" (v compares)", "dim")))
         self.query_one("#view-label", Label).update(label)
 
     def experiments(self) -> Sequence[Experiment]:

@@ -25,7 +25,14 @@ from engine.metric_keys import MACRO, MetricName, Setting, Split, Unit, split_pr
 from engine.statuses import Status
 from engine.store import Experiment, MetricPoint, open_store
 from engine.study.compare import MAX_RUNS
-from engine.study.core import SELECTED_STEP_KEY, Exclusion, Levels, Study, compute_study, sweep_selection
+from engine.study.core import (
+    SELECTED_STEP_KEY,
+    Exclusion,
+    Levels,
+    Study,
+    compute_study,
+    sweep_selection,
+)
 from engine.study.formats import TextTable, excluded_summary, model_line, tables, unit_label
 from engine.study.grouping import SPECIAL_KEYS, group_keys, group_study, grouping_table
 from optical_tui.console import safe, safe_text
@@ -316,7 +323,8 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
                   + " ".join(f"#{i}" for i in ids[:MAX_RUNS]), ",".join(map(str, ids[:MAX_RUNS])))
                  for (levels, ratio), ids in cells.items() if len(ids) > 1]
         if not items:
-            self.notify("Every cell has a single run: mark runs in the queue (space) to compare them.",
+            self.notify("Every cell has a single run: mark runs in the queue (space) to compare "
+                        "them.",
                         severity="warning")
             return
 

@@ -384,8 +384,8 @@ async def test_help_lists_every_key_binding(db: Path) -> None:
         console = Console(record=True, width=200)
         console.print(help_table(app.screen.sections))
         text = console.export_text()
-        for cls in (OpticalApp, QueueScreen, ExperimentScreen, RatioStudyScreen, CompareScreen, NewExperimentScreen,
-                    ConfirmScreen):
+        for cls in (OpticalApp, QueueScreen, ExperimentScreen, RatioStudyScreen, CompareScreen,
+                    NewExperimentScreen, ConfirmScreen):
             for binding in cls.BINDINGS:
                 assert binding.tooltip and binding.tooltip in text, binding
         await pilot.press("escape")

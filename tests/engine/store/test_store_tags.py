@@ -19,12 +19,16 @@ from engine.tags import parse_changes, parse_tags
 
 
 def spec(seed: int, tags: tuple[str, ...] = ()) -> NewExperiment:
-    return NewExperiment(name="sweep", ratio="1:1", seed=seed, config={"train": {"lr": 3e-5}}, tags=tags)
+    return NewExperiment(
+        name="sweep", ratio="1:1", seed=seed, config={"train": {"lr": 3e-5}}, tags=tags
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    location = str(tmp_path / "t.db") if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    location = (
+        str(tmp_path / "t.db") if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    )
     with open_store(location) as s:
         yield s
 
@@ -34,12 +38,15 @@ def test_tags_and_notes_are_stored_changed_and_logged(store: Store) -> None:
     assert a.tags == ("baseline", "v2") and b.tags == () and a.note == b.note == ""
     changed = store.retag([a.id, b.id], add=("keep",), remove=("v2",))
     assert [e.tags for e in changed] == [("baseline", "keep"), ("keep",)]
-    assert store.annotate(b.id, "lr too high; rerun with 1e-5").note == "lr too high; rerun with 1e-5"
+    assert (
+        store.annotate(b.id, "lr too high; rerun with 1e-5").note == "lr too high; rerun with 1e-5"
+    )
     assert store.get(b.id).note == "lr too high; rerun with 1e-5" and store.get(a.id).note == ""
     logged = [(ev.kind, ev.message) for ev in store.events(a.id)]
     assert (EventKind.INFO, "tags +keep -v2") in logged
-    assert (EventKind.INFO, "note: lr too high; rerun with 1e-5") in [(ev.kind, ev.message)
-                                                                      for ev in store.events(b.id)]
+    assert (EventKind.INFO, "note: lr too high; rerun with 1e-5") in [
+        (ev.kind, ev.message) for ev in store.events(b.id)
+    ]
     # A change that changes nothing logs nothing.
     n_events = len(store.events())
     store.retag([a.id], add=("keep",))
@@ -86,8 +93,11 @@ def test_an_sqlite_database_from_before_tags_upgrades(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     for migrate in sqlite.MIGRATIONS[:4]:
         migrate(sqlite_utils.Database(conn))
-    conn.execute("INSERT INTO experiments (id, name, ratio, seed, priority, status, config, created_at) "
-                 "VALUES (1, 'old', '1:1', 0, 0, ?, '{}', 1.0)", (Status.DONE.value,))
+    conn.execute(
+        "INSERT INTO experiments (id, name, ratio, seed, priority, status, config, created_at) "
+        "VALUES (1, 'old', '1:1', 0, 0, ?, '{}', 1.0)",
+        (Status.DONE.value,),
+    )
     conn.execute("UPDATE meta SET value = 1 WHERE key = 'last_experiment_id'")
     conn.execute("PRAGMA user_version = 4")
     conn.commit()
@@ -103,8 +113,11 @@ def test_a_postgres_database_from_before_tags_upgrades(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(postgres.MIGRATIONS[0])
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', 1)")
-        conn.execute("INSERT INTO experiments (name, ratio, seed, status, config, created_at) "
-                     "VALUES ('old', '1:1', 0, %s, '{}', 1.0)", (Status.DONE.value,))
+        conn.execute(
+            "INSERT INTO experiments (name, ratio, seed, status, config, created_at) "
+            "VALUES ('old', '1:1', 0, %s, '{}', 1.0)",
+            (Status.DONE.value,),
+        )
     with open_store(pg_url) as s:
         assert s.schema_version() == postgres.SCHEMA_VERSION == 2
         (old,) = s.list_experiments()
