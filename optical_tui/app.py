@@ -24,6 +24,7 @@ from engine.store import NewExperiment, redact
 from optical_tui import confirmed_writes
 from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended, PollFailed
 from optical_tui.poller import poll_forever
+from optical_tui.screens.compare import CompareScreen
 from optical_tui.screens.confirm import ConfirmScreen
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.screens.help import HelpScreen
@@ -32,7 +33,7 @@ from optical_tui.screens.palette import OpticalCommands
 from optical_tui.screens.queue import QueueScreen
 from optical_tui.screens.ratio_study import RatioStudyScreen
 
-LIVE_SCREENS = (QueueScreen, ExperimentScreen, RatioStudyScreen)
+LIVE_SCREENS = (QueueScreen, ExperimentScreen, RatioStudyScreen, CompareScreen)
 NAVIGATION = [
     Binding("up,down", "", "move the cursor (tables), scroll (text)"),
     Binding("pageup,pagedown,home,end", "", "page through tables"),
@@ -117,6 +118,15 @@ class OpticalApp(App[None]):
             self.pop_screen()
         self.push_screen(RatioStudyScreen(name, self.live.experiments))
 
+    def open_compare(self, ids: list[int]) -> None:
+        known = {e.id: e for e in self.live.experiments} if self.live else {}
+        runs = [known[i] for i in ids if i in known]
+        if len(runs) < 2:
+            self.notify("Compare needs two or more experiments: mark them with space in the queue.",
+                        severity="warning")
+            return
+        self.push_screen(CompareScreen(runs))
+
     def open_new_experiment(self) -> None:
         def queued(specs: list[NewExperiment] | None) -> None:
             if specs:
@@ -143,6 +153,7 @@ class OpticalApp(App[None]):
             ("Queue", QueueScreen.BINDINGS),
             ("Experiment", ExperimentScreen.BINDINGS),
             ("Ratio study", RatioStudyScreen.BINDINGS),
+            ("Compare", CompareScreen.BINDINGS),
             ("New experiment form", NewExperimentScreen.BINDINGS),
             ("Confirmation", ConfirmScreen.BINDINGS),
             ("Navigation", NAVIGATION),

@@ -156,6 +156,16 @@ class Store(ABC):
     def clone(self, ids: Sequence[int]) -> list[Experiment]: ...
 
     @abstractmethod
+    def retag(self, ids: Sequence[int], add: Sequence[str] = (),
+              remove: Sequence[str] = ()) -> list[Experiment]:
+        """Add and remove tags (checked by engine/tags.py) on experiments in any status, all or
+        nothing; each change is logged as an event."""
+
+    @abstractmethod
+    def annotate(self, exp_id: int, note: str) -> Experiment:
+        """Replace an experiment's note ("" clears it); logged as an event."""
+
+    @abstractmethod
     def remove(self, ids: Sequence[int]) -> int:
         """Delete experiments with their metrics and events (running ones must be cancelled first)."""
 

@@ -75,7 +75,10 @@ from engine.store.rows import (
     experiment_values,
     metric_values,
     refuse_non_empty,
+    tags_of,
+    tags_text,
 )
+from engine.tags import change_text, changed
 
 Q, R = Status.QUEUED.value, Status.RUNNING.value  # bound as parameters where SQL allows it
 _REAL_TIME = time.time
@@ -154,7 +157,13 @@ END $$;
 
 # Ordered migrations: index i moves the schema from version i to i + 1. Never edit a shipped
 # entry; append a new one.
-MIGRATIONS: list[str] = [_V1]
+# The user's tags (a sorted JSON list) and note (`optical tag`, `optical note`).
+_V2 = """
+ALTER TABLE experiments ADD COLUMN tags text NOT NULL DEFAULT '[]',
+                        ADD COLUMN note text NOT NULL DEFAULT '';
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -171,7 +180,8 @@ def _exp(d: DictRow) -> Experiment:
         step=d["step"] or 0, total_steps=d["total_steps"] or 0, device=d["device"],
         provenance=json.loads(d["provenance"] or "{}"), retry_of=d["retry_of"],
         factors=json.loads(d["factors"] or "{}"), attempt_started_at=d["attempt_started_at"],
-        attempt_start_step=d["attempt_start_step"] or 0,
+        attempt_start_step=d["attempt_start_step"] or 0, tags=tags_of(d["tags"]),
+        note=d["note"] or "",
     )
 
 
@@ -497,14 +507,15 @@ class PostgresStore(Store):
             for s in specs:
                 row = cur.execute(
                     "WITH e AS (INSERT INTO experiments (name, ratio, seed, priority, status, config, "
-                    "code_version, max_attempts, created_at, retry_of, factors) "
-                    f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {NOW}, %s, %s) RETURNING *), "
+                    "code_version, max_attempts, created_at, retry_of, factors, tags) "
+                    f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {NOW}, %s, %s, %s) RETURNING *), "
                     "ev AS (INSERT INTO events (experiment_id, time, kind, message) "
                     f"SELECT id, {NOW}, %s, %s FROM e) "
                     "SELECT * FROM e",
                     (s.name, s.ratio, s.seed, s.priority, Q, json.dumps(s.config, sort_keys=True),
                      s.code_version, s.max_attempts, s.retry_of, json.dumps(s.factors, sort_keys=True),
-                     EventKind.QUEUED.value, f"queued {s.name!r} ratio {s.ratio} seed {s.seed}")).fetchone()
+                     tags_text(s.tags), EventKind.QUEUED.value,
+                     f"queued {s.name!r} ratio {s.ratio} seed {s.seed}")).fetchone()
                 assert row is not None
                 out.append(_exp(row))
         return out
@@ -728,14 +739,36 @@ class PostgresStore(Store):
         for i, r in rows.items():
             row = cur.execute(
                 "INSERT INTO experiments (name, ratio, seed, priority, status, config, code_version, "
-                "max_attempts, created_at, retry_of, factors) "
-                f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {NOW}, %s, %s) RETURNING *",
+                "max_attempts, created_at, retry_of, factors, tags) "
+                f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {NOW}, %s, %s, %s) RETURNING *",
                 (r["name"], r["ratio"], r["seed"], r["priority"], Q, r["config"], r["code_version"] or "",
-                 r["max_attempts"], i if retry else None, r["factors"])).fetchone()
+                 r["max_attempts"], i if retry else None, r["factors"], r["tags"])).fetchone()
             assert row is not None
             self._event(cur, row["id"], EventKind.QUEUED, f"{'retry' if retry else 'clone'} of #{i}")
             out.append(_exp(row))
         return out
+
+    def retag(self, ids: Sequence[int], add: Sequence[str] = (),
+              remove: Sequence[str] = ()) -> list[Experiment]:
+        with self._tx() as cur:
+            # _require locks the rows: two taggers never lose each other's update.
+            for i, r in self._require(cur, ids).items():
+                before = tags_of(r["tags"])
+                after = changed(before, add, remove)
+                if after != before:
+                    cur.execute("UPDATE experiments SET tags = %s WHERE id = %s",
+                                (tags_text(after), i))
+                    self._event(cur, i, EventKind.INFO, "tags " + change_text(
+                        [t for t in after if t not in before],
+                        [t for t in before if t not in after]))
+        return self.list_experiments(ids=list(ids))
+
+    def annotate(self, exp_id: int, note: str) -> Experiment:
+        with self._tx() as cur:
+            self._require(cur, [exp_id])
+            cur.execute("UPDATE experiments SET note = %s WHERE id = %s", (note, exp_id))
+            self._event(cur, exp_id, EventKind.INFO, f"note: {note}" if note else "note cleared")
+        return self.get(exp_id)
 
     def remove(self, ids: Sequence[int]) -> int:
         with self._tx() as cur:

@@ -21,6 +21,8 @@ class NewExperiment:
     retry_of: int | None = None
     # Sweep factors beyond ratio and seed, e.g. {"ot.weight": 1.0}: what makes this run's cell.
     factors: dict[str, Any] = field(default_factory=dict)
+    # Labels the user gives (`queue add --tag`, `optical tag`): sorted, checked by engine/tags.py.
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class Experiment:
     # first attempt's start.
     attempt_started_at: float | None = None
     attempt_start_step: int = 0
+    # The user's labels and free-text note (`optical tag`, `optical note`); never read by a run.
+    tags: tuple[str, ...] = ()
+    note: str = ""
 
     @property
     def progress(self) -> float:

@@ -15,7 +15,7 @@ EXPERIMENT_COLUMNS = (
     "id", "name", "ratio", "seed", "priority", "status", "config", "code_version", "attempts", "max_attempts",
     "created_at", "started_at", "finished_at", "heartbeat_at", "worker_id", "cancel_requested", "error",
     "step", "total_steps", "device", "provenance", "retry_of", "factors", "attempt_started_at",
-    "attempt_start_step",
+    "attempt_start_step", "tags", "note",
 )
 EVENT_COLUMNS = ("id", "experiment_id", "time", "kind", "message")
 #: The metric id column is `rowid` in SQLite and `id` in PostgreSQL; the rest are shared.
@@ -33,7 +33,16 @@ def experiment_values(e: Experiment) -> tuple[Any, ...]:
             e.code_version, e.attempts, e.max_attempts, e.created_at, e.started_at, e.finished_at,
             e.heartbeat_at, e.worker_id, e.cancel_requested, e.error, e.step, e.total_steps, e.device,
             json.dumps(e.provenance, sort_keys=True), e.retry_of, json.dumps(e.factors, sort_keys=True),
-            e.attempt_started_at, e.attempt_start_step)
+            e.attempt_started_at, e.attempt_start_step, tags_text(e.tags), e.note)
+
+
+def tags_text(tags: Iterable[str]) -> str:
+    """The tags column: a sorted JSON list (readable, and the same text in both backends)."""
+    return json.dumps(sorted(tags))
+
+
+def tags_of(text: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(text or "[]"))
 
 
 def event_values(ev: Event) -> tuple[Any, ...]:

@@ -50,7 +50,10 @@ from engine.store.rows import (
     experiment_values,
     metric_values,
     refuse_non_empty,
+    tags_of,
+    tags_text,
 )
+from engine.tags import change_text, changed
 
 Q, R = Status.QUEUED.value, Status.RUNNING.value  # bound as parameters, never spliced into SQL
 
@@ -138,7 +141,13 @@ def _v4(db: sqlite_utils.Database) -> None:
 
 # Ordered migrations: index i moves the schema from version i to i + 1. Never edit a shipped
 # entry; append a new one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    # The user's tags (a sorted JSON list) and note (`optical tag`, `optical note`).
+    db.execute("ALTER TABLE experiments ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE experiments ADD COLUMN note TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -156,7 +165,8 @@ def _exp(row: sqlite3.Row) -> Experiment:
         step=d["step"] or 0, total_steps=d["total_steps"] or 0, device=d["device"],
         provenance=json.loads(d["provenance"] or "{}"), retry_of=d["retry_of"],
         factors=json.loads(d["factors"] or "{}"), attempt_started_at=d["attempt_started_at"],
-        attempt_start_step=d["attempt_start_step"] or 0,
+        attempt_start_step=d["attempt_start_step"] or 0, tags=tags_of(d["tags"]),
+        note=d["note"] or "",
     )
 
 
@@ -301,10 +311,11 @@ class SqliteStore(Store):
                 last += 1
                 c.execute(
                     "INSERT INTO experiments (id, name, ratio, seed, priority, status, config, "
-                    "code_version, max_attempts, created_at, retry_of, factors) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "code_version, max_attempts, created_at, retry_of, factors, tags) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (last, s.name, s.ratio, s.seed, s.priority, Q, json.dumps(s.config, sort_keys=True),
-                     s.code_version, s.max_attempts, now, s.retry_of, json.dumps(s.factors, sort_keys=True)),
+                     s.code_version, s.max_attempts, now, s.retry_of, json.dumps(s.factors, sort_keys=True),
+                     tags_text(s.tags)),
                 )
                 ids.append(last)
                 self._event(c, last, EventKind.QUEUED, f"queued {s.name!r} ratio {s.ratio} seed {s.seed}")
@@ -510,15 +521,35 @@ class SqliteStore(Store):
             last += 1
             c.execute(
                 "INSERT INTO experiments (id, name, ratio, seed, priority, status, config, code_version, "
-                "max_attempts, created_at, retry_of, factors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "max_attempts, created_at, retry_of, factors, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (last, r["name"], r["ratio"], r["seed"], r["priority"], Q, r["config"], r["code_version"] or "",
-                 r["max_attempts"], now, i if retry else None, r["factors"]),
+                 r["max_attempts"], now, i if retry else None, r["factors"], r["tags"]),
             )
             self._event(c, last, EventKind.QUEUED, f"{'retry' if retry else 'clone'} of #{i}")
             ids.append(last)
         c.execute("UPDATE meta SET value = ? WHERE key = 'last_experiment_id'", (last,))
         return [_exp(r) for r in c.execute(
             f"SELECT * FROM experiments WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", ids)]
+
+    def retag(self, ids: Sequence[int], add: Sequence[str] = (),
+              remove: Sequence[str] = ()) -> list[Experiment]:
+        with self._tx() as c:
+            for i, r in self._require(c, ids).items():
+                before = tags_of(r["tags"])
+                after = changed(before, add, remove)
+                if after != before:
+                    c.execute("UPDATE experiments SET tags = ? WHERE id = ?", (tags_text(after), i))
+                    self._event(c, i, EventKind.INFO, "tags " + change_text(
+                        [t for t in after if t not in before],
+                        [t for t in before if t not in after]))
+        return self.list_experiments(ids=list(ids))
+
+    def annotate(self, exp_id: int, note: str) -> Experiment:
+        with self._tx() as c:
+            self._require(c, [exp_id])
+            c.execute("UPDATE experiments SET note = ? WHERE id = ?", (note, exp_id))
+            self._event(c, exp_id, EventKind.INFO, f"note: {note}" if note else "note cleared")
+        return self.get(exp_id)
 
     def remove(self, ids: Sequence[int]) -> int:
         with self._tx() as c:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -228,6 +228,8 @@ class Study:
     # The untrained encoder (step 0) per panel, when scored on the same eval/… set
     before: Mapping[tuple[Levels, Unit], Stat]
     before_rank: Mapping[tuple[Levels, Unit], Stat]
+    # The user's tags of the selected runs that have any (experiment id -> tags): shown, not used.
+    tags: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
     def panel_label(self, panel: Levels) -> str:
         """`ot.weight=0 train.mixing=batch`, or "" without extra factors."""
@@ -484,7 +486,7 @@ def compute_study(experiments: Sequence[Experiment], series: Mapping[int, RunSer
         runs=tuple(runs), excluded=tuple(sorted(excluded, key=lambda x: x.experiment_id)),
         counts=counts, groups=groups, zero_shot=zero_shot,
         setup=_setup(used, source, sizes, ", ".join(map(str, steps))), notes=tuple(notes),
-        before=before, before_rank=before_rank)
+        before=before, before_rank=before_rank, tags={e.id: e.tags for e in exps if e.tags})
 
 
 def _ratio(text: str) -> str:
@@ -497,8 +499,19 @@ def _ratio(text: str) -> str:
 # --------------------------------------------------------------------------- the report's reader
 
 
-def select_experiments(store: Store, sweep: str | None, ids: Sequence[int] | None) -> tuple[list[Experiment], str]:
-    """The runs a report is about, and how to name them: ids, a sweep, or the newest sweep."""
+def select_experiments(store: Store, sweep: str | None, ids: Sequence[int] | None,
+                       tags: Sequence[str] = ()) -> tuple[list[Experiment], str]:
+    """The runs a report is about, and how to name them: ids, a sweep, or the newest sweep;
+    with tags, only the runs that have them all (without a sweep or ids: every such run)."""
+    if tags:
+        exps, selection = (select_experiments(store, sweep, ids) if sweep or ids
+                           else (store.list_experiments(), ""))
+        tagged = [e for e in exps if set(tags) <= set(e.tags)]
+        what = "tagged " + " ".join(tags)
+        if not tagged:
+            where = f" in {selection}" if selection else ""
+            raise ExperimentNotFound(f"no experiment {what}{where}")
+        return tagged, f"{selection}, {what}" if selection else f"experiments {what}"
     if sweep is not None and ids:
         raise ConfigError("give either --sweep NAME or experiment ids, not both")
     if ids:
@@ -541,11 +554,11 @@ def load_series(store: Store, experiments: Sequence[Experiment], metric: str, se
 
 def build_report(store: Store, *, sweep: str | None = None, ids: Sequence[int] | None = None,
                  metric: str = MetricName.MAP, setting: str = Setting.MUL, source: str = Source.AUTO,
-                 baseline: str = "1:1") -> Study:
+                 baseline: str = "1:1", tags: Sequence[str] = ()) -> Study:
     """`optical report`: select the runs, read their points, compute the study; an error when
     nothing can be reported yet."""
     check_choices(metric, setting, source, baseline)  # before reading anything
-    exps, selection = select_experiments(store, sweep, ids)
+    exps, selection = select_experiments(store, sweep, ids, tags)
     study = compute_study(exps, load_series(store, exps, metric, setting), selection=selection,
                           metric=metric, setting=setting, source=source, baseline=baseline)
     if not study.runs:

@@ -149,6 +149,13 @@ def caption(report: Study) -> list[str]:
             for p, r in cells) + ".")
     if report.excluded:
         lines.append(f"Not counted: {excluded_summary(report)}.")
+    if report.tags:
+        by_tag: dict[str, list[int]] = {}
+        for i, tags in sorted(report.tags.items()):
+            for t in tags:
+                by_tag.setdefault(t, []).append(i)
+        lines.append("Tags: " + "; ".join(f"{t} " + " ".join(f"#{i}" for i in ids)
+                                          for t, ids in sorted(by_tag.items())) + ".")
     return lines + [f"Note: {n}" for n in report.notes]
 
 
@@ -336,6 +343,7 @@ def to_dict(report: Study) -> dict[str, object]:
         ],
         "runs": [
             {"experiment_id": run.experiment_id, "ratio": run.ratio, "seed": run.seed, "factors": levels(run.levels),
+             "tags": list(report.tags.get(run.experiment_id, ())),
              "source": run.source, "step": run.step, "selected_step": run.selected_step,
              "values": {str(u): v for u, v in run.values.items()},
              "rank_distance": {str(u): v for u, v in run.rank_distance.items()}}
@@ -343,6 +351,7 @@ def to_dict(report: Study) -> dict[str, object]:
         ],
         "excluded": [
             {"experiment_id": x.experiment_id, "ratio": x.ratio, "seed": x.seed, "factors": levels(x.levels),
+             "tags": list(report.tags.get(x.experiment_id, ())),
              "status": x.status, "reason": x.reason.value, "detail": x.detail}
             for x in report.excluded
         ],

@@ -2,6 +2,7 @@
 
 from optical_tui.commands import (
     batches,
+    compare,
     data,
     db,
     demo,
@@ -11,9 +12,11 @@ from optical_tui.commands import (
     queue,
     report,
     run,
+    tags,
     ui,
     worker,
 )
 
 # Order is the order of `optical --help`.
-COMMAND_MODULES = [queue, worker, launch, run, eval, export, report, batches, demo, ui, data, db]
+COMMAND_MODULES = [queue, tags, worker, launch, run, eval, export, report, compare, batches, demo, ui,
+                   data, db]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +16,7 @@ from engine.running.provenance import code_version
 from engine.statuses import Status
 from engine.store import Experiment
 from engine.sweep import factors_text, new_experiments
+from engine.tags import has_tags, parse_tags
 from optical_tui.commands.context import parse_ids, store_for
 from optical_tui.console import UNBOUNDED, console, print_json, safe, safe_text
 from optical_tui.status_style import status_text
@@ -44,12 +45,16 @@ def add(
     name: Annotated[str | None, typer.Option("--name", "-n", help="Sweep name shared by these experiments (default: the config file's stem).")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Times a lost run is retried before it fails.", min=1)] = 3,
+    tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag every queued experiment (repeatable, or a,b). Change later with: optical tag ID +x -y")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the queued experiments as JSON.")] = False,
 ) -> None:
     """Queue one experiment per ratio × factor values × seed. Everything is validated (by the same
     code as --set) before anything is written."""
     specs = new_experiments(ratio, seed or [0], config, overrides or [], name, priority, max_attempts,
                             code_version(), sweeps=sweeps or [])
+    if tags:
+        labels = parse_tags(tags)
+        specs = [replace(s, tags=labels) for s in specs]
     sweep = specs[0].name
     with store_for(ctx) as store:
         added = store.add_experiments(specs)
@@ -69,27 +74,38 @@ def list_(
     ctx: typer.Context,
     status: Annotated[Status | None, typer.Option("--status", help="Only this status.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Only this sweep name.")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only experiments with this tag (repeatable: all of them).")] = None,
+    search: Annotated[str | None, typer.Option("--search", help="Only experiments whose name, factors, tags or note contain this text (any case).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List experiments (oldest first)."""
+    tagged = parse_tags(tags or [])
+    needle = (search or "").lower()
     with store_for(ctx) as store:
-        exps = store.list_experiments(status=status, name=name)
+        exps = [e for e in store.list_experiments(status=status, name=name)
+                if has_tags(e.tags, tagged)
+                and needle in " ".join((e.name, factors_text(e.factors), *e.tags, e.note)).lower()]
     if as_json:
         print_json([experiment_dict(e) for e in exps])
         return
     if not exps:
-        console.print("no experiments" + (f" with status {status}" if status else "") +
-                      ". Add some with: optical queue add --ratio 1:1")
+        console.print(safe_text("no experiments" + (f" with status {status}" if status else "") +
+                                (f" tagged {' '.join(tagged)}" if tagged else "") +
+                                (f" matching {search!r}" if search else "") +
+                                ". Add some with: optical queue add --ratio 1:1"))
         return
     with_factors = any(e.factors for e in exps)
+    with_tags = any(e.tags for e in exps)
     cells = [
         [str(e.id), safe(e.name), e.ratio, *([safe(factors_text(e.factors, short=True)) or "-"] if with_factors else []),
+         *([safe(" ".join(e.tags)) or "-"] if with_tags else []),
          str(e.seed), e.status, f"{e.step}/{e.total_steps}" if e.total_steps else "-",
          f"{e.attempts}/{e.max_attempts}", str(e.priority), safe(e.device or "-"),
          time.strftime("%m-%d %H:%M", time.localtime(e.created_at))]
         for e in exps
     ]
-    headers = ("id", "name", "ratio", *(("factors",) if with_factors else ()), "seed", "status", "progress",
+    headers = ("id", "name", "ratio", *(("factors",) if with_factors else ()),
+               *(("tags",) if with_tags else ()), "seed", "status", "progress",
                "tries", "prio", "device", "created")
     table = Table(box=None, header_style="bold", pad_edge=False)
     widths = [max([len(col)] + [len(r[i]) + (2 if col == "status" else 0) for r in cells])
@@ -97,7 +113,7 @@ def list_(
     # Every column but the name and the factors keeps its full width; on a terminal, those two
     # share what is left of it (the full factors are in `queue show` and --json). Without a
     # terminal nothing is cut.
-    flexible = [i for i, col in enumerate(headers) if col in ("name", "factors")]
+    flexible = [i for i, col in enumerate(headers) if col in ("name", "factors", "tags")]
     room = console.width - sum(w for i, w in enumerate(widths) if i not in flexible) - 2 * (len(headers) - 1)
     wanted = {i: min(widths[i], 40 if console.width < UNBOUNDED else widths[i]) for i in flexible}
     if sum(wanted.values()) > room:
@@ -144,6 +160,10 @@ def show(
                                 status_text(e.status)))
     if e.factors:
         console.print(safe_text(f"  factors {factors_text(e.factors)}"))
+    if e.tags:
+        console.print(safe_text(f"  tags {' '.join(e.tags)}"))
+    if e.note:
+        console.print(safe_text("  note: " + e.note, "italic", lines=True))
     console.print(safe_text(f"  priority {e.priority}  attempts {e.attempts}/{e.max_attempts}  step {e.step}/"
                             f"{e.total_steps}  device {e.device or '-'}  worker {e.worker_id or '-'}"))
     console.print(f"  created {_fmt_time(e.created_at)}  started {_fmt_time(e.started_at)}  "
@@ -169,29 +189,40 @@ def show(
 def cancel(
     ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the experiments after the request as JSON.")] = False,
 ) -> None:
     """Cancel experiments: queued ones at once, running ones within seconds."""
     with store_for(ctx) as store:
-        for e in store.request_cancel(parse_ids(ids)):
-            what = Status.CANCELLED.value if e.status == Status.CANCELLED else "cancel requested (stops within seconds)"
-            console.print(f"#{e.id}: {what}")
+        touched = store.request_cancel(parse_ids(ids))
+    if as_json:
+        print_json([experiment_dict(e) for e in touched])
+        return
+    for e in touched:
+        what = Status.CANCELLED.value if e.status == Status.CANCELLED else "cancel requested (stops within seconds)"
+        console.print(f"#{e.id}: {what}")
 
 
 @queue_app.command("retry")
 def retry(
     ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Failed or cancelled experiment ids.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the new copies as JSON.")] = False,
 ) -> None:
     """Queue a fresh copy of failed or cancelled experiments (terminal states stay final)."""
     with store_for(ctx) as store:
-        for e in store.retry(parse_ids(ids)):
-            console.print(f"#{e.retry_of} retried as #{e.id} (queued)")
+        copies = store.retry(parse_ids(ids))
+    if as_json:
+        print_json([experiment_dict(e) for e in copies])
+        return
+    for e in copies:
+        console.print(f"#{e.retry_of} retried as #{e.id} (queued)")
 
 
 @queue_app.command("rm")
 def rm(
     ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the removed ids as JSON.")] = False,
 ) -> None:
     """Delete experiments with their metrics, events and run folders (running ones must be cancelled first)."""
     from engine.run_dirs import remove_run_dirs, runs_root
@@ -200,6 +231,9 @@ def rm(
         exps = store.list_experiments(ids=parse_ids(ids))  # their run folders go too
         n = store.remove(parse_ids(ids))
         remove_run_dirs(exps, runs_root(store.location))
+    if as_json:
+        print_json({"removed": n, "ids": [e.id for e in exps]})
+        return
     console.print(f"removed {n} experiment(s)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,23 +18,57 @@ from optical_tui.commands.context import parse_ids, store_for
 from optical_tui.console import console, err_console, safe, safe_text
 
 if TYPE_CHECKING:
+    from engine.store import Store
     from engine.study.core import Study
+    from engine.study.grouping import Grouping
 
 
-def print_report(report: Study) -> None:
-    """The Rich rendering: caption lines, then the same tables the Markdown export holds. Every
-    string goes out as Text (no markup) through `safe`: names and config values are stored
-    verbatim and may hold anything."""
+def _group_keys(group_by: str | None, fmt: ReportFormat) -> tuple[str, ...]:
+    from engine.study.grouping import parse_group_keys
+
+    if group_by is None:
+        return ()
+    if fmt not in (ReportFormat.TABLE, ReportFormat.MD, ReportFormat.JSON):
+        raise ConfigError(f"--group-by prints a table, md or json, not {fmt}")
+    return parse_group_keys(group_by)
+
+
+def _grouping(store: Store, rep: Study, keys: tuple[str, ...]) -> Grouping | None:
+    from engine.study.grouping import group_study
+
+    if not keys:
+        return None
+    return group_study(rep, store.list_experiments(ids=[r.experiment_id for r in rep.runs]), keys)
+
+
+def _render(rep: Study, fmt: ReportFormat, grouped: Grouping | None) -> str:
+    from engine.study.formats import caption, render, to_dict
+    from engine.study.grouping import grouping_dict, grouping_markdown
+
+    if grouped is None:
+        return render(rep, fmt)
+    if fmt == ReportFormat.JSON:
+        return json.dumps({**to_dict(rep), "group_by": grouping_dict(grouped)}, indent=2,
+                          allow_nan=False)
+    head = [f"### {caption(rep)[0]}", "", *(f"- {line}" for line in caption(rep)[1:]), ""]
+    return "\n".join(head) + "\n" + grouping_markdown(grouped, rep)
+
+
+def print_report(report: Study, grouped: Grouping | None = None) -> None:
+    """The Rich rendering: caption lines, then the same tables the Markdown export holds (or the
+    grouping's table). Every string goes out as Text (no markup) through `safe`: names and
+    config values are stored verbatim and may hold anything."""
     from engine.study.formats import caption, tables
+    from engine.study.grouping import grouping_table
 
     lines = caption(report)
     console.print(safe_text(lines[0], "bold"))
     for line in lines[1:]:
         style = "yellow" if line.startswith(("Note:", "Not counted:")) or "QUICK SUBSET" in line else ""
         console.print(safe_text(line, style))
-    for t in tables(report):
+    for t in tables(report) if grouped is None else [grouping_table(grouped, report)]:
         table = Table(title=safe_text(t.title), title_justify="left", header_style="bold", show_edge=False)
-        labels = len(t.headers) - (len(t.headers) - t.headers.index("ratio") - 1)
+        labels = t.headers.index("ratio") + 1 if grouped is None else len(grouped.keys)
         for i, h in enumerate(t.headers):
             table.add_column(safe_text(h), justify="left" if i < labels else "right")
         for row in t.rows:
@@ -53,6 +88,9 @@ def report(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the md/csv/json/tex text to this file instead of stdout.")] = None,
     source: Annotated[Source, typer.Option("--source", help="auto (the full benchmark when every run has it, else the last quick-subset evaluation), full, or eval (the quick subset).")] = Source.AUTO,
     baseline: Annotated[str, typer.Option("--baseline", help="Ratio the paired differences are taken against.")] = "1:1",
+    group_by: Annotated[str | None, typer.Option("--group-by", "-g", metavar="KEY[,KEY]", help="Group the counted runs by config keys (e.g. ot.weight,train.mixing) or ratio, seed, name, tags: n, mean ± sd and 95% interval per group (table, md or json).")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only runs with this tag (repeatable: all of them); without --sweep or ids, every tagged run.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the same as --format json).")] = False,
 ) -> None:
     """Per ratio (and level of each --sweep factor), group and language: mean, sd and 95% interval
     over seeds; paired differences from the baseline ratio and between factor levels.
@@ -61,8 +99,13 @@ def report(
     and superseded runs are listed under "Not counted". The dashboard's study screen computes
     the same study from the same rules (engine/study/core.py)."""
     from engine.study.core import build_report
-    from engine.study.formats import render
+    from engine.tags import parse_tags
 
+    if as_json:
+        if fmt not in (ReportFormat.TABLE, ReportFormat.JSON):
+            raise ConfigError(f"--json and --format {fmt} disagree; give one of them")
+        fmt = ReportFormat.JSON
+    keys = _group_keys(group_by, fmt)
     if output is not None and fmt == ReportFormat.TABLE:
         raise ConfigError("--output needs a text format: --format md, csv, json or tex")
     if output is not None and output.is_dir():
@@ -71,11 +114,13 @@ def report(
         raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
     with store_for(ctx) as store:
         rep = build_report(store, sweep=sweep, ids=parse_ids(ids or []), metric=metric,
-                           setting=setting, source=source, baseline=baseline)
+                           setting=setting, source=source, baseline=baseline,
+                           tags=parse_tags(tags or []))
+        grouped = _grouping(store, rep, keys)
     if fmt == ReportFormat.TABLE:
-        print_report(rep)
+        print_report(rep, grouped)
     else:
-        text = render(rep, fmt)
+        text = _render(rep, fmt, grouped)
         if output is not None:
             try:
                 output.write_text(text, encoding="utf-8")

@@ -151,6 +151,7 @@ def stop(
     ctx: typer.Context,
     worker_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Worker id host:pid:device (see `optical worker status`); default: all workers.")] = None,
     host: Annotated[str | None, typer.Option("--host", help="Stop every worker of this host (the host column of `optical worker status`): drains one box.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print how many workers were asked to stop, as JSON.")] = False,
 ) -> None:
     """Ask workers to stop: the current run checkpoints and goes back to the queue, then the worker exits."""
     with store_for(ctx) as store:
@@ -158,6 +159,9 @@ def stop(
     if n == 0 and (worker_id is not None or host is not None):
         which = " and ".join(w for w in (f"id {worker_id!r}" if worker_id else "", f"host {host!r}" if host else "") if w)
         raise OpticalError(f"no running worker with {which}; see `optical worker status`")
+    if as_json:
+        print_json({"stop_requested": n})
+        return
     console.print(f"stop requested for {n} worker(s); each checkpoints its run and exits within seconds")
 
 

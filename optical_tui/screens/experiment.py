@@ -176,6 +176,10 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         )
         if e.cancel_requested and e.status == Status.RUNNING:
             text.append("  cancel requested", style="yellow")
+        if e.tags:
+            text.append_text(safe_text("  tags " + " ".join(e.tags), "magenta"))
+        if e.note:
+            text.append_text(safe_text("\nnote: " + e.note.strip().splitlines()[0], "italic"))
         if e.error:
             last = e.error.strip().splitlines()[-1] if e.error.strip() else e.error
             text.append(f"\n✘ {safe(last)}  (e shows the traceback)", style="red")

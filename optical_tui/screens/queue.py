@@ -28,7 +28,8 @@ from optical_tui.status_style import status_text
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.status_bar import WorkerStatusBar
 
-COLUMNS = (("id", "id"), ("name", "name"), ("ratio", "ratio"), ("factors", "factors"), ("seed", "seed"),
+COLUMNS = (("id", "id"), ("name", "name"), ("ratio", "ratio"), ("factors", "factors"),
+           ("tags", "tags"), ("seed", "seed"),
            ("status", "status"),
            ("progress", "progress"), ("eta", "ETA"), ("metric", "Mul mAP"), ("device", "device"),
            ("tries", "tries"))
@@ -75,9 +76,18 @@ class QueueScreen(Screen):
         Binding("f", "filter", "Filter",
                 tooltip="cycle the status filter: all, queued, running, done, failed, cancelled"),
         Binding("slash", "search", "Search",
-                tooltip="search sweep names and factor values (enter returns to the table)"),
+                tooltip="search sweep names, factor values, tags and notes "
+                        "(enter returns to the table)"),
         Binding("escape", "clear_search", "Clear search", show=False,
                 tooltip="clear the search"),
+        Binding("space", "mark", "Mark", show=False,
+                tooltip="mark or unmark the selected experiment for a comparison "
+                        "(● in the id column)"),
+        # Not in the footer (it would push ? Help out at 120 columns); the view label says it once
+        # runs are marked.
+        Binding("v", "compare", "Compare", show=False,
+                tooltip="compare the marked experiments: curves overlaid, config diff, "
+                        "final numbers"),
     ]
 
     def __init__(self) -> None:
@@ -91,6 +101,7 @@ class QueueScreen(Screen):
         self._order: list[int] = []
         self._cell_cache: dict[int, tuple[object, tuple[object, ...]]] = {}
         self._columns: tuple[tuple[str, str], ...] = ()
+        self.marked: set[int] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -126,7 +137,8 @@ class QueueScreen(Screen):
         needle = self.search.lower()
         rows = [e for e in self._experiments
                 if (self.status_filter is None or e.status == self.status_filter)
-                and (not needle or needle in e.name.lower() or needle in factors_text(e.factors).lower())]
+                and (not needle or any(needle in text.lower() for text in (
+                    e.name, factors_text(e.factors), " ".join(e.tags), e.note)))]
         return sorted(rows, key=lambda e: SORTS[self.sort](e, self._primary))
 
     def _cells(self, e: Experiment, now: float) -> tuple[object, ...]:
@@ -138,14 +150,19 @@ class QueueScreen(Screen):
         if e.cancel_requested and e.status == Status.RUNNING:
             status.append(" (cancelling)", style="dim")
         # Stored strings through `safe`, as Text: never raw control characters, never markup.
-        return (str(e.id), safe_text(e.name), e.ratio, safe_text(factors_text(e.factors, short=True) or "-"), str(e.seed),
+        ident = (Text.assemble(("● ", "bold magenta"), str(e.id)) if e.id in self.marked
+                 else str(e.id))
+        return (ident, safe_text(e.name), e.ratio,
+                safe_text(factors_text(e.factors, short=True) or "-"),
+                safe_text(" ".join(e.tags) or "-"), str(e.seed),
                 status, progress_bar(e), eta(e, now), metric, safe_text(e.device or "-"), tries)
 
     def _cached_cells(self, e: Experiment, now: float) -> tuple[object, ...]:
         # Rows that did not change keep their cells; only a running row's ETA moves with the clock.
         key = (e.name, e.ratio, tuple(sorted(e.factors.items(), key=str)), e.seed, e.status, e.step,
                e.total_steps, e.attempts, e.max_attempts,
-               e.device, e.cancel_requested, e.started_at, e.finished_at, self._primary.get(e.id))
+               e.device, e.cancel_requested, e.started_at, e.finished_at, self._primary.get(e.id),
+               e.tags, e.id in self.marked)
         hit = self._cell_cache.get(e.id)
         if hit is not None and hit[0] == key and e.status != Status.RUNNING:
             return hit[1]
@@ -154,10 +171,12 @@ class QueueScreen(Screen):
         return cells
 
     def _set_columns(self, table: DataTable) -> tuple[tuple[str, str], ...]:
-        """All columns; the factors column only while some experiment has factors (a sweep with
-        --sweep), so a plain ratio sweep keeps the width it had."""
+        """All columns; the factors (tags) column only while some experiment has factors (a sweep
+        with --sweep) or tags, so a plain ratio sweep keeps the width it had."""
         with_factors = any(e.factors for e in self._experiments)
-        columns = tuple(c for c in COLUMNS if with_factors or c[0] != "factors")
+        with_tags = any(e.tags for e in self._experiments)
+        columns = tuple(c for c in COLUMNS
+                        if (with_factors or c[0] != "factors") and (with_tags or c[0] != "tags"))
         if columns != self._columns:
             table.clear(columns=True)
             for key, label in columns:
@@ -232,6 +251,26 @@ class QueueScreen(Screen):
     def action_study(self) -> None:
         self._with_selected(lambda e: routes(self).open_study(e.name))
 
+    def action_mark(self) -> None:
+        def toggle(e: Experiment) -> None:
+            self.marked ^= {e.id}
+            self._update_view_label()
+            self.refresh_table()
+            table = self.query_one("#queue", DataTable)
+            if table.cursor_row < table.row_count - 1:  # on to the next row, as file managers do
+                table.move_cursor(row=table.cursor_row + 1)
+
+        self._with_selected(toggle)
+
+    def action_compare(self) -> None:
+        present = {e.id for e in self._experiments}
+        self.marked &= present   # a deleted run drops out
+        if len(self.marked) < 2:
+            self.notify("Mark two or more experiments with space, then press v to compare them.",
+                        severity="warning")
+            return
+        routes(self).open_compare(sorted(self.marked))
+
     def action_new(self) -> None:
         routes(self).open_new_experiment()
 
@@ -279,6 +318,9 @@ class QueueScreen(Screen):
 
     def _update_view_label(self) -> None:
         label = Text.assemble(("status ", "dim"), self.status_filter or "all", ("  sort ", "dim"), self.sort)
+        if self.marked:
+            label.append_text(Text.assemble(("  marked ", "dim"), str(len(self.marked)),
+                                            (" (v compares)", "dim")))
         self.query_one("#view-label", Label).update(label)
 
     def experiments(self) -> Sequence[Experiment]:

@@ -24,13 +24,23 @@ from engine.errors import OpticalError
 from engine.metric_keys import MACRO, MetricName, Setting, Split, Unit, split_prefix
 from engine.statuses import Status
 from engine.store import Experiment, MetricPoint, open_store
-from engine.study.core import SELECTED_STEP_KEY, Exclusion, Study, compute_study, sweep_selection
+from engine.study.compare import MAX_RUNS
+from engine.study.core import (
+    SELECTED_STEP_KEY,
+    Exclusion,
+    Levels,
+    Study,
+    compute_study,
+    sweep_selection,
+)
 from engine.study.formats import TextTable, excluded_summary, model_line, tables, unit_label
+from engine.study.grouping import SPECIAL_KEYS, group_keys, group_study, grouping_table
 from optical_tui.console import safe, safe_text
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
 from optical_tui.screens.experiment_data import History
 from optical_tui.screens.metric_switch import MetricSwitchMixin
+from optical_tui.screens.pick import PickScreen
 from optical_tui.widgets.curves import CurvePlot, Series
 
 #: What the plot shows per level combination: both resource groups, the macro mean, or one group.
@@ -66,6 +76,12 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
                 tooltip="previous table"),
         Binding("w", "next_sweep", "Next sweep",
                 tooltip="the next sweep (experiments sharing a name)"),
+        Binding("o", "compare_cell", "Compare cell", show=False,
+                tooltip="pick a cell (ratio and factor levels) and compare every run behind it: "
+                        "curves overlaid, config diff"),
+        Binding("b", "group_by", "Group by", show=False,
+                tooltip="group the counted runs by any config key, ratio, seed, name or tags: "
+                        "n, mean ± sd and 95% interval (the first table)"),
     ]
 
     def __init__(self, name: str, experiments: tuple[Experiment, ...]) -> None:
@@ -80,6 +96,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         self.table_index = 0
         self.unit_view: str | None = None  # None: chosen by the number of level combinations
         self._loading: set[int] = set()
+        self.group_by: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -248,7 +265,9 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         study = study or self.study
         if study is None:
             return []
-        return [*tables(study), runs_table(study)]
+        grouped = ([grouping_table(group_study(study, self._members(), (self.group_by,)), study)]
+                   if self.group_by else [])
+        return [*grouped, *tables(study), runs_table(study)]
 
     def _draw_table(self, study: Study) -> None:
         shown = self.study_tables(study)
@@ -264,7 +283,8 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         dt.clear(columns=True)
         # Numbers right-aligned (the columns after the ratio), labels left; factor keys by their
         # last part when that is unambiguous (`weight` for ot.weight), to save width.
-        first = t.headers.index("ratio") + 1 if "ratio" in t.headers else 1
+        first = (t.headers.index("ratio") + 1 if "ratio" in t.headers else
+                 t.headers.index("n") if "n" in t.headers else 1)
         right = [i >= first and h not in ("counted?", "detail") for i, h in enumerate(t.headers)]
         short = {f: f.rpartition(".")[2] for f in study.factors}
         if len(set(short.values())) < len(short):
@@ -288,6 +308,45 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     def action_table(self, delta: int) -> None:
         self.table_index += delta
         self._redraw()
+
+    def action_compare_cell(self) -> None:
+        study = self.study
+        if study is None or not (study.runs or study.excluded):
+            self.notify("No runs to compare yet.", severity="warning")
+            return
+        cells: dict[tuple[Levels, str], list[int]] = {}
+        for r in study.runs:
+            cells.setdefault((r.levels, r.ratio), []).append(r.experiment_id)
+        for x in study.excluded:   # behind the cell too: a failed seed is worth a look
+            cells.setdefault((x.levels, x.ratio), []).append(x.experiment_id)
+        items = [(f"{ratio} {study.panel_label(levels)}".strip() + f": {len(ids)} runs "
+                  + " ".join(f"#{i}" for i in ids[:MAX_RUNS]), ",".join(map(str, ids[:MAX_RUNS])))
+                 for (levels, ratio), ids in cells.items() if len(ids) > 1]
+        if not items:
+            self.notify("Every cell has a single run: mark runs in the queue (space) to compare "
+                        "them.",
+                        severity="warning")
+            return
+
+        def chosen(value: str | None) -> None:
+            if value:
+                routes(self).open_compare([int(i) for i in value.split(",")])
+
+        self.app.push_screen(PickScreen("Compare every run of which cell?", items), chosen)
+
+    def action_group_by(self) -> None:
+        study = self.study
+        factors = list(study.factors) if study else []
+        keys = ["ratio", *factors, *(k for k in SPECIAL_KEYS if k != "ratio"),
+                *(k for k in group_keys() if k not in factors)]
+        items = [("(none: the study's own tables)", "")] + [(k, k) for k in keys]
+
+        def chosen(value: str | None) -> None:
+            if value is not None:
+                self.group_by, self.table_index = value or None, 0
+                self._redraw()
+
+        self.app.push_screen(PickScreen("Group the counted runs by which key?", items), chosen)
 
     def action_next_sweep(self) -> None:
         names = sorted({e.name for e in self.experiments})

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Input, TextArea
 from engine.store import open_store
 from optical_tui.app import OpticalApp
 from optical_tui.poller import Poller
+from optical_tui.screens.compare import CompareScreen
 from optical_tui.screens.confirm import ConfirmScreen
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.screens.help import HelpScreen, help_table
@@ -383,7 +384,8 @@ async def test_help_lists_every_key_binding(db: Path) -> None:
         console = Console(record=True, width=200)
         console.print(help_table(app.screen.sections))
         text = console.export_text()
-        for cls in (OpticalApp, QueueScreen, ExperimentScreen, RatioStudyScreen, NewExperimentScreen, ConfirmScreen):
+        for cls in (OpticalApp, QueueScreen, ExperimentScreen, RatioStudyScreen, CompareScreen,
+                    NewExperimentScreen, ConfirmScreen):
             for binding in cls.BINDINGS:
                 assert binding.tooltip and binding.tooltip in text, binding
         await pilot.press("escape")
