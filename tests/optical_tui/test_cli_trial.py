@@ -1,0 +1,90 @@
+"""CLI defects found in the user trial of issue 20 (item 7): each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.testing import CliRunner
+
+from engine.store import open_store
+from optical_tui.cli import app
+
+runner = CliRunner()
+LONG = "ux-a-sweep-name-longer-than-any-terminal-column-would-keep-whole"
+
+
+def run(db: Path, *args: str) -> Any:
+    return runner.invoke(app, ["--db", str(db), *args])
+
+
+def test_a_mistyped_command_is_told_where_the_command_lives(tmp_path: Path) -> None:
+    r = run(tmp_path / "e.db", "status")
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert "Did you mean" in r.stderr and "'optical worker status'" in r.stderr and "'optical queue list'" in r.stderr
+    r = run(tmp_path / "e.db", "add")
+    assert "Did you mean 'optical queue add'?" in r.stderr
+    assert "Did you mean" not in run(tmp_path / "e.db", "xyzzy").stderr  # nothing close: no guess
+
+
+def _commands(group: Any, ctx: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    # Any: Typer vendors its own click, whose types are private.
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if hasattr(cmd, "list_commands"):
+            yield from _commands(cmd, ctx, (*path, name))
+        elif cmd is not None:
+            yield (*path, name), cmd
+
+
+def test_help_texts_keep_their_brackets() -> None:
+    """Typer reads help as Rich markup: `[en,de]` vanished from `queue add --help`'s own example."""
+    root: Any = typer.main.get_command(app)
+    checked = 0
+    for path, cmd in _commands(root, root.context_class(root)):
+        texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+        wanted = [b for t in texts for b in re.findall(r"\[[^\]\s]+\]", t.replace("\\[", "["))
+                  if not b.startswith("[default")]
+        if not wanted:
+            continue
+        shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "300"}).stdout
+        for bracket in wanted:
+            assert bracket in shown, (path, bracket)
+            checked += 1
+    assert checked >= 2  # at least queue add's example
+
+
+def test_piped_queue_list_prints_names_whole(tmp_path: Path) -> None:
+    db = tmp_path / "e.db"
+    assert run(db, "queue", "add", "-r", "1:1", "--name", LONG, "--sweep", "ot.weight=0,1").exit_code == 0
+    r = runner.invoke(app, ["--db", str(db), "queue", "list"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.stdout.splitlines() if LONG in x]   # what `| grep` sees
+    assert len(lines) == 2 and "ot.weight=0" not in r.stdout  # the short factor form, whole
+    assert all(re.match(r"\s*\d+\s", x) for x in lines)       # the id column stays
+    assert "weight=0" in lines[0] and "weight=1" in lines[1]
+
+
+def test_queue_show_prints_the_frozen_config_and_the_provenance(tmp_path: Path) -> None:
+    db = tmp_path / "e.db"
+    assert run(db, "queue", "add", "-r", "1:3", "--set", "train.lr=3e-5").exit_code == 0
+    with open_store(db) as store:
+        e = store.claim_next("w", "cpu")
+        assert e is not None and e.lease is not None
+        store.set_provenance(e.lease, {"git_commit": "abc123", "host": "box-7"})
+    r = run(db, "queue", "show", "1")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert "frozen config" in out and "[train]" in out and "lr = 3e-05" in out and 'ratio = "1:3"' in out
+    assert "provenance" in out and "git_commit = abc123" in out and "host = box-7" in out
+    shown = json.loads(run(db, "queue", "show", "1", "--json").stdout)
+    assert shown["config"]["train"]["lr"] == 3e-5 and shown["provenance"]["host"] == "box-7"
+
+
+def test_queue_add_help_shows_the_list_example() -> None:
+    shown = runner.invoke(app, ["queue", "add", "--help"], env={"COLUMNS": "300"}).stdout
+    assert "data.train_langs=[en,de],[en,de,es,zh]" in shown
