@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.text import Text
@@ -9,7 +10,18 @@ from textual.widgets import DataTable
 
 from engine.store import open_store
 from engine.sweep import new_experiments
-from tests.dashboard_support import NOW, loaded, make_app, queue_table, synchronous, wait_for
+from optical_tui.app import OpticalApp
+from optical_tui.screens.ratio_study import RatioStudyScreen
+from tests.dashboard_support import (
+    NOW,
+    loaded,
+    make_app,
+    queue_table,
+    seed_factorial_database,
+    select,
+    synchronous,
+    wait_for,
+)
 
 
 def _width(table: DataTable, key: str) -> int:
@@ -41,3 +53,34 @@ async def test_queue_cells_widen_when_a_run_finishes(tmp_path: Path) -> None:
         padding = 2 * table.cell_padding
         assert _width(table, "eta") - padding >= Text(str(eta)).cell_len
         assert _width(table, "progress") - padding >= Text(str(progress)).cell_len
+
+
+def screen_text(app: OpticalApp) -> str:
+    """What the terminal shows, line by line."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+@synchronous
+async def test_study_screen_is_readable_and_scrollable_at_80x24(tmp_path: Path) -> None:
+    """At 80×24 the study showed one table row, PageDown did nothing, and the footer lost its keys."""
+    db = tmp_path / "experiments.db"
+    ids = seed_factorial_database(db)
+    app = make_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await select(pilot, ids["clone"])
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+        await pilot.pause()
+        text = screen_text(app)
+        table = app.screen.query_one("#study-table", DataTable)
+        shown = [line for line in text.splitlines() if re.match(r" [01] +(batch|within) +\d:\d ", line)]
+        assert len(shown) >= 4, text                   # rows to read, not just the header
+        footer = text.splitlines()[-1]
+        assert "? Help" in footer and "q Quit" in footer and "esc Back" in footer, footer
+        assert "macro weight=0 mixing=batch" in text    # the plot keeps its legend
+        before = table.scroll_y
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert table.scroll_y > before
+        assert [line for line in screen_text(app).splitlines() if re.match(r" [01] +(batch|within)", line)] != shown
