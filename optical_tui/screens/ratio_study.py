@@ -198,8 +198,9 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     def _draw_summary(self, study: Study) -> None:
         counted = len(study.runs)
         total = len(self._members())
-        source = ("full benchmark" if study.source == Split.FULL else
-                  "quick subset" if study.subset else "quick eval (whole benchmark)")
+        # With no run counted nothing is scored yet: naming a benchmark would say more than is known.
+        source = ("nothing yet (no done run)" if not study.runs else "full benchmark" if study.source == Split.FULL
+                  else "quick subset" if study.subset else "quick eval (whole benchmark)")
         text = Text.assemble(
             ("sweep ", "dim"), safe_text(self.sweep, "bold"),
             ("  setting ", "dim"), (Setting(self.setting).label, "bold"),

@@ -84,3 +84,22 @@ async def test_study_screen_is_readable_and_scrollable_at_80x24(tmp_path: Path) 
         await pilot.pause()
         assert table.scroll_y > before
         assert [line for line in screen_text(app).splitlines() if re.match(r" [01] +(batch|within)", line)] != shown
+
+
+@synchronous
+async def test_study_of_an_all_cancelled_sweep_claims_no_benchmark(tmp_path: Path) -> None:
+    db = tmp_path / "experiments.db"
+    with open_store(db) as store:
+        added = store.add_experiments(new_experiments(["1:1", "1:0"], [1], name="cx"))
+        store.request_cancel([e.id for e in added])
+    app = make_app(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await select(pilot, added[0].id)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+        await pilot.pause()
+        summary = str(app.screen.query_one("#study-summary").render())
+        assert "benchmark" not in summary and "scored on nothing yet" in summary, summary
+        legend = str(app.screen.query_one("#study-legend").render())
+        assert "zero-shot (not in data.train_langs): ar, hi, vi " in legend, legend
