@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from engine.store import open_store
-from engine.study.core import compute_study, sweep_selection
+from engine.study.core import build_report, compute_study, sweep_selection
 from engine.study.formats import caption
 from engine.sweep import new_experiments
+from tests.dashboard_support import seed_database
 
 
 def test_an_all_cancelled_sweep_keeps_its_zero_shot_languages(tmp_path: Path) -> None:
@@ -24,3 +28,21 @@ def test_an_all_cancelled_sweep_keeps_its_zero_shot_languages(tmp_path: Path) ->
     assert "scored on nothing yet" in caption(study)[0]
     empty = compute_study([], {}, selection=sweep_selection("none"))
     assert empty.zero_shot == ("ar", "hi", "vi")  # the defaults' training languages
+
+
+@pytest.mark.parametrize("setting", ["mo", "mul"])
+def test_a_single_panel_plot_keeps_its_whole_title(tmp_path: Path, setting: str) -> None:
+    """The one-line suptitle was wider than a single panel's figure and lost both its ends."""
+    from matplotlib.image import imread
+
+    from engine.study.plot import save_plot
+
+    db = tmp_path / "e.db"
+    seed_database(db)
+    with open_store(db) as store:
+        report = build_report(store, sweep="ratio-sweep", setting=setting)
+    pixels = imread(save_plot(report, tmp_path / "study.png"))
+    top = pixels[: pixels.shape[0] // 8]               # the title band
+    edges = np.concatenate([top[:, :3], top[:, -3:]], axis=1)[..., :3]
+    assert (edges > 0.98).all(), "ink at the figure's left or right edge: the title is cut"
+    assert (top[..., :3] < 0.5).any()                  # and a title is there
