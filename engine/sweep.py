@@ -11,6 +11,7 @@ study splits by.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from engine.config import (
     parse_ratio,
 )
 from engine.errors import ConfigError
-from engine.store import NewExperiment
+from engine.statuses import Status
+from engine.store import Experiment, NewExperiment, Store
 
 #: Sane bounds for what a user types; the store's integers are 64-bit, these are far inside.
 PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
@@ -176,3 +178,39 @@ def new_experiments(ratios: Sequence[str], seeds: Sequence[int] = (), config: Pa
                     code_version=code_version, max_attempts=max_attempts,
                     factors={f.key: _plain(v) for f, v in zip(factors, combo)}))
     return specs
+
+
+#: Runs that make a new identical one a duplicate: failed and cancelled ones may be queued again.
+_LIVE_OR_DONE = (Status.QUEUED, Status.RUNNING, Status.DONE)
+
+
+def _same_run_key(name: str, config: dict[str, Any]) -> str:
+    # The frozen config holds the ratio, seed and every factor value: same name + same config is
+    # the same cell and seed of the same sweep. JSON: stored configs come back with lists for tuples.
+    return json.dumps([name, config], sort_keys=True, default=str)
+
+
+def duplicates(store: Store, specs: Sequence[NewExperiment]) -> list[Experiment]:
+    """Queued, running or done experiments these specs would repeat: same sweep name, same frozen
+    config (so the same ratio, seed and factor values)."""
+    wanted = {_same_run_key(s.name, s.config) for s in specs}
+    found = []
+    for name in sorted({s.name for s in specs}):
+        found += [e for e in store.list_experiments(status=list(_LIVE_OR_DONE), name=name)
+                  if _same_run_key(e.name, e.config) in wanted]
+    return sorted(found, key=lambda e: e.id)
+
+
+def refuse_duplicates(store: Store, specs: Sequence[NewExperiment]) -> None:
+    """One clear line instead of a silently doubled sweep (`queue add --allow-duplicate` skips this)."""
+    same = duplicates(store, specs)
+    if not same:
+        return
+    shown = ", ".join(f"#{e.id} ({' '.join(filter(None, (e.ratio, f'seed {e.seed}', factors_text(e.factors))))}, "
+                      f"{e.status})" for e in same[:4])
+    more = f" and {len(same) - 4} more" if len(same) > 4 else ""
+    raise ConfigError(
+        f"sweep {specs[0].name!r} already has {len(same)} of these {len(specs)} experiment(s) with the same "
+        f"config: {shown}{more}; nothing queued. Queue them again with --allow-duplicate, add only new "
+        "seeds or ratios, or give another --name")
+

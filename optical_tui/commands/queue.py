@@ -16,7 +16,7 @@ from engine.metric_keys import LOSS_KEYS, MACRO, SETTINGS, MetricName, Split, me
 from engine.running.provenance import code_version
 from engine.statuses import Status
 from engine.store import Experiment
-from engine.sweep import factors_text, new_experiments
+from engine.sweep import factors_text, new_experiments, refuse_duplicates
 from optical_tui.commands.context import parse_ids, store_for
 from optical_tui.console import console, print_json, safe, safe_text
 from optical_tui.screens.experiment_data import config_lines
@@ -46,14 +46,18 @@ def add(
     name: Annotated[str | None, typer.Option("--name", "-n", help="Sweep name shared by these experiments (default: the config file's stem).")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Times a lost run is retried before it fails.", min=1)] = 3,
+    allow_duplicate: Annotated[bool, typer.Option("--allow-duplicate", help="Queue even experiments the sweep already has queued, running or done with the same config (by default that is refused: a sweep queued twice trains every run twice, and the study counts only the newest).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the queued experiments as JSON.")] = False,
 ) -> None:
     """Queue one experiment per ratio × factor values × seed. Everything is validated (by the same
-    code as --set) before anything is written."""
+    code as --set) before anything is written; repeating experiments the sweep already has is
+    refused unless --allow-duplicate."""
     specs = new_experiments(ratio, seed or [0], config, overrides or [], name, priority, max_attempts,
                             code_version(), sweeps=sweeps or [])
     sweep = specs[0].name
     with store_for(ctx) as store:
+        if not allow_duplicate:
+            refuse_duplicates(store, specs)
         added = store.add_experiments(specs)
     if as_json:
         print_json([experiment_dict(e) for e in added])

@@ -48,7 +48,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     # under the other: there the summary scrolls in 3 lines, and the plot and the table share
     # what is left, so the table keeps rows to page through (PageDown) and the footer its keys.
     # (The -short rules are in app.tcss, beside the layout they override.)
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (36, "-tall")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012 - typed by Screen
     DEFAULT_CSS = """
     #study-view { height: 1; padding: 0 1; background: $boost; }
     """

@@ -103,3 +103,20 @@ async def test_study_of_an_all_cancelled_sweep_claims_no_benchmark(tmp_path: Pat
         assert "benchmark" not in summary and "scored on nothing yet" in summary, summary
         legend = str(app.screen.query_one("#study-legend").render())
         assert "zero-shot (not in data.train_langs): ar, hi, vi " in legend, legend
+
+
+@synchronous
+async def test_the_form_says_when_it_repeats_experiments_the_sweep_has(tmp_path: Path) -> None:
+    from optical_tui import confirmed_writes
+
+    db = tmp_path / "experiments.db"
+    specs = new_experiments(["1:1"], [1, 2], name="again")
+    with open_store(db) as store:
+        store.add_experiments(specs[:1])
+    app = make_app(db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        confirmed_writes.add(app, specs)
+        await wait_for(pilot, lambda: any("queued 2" in str(n.message) for n in app._notifications))
+        (note,) = [str(n.message) for n in app._notifications if "queued 2" in str(n.message)]
+        assert "note: repeats 1 experiment(s) the sweep already has: #1" in note

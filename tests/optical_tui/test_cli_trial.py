@@ -88,3 +88,24 @@ def test_queue_show_prints_the_frozen_config_and_the_provenance(tmp_path: Path) 
 def test_queue_add_help_shows_the_list_example() -> None:
     shown = runner.invoke(app, ["queue", "add", "--help"], env={"COLUMNS": "300"}).stdout
     assert "data.train_langs=[en,de],[en,de,es,zh]" in shown
+
+
+def test_queuing_the_same_sweep_twice_is_refused_unless_allowed(tmp_path: Path) -> None:
+    db = tmp_path / "e.db"
+    grid = ("queue", "add", "-r", "1:1", "-r", "1:3", "-s", "1", "-s", "2", "--name", "twice",
+            "--sweep", "ot.weight=0,1")
+    assert run(db, *grid).exit_code == 0
+    r = run(db, *grid)
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.output
+    assert r.stderr.startswith("error: sweep 'twice' already has 8 of these 8") and "--allow-duplicate" in r.stderr
+    with open_store(db) as store:
+        assert len(store.list_experiments()) == 8           # nothing half-written
+        store.request_cancel([1])
+    assert run(db, "queue", "add", "-r", "1:1", "-s", "3", "--name", "twice", "--sweep", "ot.weight=0,1").exit_code == 0
+    assert run(db, "queue", "add", "-r", "1:1", "-s", "1", "--name", "twice", "--set", "train.lr=1e-5",
+               "--sweep", "ot.weight=0").exit_code == 0     # another config: another cell
+    # The cancelled #1 (1:1 seed 1 weight 0) may be queued again; its sibling #3 (weight 1) may not.
+    r = run(db, "queue", "add", "-r", "1:1", "-s", "1", "--name", "twice", "--sweep", "ot.weight=0,1")
+    assert r.exit_code == 1 and "#3 (1:1 seed 1 ot.weight=1, queued)" in r.stderr and "#1 " not in r.stderr
+    r = run(db, *grid, "--allow-duplicate", "--json")
+    assert r.exit_code == 0 and len(json.loads(r.stdout)) == 8
