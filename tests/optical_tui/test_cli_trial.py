@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -109,3 +110,36 @@ def test_queuing_the_same_sweep_twice_is_refused_unless_allowed(tmp_path: Path) 
     assert r.exit_code == 1 and "#3 (1:1 seed 1 ot.weight=1, queued)" in r.stderr and "#1 " not in r.stderr
     r = run(db, *grid, "--allow-duplicate", "--json")
     assert r.exit_code == 0 and len(json.loads(r.stdout)) == 8
+
+
+@pytest.fixture
+def no_screen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The dashboard's options and checks run; the screen itself does not open."""
+    from optical_tui.app import OpticalApp
+
+    opened: list[str] = []
+    monkeypatch.setattr(OpticalApp, "run", lambda self, *a, **k: opened.append(self.db_location))
+    return opened
+
+
+def test_the_dashboard_says_when_it_creates_a_database(tmp_path: Path, no_screen: list[str]) -> None:
+    (tmp_path / "mine.db").touch()
+    missing = tmp_path / "typo.db"
+    r = run(missing, "ui")
+    assert r.exit_code == 0 and no_screen == [str(missing)]
+    assert r.stderr == f"note: no database at {missing}: created an empty one (databases in that folder: mine.db)\n"
+    r = run(missing, "ui")                                  # it exists now: nothing to say
+    assert r.exit_code == 0 and r.stderr == ""
+
+
+def test_in_a_terminal_the_dashboard_asks_before_creating_a_database(
+        tmp_path: Path, no_screen: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from optical_tui.commands import ui
+
+    monkeypatch.setattr(ui, "_interactive", lambda: True)
+    missing = tmp_path / "typo.db"
+    r = runner.invoke(app, ["--db", str(missing), "ui"], input="\n")   # the default: no
+    assert r.exit_code == 1 and not missing.exists() and not no_screen
+    assert "Create an empty one?" in r.stdout and r.stderr.startswith("error: no database at")
+    r = runner.invoke(app, ["--db", str(missing), "ui"], input="y\n")
+    assert r.exit_code == 0 and missing.exists() and no_screen == [str(missing)]
