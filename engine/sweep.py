@@ -28,6 +28,7 @@ from engine.config import (
     parse_ratio,
 )
 from engine.errors import ConfigError
+from engine.models.names import check_model_name
 from engine.statuses import Status
 from engine.store import Experiment, NewExperiment, Store
 
@@ -177,7 +178,16 @@ def new_experiments(ratios: Sequence[str], seeds: Sequence[int] = (), config: Pa
                     name=sweep, ratio=ratio, seed=seed, priority=priority, config=cfg.to_dict(),
                     code_version=code_version, max_attempts=max_attempts,
                     factors={f.key: _plain(v) for f, v in zip(factors, combo)}))
+    model_notes(specs)  # a model that cannot load anywhere fails now, not when its run starts
     return specs
+
+
+def model_notes(specs: Sequence[NewExperiment]) -> list[str]:
+    """Check every model the specs name (student and OT teacher); raises ConfigError for one that
+    cannot load anywhere, returns a note for each hub id (only the worker's box can check it)."""
+    named = {(f"model.{field}", s.config.get("model", {})[field]) for s in specs for field in ("name", "teacher")
+             if s.config.get("model", {}).get(field)}
+    return [note for key, name in sorted(named) if (note := check_model_name(str(name), key))]
 
 
 #: Runs that make a new identical one a duplicate: failed and cancelled ones may be queued again.

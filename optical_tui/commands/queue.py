@@ -16,9 +16,9 @@ from engine.metric_keys import LOSS_KEYS, MACRO, SETTINGS, MetricName, Split, me
 from engine.running.provenance import code_version
 from engine.statuses import Status
 from engine.store import Experiment
-from engine.sweep import factors_text, new_experiments, refuse_duplicates
+from engine.sweep import factors_text, model_notes, new_experiments, refuse_duplicates
 from optical_tui.commands.context import parse_ids, store_for
-from optical_tui.console import console, print_json, safe, safe_text
+from optical_tui.console import console, err_console, print_json, safe, safe_text
 from optical_tui.screens.experiment_data import config_lines
 from optical_tui.status_style import status_text
 
@@ -59,6 +59,8 @@ def add(
         if not allow_duplicate:
             refuse_duplicates(store, specs)
         added = store.add_experiments(specs)
+    for note in model_notes(specs):  # stderr: --json output stays one document
+        err_console.print(safe_text(f"note: {note}"))
     if as_json:
         print_json([experiment_dict(e) for e in added])
         return

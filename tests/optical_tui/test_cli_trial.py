@@ -143,3 +143,14 @@ def test_in_a_terminal_the_dashboard_asks_before_creating_a_database(
     assert "Create an empty one?" in r.stdout and r.stderr.startswith("error: no database at")
     r = runner.invoke(app, ["--db", str(missing), "ui"], input="y\n")
     assert r.exit_code == 0 and missing.exists() and no_screen == [str(missing)]
+
+
+def test_queue_add_checks_the_model_and_says_what_only_the_worker_can_check(tmp_path: Path) -> None:
+    db = tmp_path / "e.db"
+    r = run(db, "queue", "add", "-r", "1:1", "--set", "model.name=intfloat/multilingual-e5-smal")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.startswith("note: model.name 'intfloat/multilingual-e5-smal' is a Hugging Face id")
+    assert "worker's box" in r.stderr
+    r = run(db, "queue", "add", "-r", "1:1", "--set", "model.name=embedded:e5-small", "--name", "bad")
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "no such bundled model" in r.stderr
+    assert len(json.loads(run(db, "queue", "list", "--json").stdout)) == 1   # nothing written
