@@ -154,3 +154,24 @@ def test_queue_add_checks_the_model_and_says_what_only_the_worker_can_check(tmp_
     r = run(db, "queue", "add", "-r", "1:1", "--set", "model.name=embedded:e5-small", "--name", "bad")
     assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "no such bundled model" in r.stderr
     assert len(json.loads(run(db, "queue", "list", "--json").stdout)) == 1   # nothing written
+
+
+def test_data_check_explains_a_missing_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `pip install -e .` without `make`, OPTICAL_DATA is unset and ./data does not exist."""
+    monkeypatch.delenv("OPTICAL_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["data", "check"], env={"COLUMNS": "300"})
+    assert r.exit_code == 1
+    assert f"the data folder {tmp_path / 'data'} does not exist (OPTICAL_DATA is not set" in r.stdout
+    assert "export OPTICAL_DATA=" in r.stdout and "missing: " not in r.stdout   # one cause, said once
+    shown = json.loads(runner.invoke(app, ["data", "check", "--json"]).stdout)
+    assert shown["ok"] is False and "OPTICAL_DATA is not set" in shown["data_dir_missing"]
+    monkeypatch.setenv("OPTICAL_DATA", str(tmp_path / "elsewhere"))
+    r = runner.invoke(app, ["data", "check"], env={"COLUMNS": "300"})
+    assert f"(OPTICAL_DATA={tmp_path / 'elsewhere'})" in r.stdout
+
+
+def test_readme_gives_a_manual_install_path_that_sets_optical_data() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    manual = readme[readme.index("Installing by hand"):][:1200]
+    assert "pip install -e" in manual and "export OPTICAL_DATA=" in manual and "optical data check" in manual
