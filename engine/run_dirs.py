@@ -6,8 +6,9 @@
     <runs root>/<experiment id>/attempt-<n>/checkpoints/step_000050.pt
 
 The runs root is `--runs-dir`, else env OPTICAL_RUNS, else `<name>.runs/` beside an SQLite database
-`<name>.db` (one per database: ids are unique only within one), or `./runs` for a database server. Put it on a shared filesystem when several boxes share one
-queue, so a run reclaimed on another box finds its checkpoint.
+`<name>.db` (one per database: ids are unique only within one), or `./runs` for a database
+server. Put it on a shared filesystem when several boxes share one queue, so a run reclaimed on
+another box finds its checkpoint.
 
 One folder per attempt fences the files the way `RunLease` fences the rows: a process writes and
 prunes only inside its own attempt's folder, so a paused process whose run was reclaimed can never

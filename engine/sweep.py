@@ -185,8 +185,9 @@ def new_experiments(ratios: Sequence[str], seeds: Sequence[int] = (), config: Pa
 def model_notes(specs: Sequence[NewExperiment]) -> list[str]:
     """Check every model the specs name (student and OT teacher); raises ConfigError for one that
     cannot load anywhere, returns a note for each hub id (only the worker's box can check it)."""
-    named = {(f"model.{field}", s.config.get("model", {})[field]) for s in specs for field in ("name", "teacher")
-             if s.config.get("model", {}).get(field)}
+    named = {(f"model.{field}", model[field]) for s in specs
+             if (model := s.config.get("model", {}))
+             for field in ("name", "teacher") if model.get(field)}
     return [note for key, name in sorted(named) if (note := check_model_name(str(name), key))]
 
 
@@ -196,7 +197,8 @@ _LIVE_OR_DONE = (Status.QUEUED, Status.RUNNING, Status.DONE)
 
 def _same_run_key(name: str, config: dict[str, Any]) -> str:
     # The frozen config holds the ratio, seed and every factor value: same name + same config is
-    # the same cell and seed of the same sweep. JSON: stored configs come back with lists for tuples.
+    # the same cell and seed of the same sweep. JSON: stored configs come back with lists for
+    # tuples.
     return json.dumps([name, config], sort_keys=True, default=str)
 
 
@@ -212,15 +214,18 @@ def duplicates(store: Store, specs: Sequence[NewExperiment]) -> list[Experiment]
 
 
 def refuse_duplicates(store: Store, specs: Sequence[NewExperiment]) -> None:
-    """One clear line instead of a silently doubled sweep (`queue add --allow-duplicate` skips this)."""
+    """One clear line instead of a silently doubled sweep (`queue add --allow-duplicate` skips
+    this check)."""
     same = duplicates(store, specs)
     if not same:
         return
-    shown = ", ".join(f"#{e.id} ({' '.join(filter(None, (e.ratio, f'seed {e.seed}', factors_text(e.factors))))}, "
-                      f"{e.status})" for e in same[:4])
+    def cell(e: Experiment) -> str:
+        return " ".join(filter(None, (e.ratio, f"seed {e.seed}", factors_text(e.factors))))
+
+    shown = ", ".join(f"#{e.id} ({cell(e)}, {e.status})" for e in same[:4])
     more = f" and {len(same) - 4} more" if len(same) > 4 else ""
     raise ConfigError(
-        f"sweep {specs[0].name!r} already has {len(same)} of these {len(specs)} experiment(s) with the same "
-        f"config: {shown}{more}; nothing queued. Queue them again with --allow-duplicate, add only new "
-        "seeds or ratios, or give another --name")
+        f"sweep {specs[0].name!r} already has {len(same)} of these {len(specs)} experiment(s) with "
+        f"the same config: {shown}{more}; nothing queued. Queue them again with --allow-duplicate, "
+        "add only new seeds or ratios, or give another --name")
 

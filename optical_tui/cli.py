@@ -60,7 +60,8 @@ class OpticalGroup(TyperGroup):
                 raise
             # Click offers only close top-level names; `optical status` means `worker status`.
             meant = " or ".join(f"'optical {h}'" for h in hints)
-            raise _USAGE_ERROR(f"No such command {typed!r}. Did you mean {meant}?", ctx=exc.ctx) from None
+            message = f"No such command {typed!r}. Did you mean {meant}?"
+            raise _USAGE_ERROR(message, ctx=exc.ctx) from None
 
     # Any: Typer vendors its own click, whose Context type is private.
     def invoke(self, ctx: Any) -> Any:

@@ -99,7 +99,7 @@ def add(app: App[Any], specs: Sequence[NewExperiment]) -> None:
         version = code_version()
         repeated = duplicates(store, specs)  # the form queues what it was given, and says so
         added = store.add_experiments([dataclasses.replace(s, code_version=version) for s in specs])
-        note = (f" (note: repeats {len(repeated)} experiment(s) the sweep already has: {_ids(repeated)})"
-                if repeated else "")
+        note = (f" (note: repeats {len(repeated)} experiment(s) the sweep already has: "
+                f"{_ids(repeated)})" if repeated else "")
         return f"queued {len(added)} experiment(s): {_ids(added)}{note}"
     submit(app, "new experiment", op)

@@ -32,20 +32,30 @@ def check_model_name(name: str, key: str = "model.name") -> str | None:
     if name.startswith(EMBEDDED_PREFIX):
         bundled = name.removeprefix(EMBEDDED_PREFIX)
         if bundled not in EMBEDDED_NAMES:
-            raise ConfigError(f"{key} {name!r}: no such bundled model; bundled: "
-                              + ", ".join(EMBEDDED_PREFIX + n for n in EMBEDDED_NAMES))
+            raise ConfigError(
+                f"{key} {name!r}: no such bundled model; bundled: "
+                + ", ".join(EMBEDDED_PREFIX + n for n in EMBEDDED_NAMES)
+            )
         return None
     folder = Path(name).expanduser()
     if folder.is_dir():
         if not (folder / "config.json").is_file():
-            raise ConfigError(f"{key} {name!r}: the folder has no config.json; a local model is a folder "
-                              "saved by save_pretrained (or optical export)")
+            raise ConfigError(
+                f"{key} {name!r}: the folder has no config.json; a local model is a folder "
+                "saved by save_pretrained (or optical export)"
+            )
         return None
     if _looks_like_path(name) or folder.exists():
-        raise ConfigError(f"{key} {name!r}: no model folder there (a local model must exist when it is "
-                          "queued; a Hugging Face id has the form org/name)")
+        raise ConfigError(
+            f"{key} {name!r}: no model folder there (a local model must exist when it is "
+            "queued; a Hugging Face id has the form org/name)"
+        )
     if not _HUB_ID.match(name) or "--" in name or ".." in name:
-        raise ConfigError(f"{key} {name!r}: not a local folder, a bundled model (embedded:…) or a "
-                          "Hugging Face id (org/name: letters, digits, - _ .)")
-    return (f"{key} {name!r} is a Hugging Face id: whether it exists is checked only when the run "
-            "starts, on the worker's box (with HF_HUB_OFFLINE set there, it must be in its cache)")
+        raise ConfigError(
+            f"{key} {name!r}: not a local folder, a bundled model (embedded:…) or a "
+            "Hugging Face id (org/name: letters, digits, - _ .)"
+        )
+    return (
+        f"{key} {name!r} is a Hugging Face id: whether it exists is checked only when the run "
+        "starts, on the worker's box (with HF_HUB_OFFLINE set there, it must be in its cache)"
+    )

@@ -364,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until-empty", action="store_true")
     p.add_argument("--lease", type=float, default=60.0)
     p.add_argument("--poll", type=float, default=2.0)
-    p.add_argument("--runs-dir", default=None, help="runs root (default: env OPTICAL_RUNS, else <name>.runs/ beside an SQLite <name>.db)")
+    p.add_argument("--runs-dir", default=None,
+                   help="runs root (default: env OPTICAL_RUNS, else <name>.runs/ beside an SQLite "
+                        "<name>.db)")
     p.add_argument("--pid-file", type=Path, default=None)
     p.add_argument("--log-path", default="")
     p.add_argument("--worker-id", default=None, help="force the worker id (default host:pid:device)")

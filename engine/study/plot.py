@@ -69,7 +69,8 @@ def save_plot(report: Study, path: str | Path) -> Path:
     cols = len(panels)
     width = max(6.5, 4.6 * cols)
     # constrained layout makes room for a (wrapped) suptitle; tight_layout leaves it to the edges.
-    fig, axes = plt.subplots(2 if with_rank else 1, cols, figsize=(width, 8.4 if with_rank else 4.6),
+    fig, axes = plt.subplots(2 if with_rank else 1, cols,
+                             figsize=(width, 8.4 if with_rank else 4.6),
                              squeeze=False, sharey="row", layout="constrained")
     metric = MetricName(report.metric).label
     for j, panel in enumerate(panels):
@@ -84,10 +85,11 @@ def save_plot(report: Study, path: str | Path) -> Path:
     scale = "MLQA-R quick subset" if report.subset else "full MLQA-R"
     s = report.setup
     seeds = max((st.n for st in report.summary.values()), default=0)
-    title = (f"{report.selection.split(' (')[0]}: {s['model']}, {s['steps']} steps × {s['batch size']}, "
-             f"scored on {scale}, up to {seeds} seeds per cell")
+    title = (f"{report.selection.split(' (')[0]}: {s['model']}, {s['steps']} steps × "
+             f"{s['batch size']}, scored on {scale}, up to {seeds} seeds per cell")
     # Wrapped to the figure: one line was wider than a single panel and lost both its ends.
-    fig.suptitle(textwrap.fill(title, width=int(width * 72 / (_CHAR_EM * _TITLE_PT))), fontsize=_TITLE_PT)
+    chars = int(width * 72 / (_CHAR_EM * _TITLE_PT))
+    fig.suptitle(textwrap.fill(title, width=chars), fontsize=_TITLE_PT)
     fig.savefig(out, dpi=130)
     plt.close(fig)
     return out

@@ -28,10 +28,11 @@ def missing_folder_hint(root: Path, *, from_option: bool) -> str:
     elif os.environ.get("OPTICAL_DATA"):
         why = f"OPTICAL_DATA={os.environ['OPTICAL_DATA']}"
     else:
-        why = "OPTICAL_DATA is not set, so ./data in the current folder was used: `make` sets it, pip does not"
+        why = ("OPTICAL_DATA is not set, so ./data in the current folder was used: `make` sets it, "
+               "pip does not")
     return (f"the data folder {root} does not exist ({why}). Point at the data with "
-            "`export OPTICAL_DATA=/path/to/data` (the folder holding mlqa-r/, xquad-r/, …; `make` uses "
-            "../shared/data), or fetch it with `optical data download`.")
+            "`export OPTICAL_DATA=/path/to/data` (the folder holding mlqa-r/, xquad-r/, …; `make` "
+            "uses ../shared/data), or fetch it with `optical data download`.")
 
 
 @data_app.command("check")

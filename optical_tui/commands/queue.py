@@ -42,11 +42,19 @@ def add(
     seed: Annotated[list[int] | None, typer.Option("--seed", "-s", help="Seed (0 to 2^32-1); repeat for several. Default 0.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set train.lr=3e-5. Repeatable.")] = None,
-    sweeps: Annotated[list[str] | None, typer.Option("--sweep", help="A factor: one key and its values, e.g. --sweep ot.weight=0,1 (a list key: --sweep 'data.train_langs=\\[en,de],\\[en,de,es,zh]'). Repeatable: the full grid ratios × every factor's values × seeds is queued, and the study splits by each factor.")] = None,
+    sweeps: Annotated[list[str] | None, typer.Option("--sweep", help=(
+        "A factor: one key and its values, e.g. --sweep ot.weight=0,1 (a list key: --sweep "
+        "'data.train_langs=\\[en,de],\\[en,de,es,zh]'). Repeatable: the full grid ratios × "
+        "every factor's values × seeds is queued, and the study splits by each factor."
+    ))] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Sweep name shared by these experiments (default: the config file's stem).")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Times a lost run is retried before it fails.", min=1)] = 3,
-    allow_duplicate: Annotated[bool, typer.Option("--allow-duplicate", help="Queue even experiments the sweep already has queued, running or done with the same config (by default that is refused: a sweep queued twice trains every run twice, and the study counts only the newest).")] = False,
+    allow_duplicate: Annotated[bool, typer.Option("--allow-duplicate", help=(
+        "Queue even experiments the sweep already has queued, running or done with the same "
+        "config (by default that is refused: a sweep queued twice trains every run twice, and "
+        "the study counts only the newest)."
+    ))] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the queued experiments as JSON.")] = False,
 ) -> None:
     """Queue one experiment per ratio × factor values × seed. Everything is validated (by the same
@@ -125,7 +133,8 @@ def list_(
         table.add_row(*(Text(c) for c in r[:status_at]), status_text(e.status), *(Text(c) for c in r[status_at + 1:]))
     # A console as wide as the table: print(width=…) is capped at the console's own width (80 in
     # a pipe), which would squeeze columns out.
-    out = Console(file=console.file, width=sum(widths) + 2 * len(headers), highlight=False) if piped else console
+    out = (Console(file=console.file, width=sum(widths) + 2 * len(headers), highlight=False)
+           if piped else console)
     out.print(table)
 
 

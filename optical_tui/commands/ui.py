@@ -29,8 +29,8 @@ def _new_database(db: str) -> None:
     here = f" (databases in that folder: {', '.join(others)})" if others else ""
     if _interactive():
         if not typer.confirm(f"No database at {path}{here}. Create an empty one?", default=False):
-            print(f"error: no database at {path}; nothing created. Open one with --db PATH or OPTICAL_DB",
-                  file=sys.stderr)
+            print(f"error: no database at {path}; nothing created. Open one with --db PATH or "
+                  "OPTICAL_DB", file=sys.stderr)
             raise typer.Exit(1)
         return
     print(f"note: no database at {path}: created an empty one{here}", file=sys.stderr)

@@ -97,9 +97,9 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         yield Static(id="study-view")
         yield DataTable(id="study-table", cursor_type="none", zebra_stripes=True)
         yield Static(id="study-legend")
-        yield Static(Text("only done runs count, one per cell and seed (the newest); the others are listed "
-                          "above and in the runs table · the same study as `optical report`", style="dim"),
-                     id="study-note")
+        note = ("only done runs count, one per cell and seed (the newest); the others are listed "
+                "above and in the runs table · the same study as `optical report`")
+        yield Static(Text(note, style="dim"), id="study-note")
         # No palette key here: at 80 columns it would push `q Quit` and `? Help` out (ctrl+p works).
         yield Footer(show_command_palette=False)
 
@@ -198,8 +198,9 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     def _draw_summary(self, study: Study) -> None:
         counted = len(study.runs)
         total = len(self._members())
-        # With no run counted nothing is scored yet: naming a benchmark would say more than is known.
-        source = ("nothing yet (no done run)" if not study.runs else "full benchmark" if study.source == Split.FULL
+        # With no run counted nothing is scored yet: naming a benchmark would claim too much.
+        source = ("nothing yet (no done run)" if not study.runs
+                  else "full benchmark" if study.source == Split.FULL
                   else "quick subset" if study.subset else "quick eval (whole benchmark)")
         text = Text.assemble(
             ("sweep ", "dim"), safe_text(self.sweep, "bold"),

@@ -1,4 +1,5 @@
-"""Dashboard defects found in the user trial of issue 20 (item 7): each test failed before its fix."""
+"""Dashboard defects found in the user trial of issue 20 (item 7): each test failed before its
+fix."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def screen_text(app: OpticalApp) -> str:
 
 @synchronous
 async def test_study_screen_is_readable_and_scrollable_at_80x24(tmp_path: Path) -> None:
-    """At 80×24 the study showed one table row, PageDown did nothing, and the footer lost its keys."""
+    """At 80×24 the study showed one table row, PageDown did nothing, and the footer lost its
+    keys."""
     db = tmp_path / "experiments.db"
     ids = seed_factorial_database(db)
     app = make_app(db)
@@ -70,20 +72,28 @@ async def test_study_screen_is_readable_and_scrollable_at_80x24(tmp_path: Path) 
         await loaded(pilot)
         await select(pilot, ids["clone"])
         await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded
+        )
         await pilot.pause()
         text = screen_text(app)
         table = app.screen.query_one("#study-table", DataTable)
-        shown = [line for line in text.splitlines() if re.match(r" [01] +(batch|within) +\d:\d ", line)]
-        assert len(shown) >= 4, text                   # rows to read, not just the header
+        shown = [
+            line for line in text.splitlines() if re.match(r" [01] +(batch|within) +\d:\d ", line)
+        ]
+        assert len(shown) >= 4, text  # rows to read, not just the header
         footer = text.splitlines()[-1]
         assert "? Help" in footer and "q Quit" in footer and "esc Back" in footer, footer
-        assert "macro weight=0 mixing=batch" in text    # the plot keeps its legend
+        assert "macro weight=0 mixing=batch" in text  # the plot keeps its legend
         before = table.scroll_y
         await pilot.press("pagedown")
         await pilot.pause()
         assert table.scroll_y > before
-        assert [line for line in screen_text(app).splitlines() if re.match(r" [01] +(batch|within)", line)] != shown
+        assert [
+            line
+            for line in screen_text(app).splitlines()
+            if re.match(r" [01] +(batch|within)", line)
+        ] != shown
 
 
 @synchronous
@@ -97,7 +107,9 @@ async def test_study_of_an_all_cancelled_sweep_claims_no_benchmark(tmp_path: Pat
         await loaded(pilot)
         await select(pilot, added[0].id)
         await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded
+        )
         await pilot.pause()
         summary = str(app.screen.query_one("#study-summary").render())
         assert "benchmark" not in summary and "scored on nothing yet" in summary, summary

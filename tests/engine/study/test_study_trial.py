@@ -16,7 +16,9 @@ from tests.dashboard_support import seed_database
 
 
 def test_an_all_cancelled_sweep_keeps_its_zero_shot_languages(tmp_path: Path) -> None:
-    specs = new_experiments(["1:1", "1:0"], [1, 2], overrides=["data.train_langs=en,de,es,zh,ar"], name="cx")
+    specs = new_experiments(
+        ["1:1", "1:0"], [1, 2], overrides=["data.train_langs=en,de,es,zh,ar"], name="cx"
+    )
     with open_store(tmp_path / "e.db") as store:
         added = store.add_experiments(specs)
         store.request_cancel([e.id for e in added])
@@ -24,7 +26,7 @@ def test_an_all_cancelled_sweep_keeps_its_zero_shot_languages(tmp_path: Path) ->
     assert {e.status for e in exps} == {"cancelled"}
     study = compute_study(exps, {}, selection=sweep_selection("cx"))
     assert not study.runs and len(study.excluded) == 4
-    assert study.zero_shot == ("hi", "vi")       # from what the runs were to train on, not "all 7"
+    assert study.zero_shot == ("hi", "vi")  # from what the runs were to train on, not "all 7"
     assert "scored on nothing yet" in caption(study)[0]
     empty = compute_study([], {}, selection=sweep_selection("none"))
     assert empty.zero_shot == ("ar", "hi", "vi")  # the defaults' training languages
@@ -42,7 +44,7 @@ def test_a_single_panel_plot_keeps_its_whole_title(tmp_path: Path, setting: str)
     with open_store(db) as store:
         report = build_report(store, sweep="ratio-sweep", setting=setting)
     pixels = imread(save_plot(report, tmp_path / "study.png"))
-    top = pixels[: pixels.shape[0] // 8]               # the title band
+    top = pixels[: pixels.shape[0] // 8]  # the title band
     edges = np.concatenate([top[:, :3], top[:, -3:]], axis=1)[..., :3]
     assert (edges > 0.98).all(), "ink at the figure's left or right edge: the title is cut"
-    assert (top[..., :3] < 0.5).any()                  # and a title is there
+    assert (top[..., :3] < 0.5).any()  # and a title is there
