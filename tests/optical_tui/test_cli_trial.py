@@ -262,7 +262,7 @@ def test_data_check_explains_a_missing_data_folder(
 
 def test_readme_gives_a_manual_install_path_that_sets_optical_data() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    manual = readme[readme.index("Installing by hand") :][:1200]
+    manual = readme[readme.index("Installing by hand") :][:400]
     assert (
         "pip install -e" in manual
         and "export OPTICAL_DATA=" in manual
