@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -75,6 +76,12 @@ async def test_study_screen_is_readable_and_scrollable_at_80x24(tmp_path: Path) 
         await wait_for(
             pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded
         )
+        # The footer and the table fill in over a few refreshes (slow on a loaded machine).
+        await wait_for(
+            pilot,
+            lambda: "? Help" in screen_text(app).splitlines()[-1] and "macro" in screen_text(app),
+            timeout=60,
+        )
         await pilot.pause()
         text = screen_text(app)
         table = app.screen.query_one("#study-table", DataTable)
@@ -126,9 +133,18 @@ async def test_the_form_says_when_it_repeats_experiments_the_sweep_has(tmp_path:
     with open_store(db) as store:
         store.add_experiments(specs[:1])
     app = make_app(db)
+    said: list[str] = []  # every notification, kept: a toast expires after seconds
+    shown = app.notify
+
+    def record(message: str, *args: Any, **kwargs: Any) -> None:
+        said.append(str(message))
+        shown(message, *args, **kwargs)
+
+    app.notify = record  # type: ignore[method-assign]
     async with app.run_test(size=(120, 40)) as pilot:
         await loaded(pilot)
         confirmed_writes.add(app, specs)
-        await wait_for(pilot, lambda: any("queued 2" in str(n.message) for n in app._notifications))
-        (note,) = [str(n.message) for n in app._notifications if "queued 2" in str(n.message)]
-        assert "note: repeats 1 experiment(s) the sweep already has: #1" in note
+        await wait_for(pilot, lambda: said, timeout=60)
+        (note,) = said
+        assert note.startswith("queued 2 experiment(s): #2, #3 (note: repeats 1 experiment(s)")
+        assert note.endswith("the sweep already has: #1)")
