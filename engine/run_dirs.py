@@ -5,9 +5,10 @@
     <runs root>/<experiment id>/attempt-<n>/config.json
     <runs root>/<experiment id>/attempt-<n>/checkpoints/step_000050.pt
 
-The runs root is `--runs-dir`, else env OPTICAL_RUNS, else `runs/` beside an SQLite database
-(or `./runs` for a database server). Put it on a shared filesystem when several boxes share one
-queue, so a run reclaimed on another box finds its checkpoint.
+The runs root is `--runs-dir`, else env OPTICAL_RUNS, else `<name>.runs/` beside an SQLite database
+`<name>.db` (one per database: ids are unique only within one), or `./runs` for a database
+server. Put it on a shared filesystem when several boxes share one queue, so a run reclaimed on
+another box finds its checkpoint.
 
 One folder per attempt fences the files the way `RunLease` fences the rows: a process writes and
 prunes only inside its own attempt's folder, so a paused process whose run was reclaimed can never
@@ -47,8 +48,12 @@ def runs_root(db_location: str, setting: str | Path | None = None) -> Path:
     if chosen:
         return Path(chosen).expanduser().resolve()
     path = sqlite_path(db_location)
-    base = path.resolve().parent if path is not None else Path.cwd()
-    return base / "runs"
+    if path is None:
+        return Path.cwd() / "runs"
+    # One folder per database (`experiments.db` -> `experiments.runs/`, like its worker logs): two
+    # databases in one folder sharing `runs/` collide on ids, and the second one's first run fails.
+    path = path.resolve()
+    return path.with_name(f"{path.stem}.runs")
 
 
 def runs_root_is_default(db_location: str, setting: str | Path | None = None) -> bool:

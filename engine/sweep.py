@@ -11,6 +11,7 @@ study splits by.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ from engine.config import (
     parse_ratio,
 )
 from engine.errors import ConfigError
-from engine.store import NewExperiment
+from engine.models.names import check_model_name
+from engine.statuses import Status
+from engine.store import Experiment, NewExperiment, Store
 
 #: Sane bounds for what a user types; the store's integers are 64-bit, these are far inside.
 PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
@@ -175,4 +178,54 @@ def new_experiments(ratios: Sequence[str], seeds: Sequence[int] = (), config: Pa
                     name=sweep, ratio=ratio, seed=seed, priority=priority, config=cfg.to_dict(),
                     code_version=code_version, max_attempts=max_attempts,
                     factors={f.key: _plain(v) for f, v in zip(factors, combo)}))
+    model_notes(specs)  # a model that cannot load anywhere fails now, not when its run starts
     return specs
+
+
+def model_notes(specs: Sequence[NewExperiment]) -> list[str]:
+    """Check every model the specs name (student and OT teacher); raises ConfigError for one that
+    cannot load anywhere, returns a note for each hub id (only the worker's box can check it)."""
+    named = {(f"model.{field}", model[field]) for s in specs
+             if (model := s.config.get("model", {}))
+             for field in ("name", "teacher") if model.get(field)}
+    return [note for key, name in sorted(named) if (note := check_model_name(str(name), key))]
+
+
+#: Runs that make a new identical one a duplicate: failed and cancelled ones may be queued again.
+_LIVE_OR_DONE = (Status.QUEUED, Status.RUNNING, Status.DONE)
+
+
+def _same_run_key(name: str, config: dict[str, Any]) -> str:
+    # The frozen config holds the ratio, seed and every factor value: same name + same config is
+    # the same cell and seed of the same sweep. JSON: stored configs come back with lists for
+    # tuples.
+    return json.dumps([name, config], sort_keys=True, default=str)
+
+
+def duplicates(store: Store, specs: Sequence[NewExperiment]) -> list[Experiment]:
+    """Queued, running or done experiments these specs would repeat: same sweep name, same frozen
+    config (so the same ratio, seed and factor values)."""
+    wanted = {_same_run_key(s.name, s.config) for s in specs}
+    found = []
+    for name in sorted({s.name for s in specs}):
+        found += [e for e in store.list_experiments(status=list(_LIVE_OR_DONE), name=name)
+                  if _same_run_key(e.name, e.config) in wanted]
+    return sorted(found, key=lambda e: e.id)
+
+
+def refuse_duplicates(store: Store, specs: Sequence[NewExperiment]) -> None:
+    """One clear line instead of a silently doubled sweep (`queue add --allow-duplicate` skips
+    this check)."""
+    same = duplicates(store, specs)
+    if not same:
+        return
+    def cell(e: Experiment) -> str:
+        return " ".join(filter(None, (e.ratio, f"seed {e.seed}", factors_text(e.factors))))
+
+    shown = ", ".join(f"#{e.id} ({cell(e)}, {e.status})" for e in same[:4])
+    more = f" and {len(same) - 4} more" if len(same) > 4 else ""
+    raise ConfigError(
+        f"sweep {specs[0].name!r} already has {len(same)} of these {len(specs)} experiment(s) with "
+        f"the same config: {shown}{more}; nothing queued. Queue them again with --allow-duplicate, "
+        "add only new seeds or ratios, or give another --name")
+

@@ -6,6 +6,7 @@ can cause (`OpticalError`) become one line on stderr and exit status 1, never a 
 
 from __future__ import annotations
 
+import difflib
 import sys
 from typing import Annotated, Any
 
@@ -20,8 +21,47 @@ from optical_tui.console import safe
 _USAGE_ERROR: Any = typer.BadParameter.__mro__[1]
 
 
+#: Words users type for a command that lives under a group (`optical status`): where to look.
+_ALSO_MEANT = {"status": ("queue list",), "ls": ("queue list",), "list": ("queue list",),
+               "workers": ("worker status",), "dashboard": ("ui",), "tui": ("ui",)}
+
+
+def _nested_names(group: Any, ctx: Any) -> list[str]:
+    """`queue add`, `worker status`, …: every command one level down, as typed after `optical`."""
+    names = []
+    for name in group.list_commands(ctx):
+        sub = group.get_command(ctx, name)
+        if sub is not None and hasattr(sub, "list_commands"):
+            names += [f"{name} {child}" for child in sub.list_commands(ctx)]
+    return names
+
+
+def suggest(group: Any, ctx: Any, typed: str) -> list[str]:
+    """Commands a mistyped `optical WORD` may have meant: a subcommand of that name (`status`:
+    `worker status`), a close top-level or nested name, and the usual words for a command."""
+    nested = _nested_names(group, ctx)
+    exact = [n for n in nested if n.split()[-1] == typed]
+    close = difflib.get_close_matches(typed, group.list_commands(ctx), n=2, cutoff=0.7)
+    leaves = {n.split()[-1]: n for n in nested}
+    close += [leaves[m] for m in difflib.get_close_matches(typed, list(leaves), n=2, cutoff=0.75)]
+    return list(dict.fromkeys([*_ALSO_MEANT.get(typed, ()), *exact, *close]))[:3]
+
+
 class OpticalGroup(TyperGroup):
     """Root group: turns the engine's error family into one clear line."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except _USAGE_ERROR as exc:
+            typed = args[0] if args else ""
+            hints = suggest(self, ctx, typed) if typed and not typed.startswith("-") else []
+            if not hints:
+                raise
+            # Click offers only close top-level names; `optical status` means `worker status`.
+            meant = " or ".join(f"'optical {h}'" for h in hints)
+            message = f"No such command {typed!r}. Did you mean {meant}?"
+            raise _USAGE_ERROR(message, ctx=exc.ctx) from None
 
     # Any: Typer vendors its own click, whose Context type is private.
     def invoke(self, ctx: Any) -> Any:

@@ -16,7 +16,7 @@ from textual.app import App
 from engine.errors import OpticalError
 from engine.statuses import Status
 from engine.store import Experiment, NewExperiment, Store, open_store
-from engine.sweep import factors_text
+from engine.sweep import duplicates, factors_text
 from optical_tui.console import safe
 from optical_tui.routes import routes
 from optical_tui.screens.confirm import ConfirmScreen
@@ -97,6 +97,9 @@ def add(app: App[Any], specs: Sequence[NewExperiment]) -> None:
         from engine.running.provenance import code_version  # runs git: keep it off the UI thread
 
         version = code_version()
+        repeated = duplicates(store, specs)  # the form queues what it was given, and says so
         added = store.add_experiments([dataclasses.replace(s, code_version=version) for s in specs])
-        return f"queued {len(added)} experiment(s): {_ids(added)}"
+        note = (f" (note: repeats {len(repeated)} experiment(s) the sweep already has: "
+                f"{_ids(repeated)})" if repeated else "")
+        return f"queued {len(added)} experiment(s): {_ids(added)}{note}"
     submit(app, "new experiment", op)

@@ -90,7 +90,7 @@ def test_demo_plan_is_idempotent_and_fresh_starts_over(tmp_path: Path) -> None:
         retried = [e for e in store.list_experiments(name=SWEEP) if e.retry_of == a.id]
         assert len(retried) == 1 and retried[0].status == "queued"
         assert len(store.list_experiments(name=SWEEP)) == 16
-        run_dir = tmp_path / "runs" / str(b.id)
+        run_dir = tmp_path / "experiments.runs" / str(b.id)
         run_dir.mkdir(parents=True)
         lines = plan_sweep(store, config, seeds=1, fresh=True)
         assert "removed 16" in lines[0] and not run_dir.exists()  # old checkpoints go with the rows

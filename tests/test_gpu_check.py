@@ -36,7 +36,7 @@ def test_dry_run_validates_the_paper_config_and_trains_nothing(tmp_path: Path) -
     assert "config configs/paper.toml" in res.stdout and "dry run: configs valid" in res.stdout
     assert "worker --device cuda:0 --until-empty" in res.stdout and "train.steps=60" in res.stdout
     assert not list((tmp_path / "work").rglob("*.pt"))  # nothing trained
-    assert not (tmp_path / "work" / "runs").exists()
+    assert not (tmp_path / "work" / "experiments.runs").exists()
 
 
 # Three training processes (one run, then two in a two-worker pool) on the tiny model.

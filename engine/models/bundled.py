@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ModelError
+from engine.models.names import EMBEDDED_NAMES
 
-EMBEDDED = ("multilingual-e5-small", "tiny-random")
+EMBEDDED = EMBEDDED_NAMES
 _BUILD_VERSION = "2"  # bump when the conversion changes, so stale caches are rebuilt
 _Q4 = np.dtype([("d", "<f2"), ("qs", "u1", 16)])  # one Q4_0 block: 32 weights in 18 bytes
 _HF_LAYER = {

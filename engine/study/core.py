@@ -372,7 +372,12 @@ def compute_study(experiments: Sequence[Experiment], series: Mapping[int, RunSer
     groups, langs = _units(reference)
     if any(_units(e.config) != (groups, langs) for e in done):
         notes.append("runs define the languages or resource groups differently; those of the first run are shown")
-    train_langs = sorted({lang for e in done for lang in config_value(e.config, "data.train_langs") or ()})
+    # Zero-shot by what the runs train on: the counted ones, else (nothing done yet, an
+    # all-cancelled sweep) every run of the selection; no run must not make every language
+    # zero-shot.
+    trained_by = [e.config for e in done or exps] or [_DEFAULTS]
+    train_langs = sorted({lang for c in trained_by
+                          for lang in config_value(c, "data.train_langs") or ()})
     zero_shot = tuple(lang for lang in langs if lang not in train_langs)
     units: tuple[Unit, ...] = (*(group_unit(g) for g in groups), MACRO, *(lang_unit(x) for x in langs))
     empty: RunSeries = {}

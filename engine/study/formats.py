@@ -107,7 +107,9 @@ def caption(report: Study) -> list[str]:
     """What was measured and how: printed with every table."""
     metric, setting = MetricName(report.metric).label, Setting(report.setting).long_label
     s = report.setup
-    where = "a QUICK SUBSET of MLQA-R (not the full benchmark)" if report.subset else "full MLQA-R"
+    where = ("nothing yet (no run counted)" if not report.runs
+             else "a QUICK SUBSET of MLQA-R (not the full benchmark)" if report.subset
+             else "full MLQA-R")
     lines = [
         f"MLQA-R {setting} {metric} by mono:cross batch ratio — {report.selection}, scored on {where}.",
         (f"Model {s['model']}; {s['steps']} steps × batch {s['batch size']}, mixing {s['mixing']}, "

@@ -9,6 +9,7 @@ reports work over SSH with no display.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from engine.study.core import Levels, Stat, Study
 from engine.study.formats import unit_label
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+_TITLE_PT = 10
+#: A generous average glyph width of the default sans-serif font, in ems: wrapping errs short.
+_CHAR_EM = 0.62
 
 
 def _panel(ax: Any, report: Study, panel: Levels, table: Mapping[tuple[Levels, str, Unit], Stat], per_run: str,
@@ -63,8 +67,11 @@ def save_plot(report: Study, path: str | Path) -> Path:
     with_rank = bool(report.rank_distance) and report.setting == Setting.MUL
     panels = report.panels or ((),)
     cols = len(panels)
-    fig, axes = plt.subplots(2 if with_rank else 1, cols, figsize=(max(6.5, 4.6 * cols), 8.4 if with_rank else 4.4),
-                             squeeze=False, sharey="row")
+    width = max(6.5, 4.6 * cols)
+    # constrained layout makes room for a (wrapped) suptitle; tight_layout leaves it to the edges.
+    fig, axes = plt.subplots(2 if with_rank else 1, cols,
+                             figsize=(width, 8.4 if with_rank else 4.6),
+                             squeeze=False, sharey="row", layout="constrained")
     metric = MetricName(report.metric).label
     for j, panel in enumerate(panels):
         where = report.panel_label(panel)
@@ -78,9 +85,11 @@ def save_plot(report: Study, path: str | Path) -> Path:
     scale = "MLQA-R quick subset" if report.subset else "full MLQA-R"
     s = report.setup
     seeds = max((st.n for st in report.summary.values()), default=0)
-    fig.suptitle(f"{report.selection.split(' (')[0]}: {s['model']}, {s['steps']} steps × {s['batch size']}, "
-                 f"scored on {scale}, up to {seeds} seeds per cell", fontsize=10)
-    fig.tight_layout()
+    title = (f"{report.selection.split(' (')[0]}: {s['model']}, {s['steps']} steps × "
+             f"{s['batch size']}, scored on {scale}, up to {seeds} seeds per cell")
+    # Wrapped to the figure: one line was wider than a single panel and lost both its ends.
+    chars = int(width * 72 / (_CHAR_EM * _TITLE_PT))
+    fig.suptitle(textwrap.fill(title, width=chars), fontsize=_TITLE_PT)
     fig.savefig(out, dpi=130)
     plt.close(fig)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,21 @@ def _fmt(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def missing_folder_hint(root: Path, *, from_option: bool) -> str:
+    """Why a data folder that does not exist was looked at, and how to point at the real one
+    (`make` sets OPTICAL_DATA; a plain `pip install -e .` does not, so ./data is used)."""
+    if from_option:
+        why = "given by --data-dir"
+    elif os.environ.get("OPTICAL_DATA"):
+        why = f"OPTICAL_DATA={os.environ['OPTICAL_DATA']}"
+    else:
+        why = ("OPTICAL_DATA is not set, so ./data in the current folder was used: `make` sets it, "
+               "pip does not")
+    return (f"the data folder {root} does not exist ({why}). Point at the data with "
+            "`export OPTICAL_DATA=/path/to/data` (the folder holding mlqa-r/, xquad-r/, …; `make` "
+            "uses ../shared/data), or fetch it with `optical data download`.")
+
+
 @data_app.command("check")
 def check(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help=_DATA_DIR_HELP, show_default=False)] = None,
@@ -33,8 +49,9 @@ def check(
     root = resolve_data_dir(str(data_dir) if data_dir else "")
     rows = data_status(root)
     ok = all(r["status"] == "ok" for r in rows)
+    folder = None if root.is_dir() else missing_folder_hint(root, from_option=data_dir is not None)
     if as_json:
-        print_json({"data_dir": str(root), "ok": ok, "datasets": rows})
+        print_json({"data_dir": str(root), "ok": ok, "datasets": rows, "data_dir_missing": folder})
     else:
         from rich.table import Table
 
@@ -52,10 +69,12 @@ def check(
                 console.print(f"{r['dataset']}/{r['lang']}: {r['cjk_spaced_answers']} of {r['answers']} distinct "
                               f"answer sentences have spaces between CJK characters ({use})", markup=False)
         for r in rows:
-            if r["status"] != "ok":
+            if r["status"] != "ok" and folder is None:
                 console.print(f"{r['dataset']}/{r['lang']}: {r['error'] or r['status'] + ': ' + r['path']}",
                               markup=False)
-        if not ok:
+        if folder is not None:  # one cause for every row above: say it, not 20 missing files
+            console.print(folder, markup=False)
+        elif not ok:
             console.print(f"to fix: {HINT}", markup=False)
     if not ok:
         raise typer.Exit(1)

@@ -28,8 +28,9 @@ def export_command(
     dest: Annotated[Path, typer.Argument(metavar="DIR", help="New folder for the model (must not exist, or be empty).",
                                          show_default=False)],
     runs_dir: Annotated[str | None, typer.Option("--runs-dir", show_default=False, help=(
-        "Where the worker kept its runs (env OPTICAL_RUNS; default: runs/ beside an SQLite database, "
-        "./runs for a database server). The folder the run recorded is tried first."))] = None,
+        "Where the worker kept its runs (env OPTICAL_RUNS; default: <name>.runs/ beside an SQLite "
+        "<name>.db, ./runs for a database server). The folder the run recorded is tried "
+        "first."))] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print where the model went, as JSON.")] = False,
 ) -> None:
     """Copy the model a run saved (train.save_model = true; the step train.select chose) to DIR."""

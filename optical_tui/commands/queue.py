@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -15,10 +16,11 @@ from engine.metric_keys import LOSS_KEYS, MACRO, SETTINGS, MetricName, Split, me
 from engine.running.provenance import code_version
 from engine.statuses import Status
 from engine.store import Experiment
-from engine.sweep import factors_text, new_experiments
+from engine.sweep import factors_text, model_notes, new_experiments, refuse_duplicates
 from engine.tags import has_tags, parse_tags
 from optical_tui.commands.context import parse_ids, store_for
-from optical_tui.console import UNBOUNDED, console, print_json, safe, safe_text
+from optical_tui.console import console, err_console, print_json, safe, safe_text
+from optical_tui.screens.experiment_data import config_lines
 from optical_tui.status_style import status_text
 
 queue_app = typer.Typer(help="Add, inspect and manage queued experiments.", no_args_is_help=True)
@@ -41,15 +43,25 @@ def add(
     seed: Annotated[list[int] | None, typer.Option("--seed", "-s", help="Seed (0 to 2^32-1); repeat for several. Default 0.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set train.lr=3e-5. Repeatable.")] = None,
-    sweeps: Annotated[list[str] | None, typer.Option("--sweep", help="A factor: one key and its values, e.g. --sweep ot.weight=0,1 (a list key: --sweep 'data.train_langs=[en,de],[en,de,es,zh]'). Repeatable: the full grid ratios × every factor's values × seeds is queued, and the study splits by each factor.")] = None,
+    sweeps: Annotated[list[str] | None, typer.Option("--sweep", help=(
+        "A factor: one key and its values, e.g. --sweep ot.weight=0,1 (a list key: --sweep "
+        "'data.train_langs=\\[en,de],\\[en,de,es,zh]'). Repeatable: the full grid ratios × "
+        "every factor's values × seeds is queued, and the study splits by each factor."
+    ))] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Sweep name shared by these experiments (default: the config file's stem).")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Times a lost run is retried before it fails.", min=1)] = 3,
     tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag every queued experiment (repeatable, or a,b). Change later with: optical tag ID +x -y")] = None,
+    allow_duplicate: Annotated[bool, typer.Option("--allow-duplicate", help=(
+        "Queue even experiments the sweep already has queued, running or done with the same "
+        "config (by default that is refused: a sweep queued twice trains every run twice, and "
+        "the study counts only the newest)."
+    ))] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the queued experiments as JSON.")] = False,
 ) -> None:
     """Queue one experiment per ratio × factor values × seed. Everything is validated (by the same
-    code as --set) before anything is written."""
+    code as --set) before anything is written; repeating experiments the sweep already has is
+    refused unless --allow-duplicate."""
     specs = new_experiments(ratio, seed or [0], config, overrides or [], name, priority, max_attempts,
                             code_version(), sweeps=sweeps or [])
     if tags:
@@ -57,7 +69,11 @@ def add(
         specs = [replace(s, tags=labels) for s in specs]
     sweep = specs[0].name
     with store_for(ctx) as store:
+        if not allow_duplicate:
+            refuse_duplicates(store, specs)
         added = store.add_experiments(specs)
+    for note in model_notes(specs):  # stderr: --json output stays one document
+        err_console.print(safe_text(f"note: {note}"))
     if as_json:
         print_json([experiment_dict(e) for e in added])
         return
@@ -115,8 +131,10 @@ def list_(
     # terminal nothing is cut.
     flexible = [i for i, col in enumerate(headers) if col in ("name", "factors", "tags")]
     room = console.width - sum(w for i, w in enumerate(widths) if i not in flexible) - 2 * (len(headers) - 1)
-    wanted = {i: min(widths[i], 40 if console.width < UNBOUNDED else widths[i]) for i in flexible}
-    if sum(wanted.values()) > room:
+    # Piped (`| grep`, a file): every name whole, however wide the line; only a terminal truncates.
+    piped = not console.is_terminal
+    wanted = {} if piped else {i: min(widths[i], 40) for i in flexible}
+    if wanted and sum(wanted.values()) > room:
         share = max(4, room // len(flexible))
         small = {i: w for i, w in wanted.items() if w <= share}
         rest = [i for i in flexible if i not in small]
@@ -130,7 +148,11 @@ def list_(
     for e, r in zip(exps, cells):
         # Text cells: a stored name is never read as Rich markup.
         table.add_row(*(Text(c) for c in r[:status_at]), status_text(e.status), *(Text(c) for c in r[status_at + 1:]))
-    console.print(table)
+    # A console as wide as the table: print(width=…) is capped at the console's own width (80 in
+    # a pipe), which would squeeze columns out.
+    out = (Console(file=console.file, width=sum(widths) + 2 * len(headers), highlight=False)
+           if piped else console)
+    out.print(table)
 
 
 @queue_app.command("show")
@@ -172,6 +194,7 @@ def show(
                                 ("  cancel requested", "yellow") if e.cancel_requested else ""))
     if e.error:
         console.print(safe_text("  error:\n" + e.error, "red", lines=True))
+    _print_config_and_provenance(e)
     headline = {*LOSS_KEYS, *(metric_key(split, s, MACRO, MetricName.MAP)
                               for split in (Split.QUICK, Split.FULL) for s in SETTINGS)}
     shown = {k: v for k, v in latest.items() if k in headline}
@@ -183,6 +206,21 @@ def show(
     console.print("  events:")
     for ev in events[-15:]:
         console.print(safe_text(f"    {_fmt_time(ev.time)} {ev.kind}: {ev.message}"))
+
+
+def _print_config_and_provenance(e: Experiment) -> None:
+    """What `show` promises: the config the run trains with (frozen at queue time) and where its
+    last attempt ran (commit, host, packages, run folder), the same text as the dashboard's tab."""
+    console.print("  frozen config:")
+    for line in config_lines(e.config):
+        if line:
+            console.print(safe_text(f"    {line}"))
+    if not e.provenance:
+        console.print("  provenance: - (recorded when the run starts)")
+        return
+    console.print("  provenance:")
+    for k, v in sorted(e.provenance.items()):
+        console.print(safe_text(f"    {k} = {v}"))
 
 
 @queue_app.command("cancel")

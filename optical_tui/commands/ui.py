@@ -8,15 +8,37 @@ from typing import Annotated
 import typer
 
 from engine.errors import OpticalError
-from engine.store import open_store, resolve_location
+from engine.store import open_store, resolve_location, sqlite_path
 from optical_tui.commands.context import db_location
 
 PollOption = Annotated[float, typer.Option("--poll", help="Seconds between database polls.", min=0.05)]
 DB_HELP = "Experiments database: a file path or postgresql:// URL (env OPTICAL_DB; default ./experiments.db)."
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _new_database(db: str) -> None:
+    """Opening a path with no database creates one: ask first in a terminal, else say so. A typo
+    in --db (or a dashboard started in the wrong folder) otherwise shows an empty queue silently."""
+    path = sqlite_path(db)
+    if path is None or path.exists():
+        return
+    others = sorted(p.name for p in path.resolve().parent.glob("*.db"))[:5]
+    here = f" (databases in that folder: {', '.join(others)})" if others else ""
+    if _interactive():
+        if not typer.confirm(f"No database at {path}{here}. Create an empty one?", default=False):
+            print(f"error: no database at {path}; nothing created. Open one with --db PATH or "
+                  "OPTICAL_DB", file=sys.stderr)
+            raise typer.Exit(1)
+        return
+    print(f"note: no database at {path}: created an empty one{here}", file=sys.stderr)
+
+
 def open_dashboard(db: str, poll: float) -> None:
     try:
+        _new_database(db)
         # Fail with one clear line (directory, not a database, newer schema, unreachable server)
         # before the screen opens.
         open_store(db).close()

@@ -39,7 +39,11 @@ def run(
     detach: Annotated[bool, typer.Option("--detach", help="Keep running after the terminal closes; log and pid file beside an SQLite database, else in the current folder.")] = False,
     lease: Annotated[float, typer.Option("--lease", help="Seconds without a heartbeat after which a run counts as lost and is requeued.", min=2.0)] = DEFAULT_LEASE_S,
     poll: Annotated[float, typer.Option("--poll", help="Seconds between queue checks while idle.", min=0.1)] = DEFAULT_POLL_S,
-    runs_dir: Annotated[str | None, typer.Option("--runs-dir", help="Where checkpoints and logs go (env OPTICAL_RUNS; default: runs/ beside an SQLite database, ./runs for a database server). Put it on a filesystem every box sees, so a run lost on one box resumes on another.", show_default=False)] = None,
+    runs_dir: Annotated[str | None, typer.Option("--runs-dir", show_default=False, help=(
+        "Where checkpoints and logs go (env OPTICAL_RUNS; default: <name>.runs/ beside an "
+        "SQLite <name>.db, ./runs for a database server). Put it on a filesystem every box "
+        "sees, so a run lost on one box resumes on another."
+    ))] = None,
     host_name: Annotated[str | None, typer.Option("--host-name", help="Host name to register and show in `worker status` (default: this machine's; useful in containers).", show_default=False)] = None,
 ) -> None:
     """Claim queued experiments in priority order and run each in its own process.

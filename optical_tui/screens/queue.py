@@ -207,7 +207,9 @@ class QueueScreen(Screen):
                     continue
                 for (key, label), new, prev in zip(COLUMNS, cells[i], old or (None,) * len(COLUMNS)):
                     if new != prev and (key, label) in columns:
-                        table.update_cell(str(i), key, new)
+                        # update_width: a column sized at the first paint for `-` must widen for
+                        # `took 3m05s` and `██████████ 100%`, or the cell is cut to `too`.
+                        table.update_cell(str(i), key, new, update_width=True)
         self._order, self._rows = order, cells
         empty = self.query_one("#queue-empty", Label)
         empty.display = not order

@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -53,28 +54,35 @@ def _wanted(key: str) -> bool:
 
 
 class RatioStudyScreen(MetricSwitchMixin, Screen):
+    # A short terminal (80×24) cannot hold the summary, a 12-line plot and a 14-line table one
+    # under the other: there the summary scrolls in 3 lines, and the plot and the table share
+    # what is left, so the table keeps rows to page through (PageDown) and the footer its keys.
+    # (The -short rules are in app.tcss, beside the layout they override.)
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012 - typed by Screen
     DEFAULT_CSS = """
     #study-view { height: 1; padding: 0 1; background: $boost; }
     """
+    SETTING = Binding.Group("Setting")
+    TABLE = Binding.Group("Table")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back",
                 tooltip="back to the previous screen"),
-        Binding("1", "setting('mo')", "Mo",
+        Binding("1", "setting('mo')", "Mo", group=SETTING,
                 tooltip="setting Mo"),
-        Binding("2", "setting('cr')", "Cr",
+        Binding("2", "setting('cr')", "Cr", group=SETTING,
                 tooltip="setting Cr"),
-        Binding("3", "setting('mul')", "Mul",
+        Binding("3", "setting('mul')", "Mul", group=SETTING,
                 tooltip="setting Mul"),
         Binding("m", "metric", "Metric",
                 tooltip="next metric"),
-        Binding("g", "units", "Groups/macro",
+        Binding("g", "units", "Lines",
                 tooltip="plot lines per level: both resource groups, the macro mean, high only, low only"),
-        Binding("right_square_bracket", "table(1)", "Next table",
+        Binding("left_square_bracket", "table(-1)", "Prev table", group=TABLE,
+                tooltip="previous table"),
+        Binding("right_square_bracket", "table(1)", "Next table", group=TABLE,
                 tooltip="next table: cells per group, Δ vs baseline, Δ per factor level, rank distance, "
                         "languages, runs"),
-        Binding("left_square_bracket", "table(-1)", "Prev table", show=False,
-                tooltip="previous table"),
-        Binding("w", "next_sweep", "Next sweep",
+        Binding("w", "next_sweep", "Sweep", show=False,
                 tooltip="the next sweep (experiments sharing a name)"),
         Binding("o", "compare_cell", "Compare cell", show=False,
                 tooltip="pick a cell (ratio and factor levels) and compare every run behind it: "
@@ -100,12 +108,17 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="study-summary")
+        with VerticalScroll(id="study-summary-box", can_focus=False):
+            yield Static(id="study-summary")
         yield CurvePlot("ratio study", id="study-plot")
         yield Static(id="study-view")
         yield DataTable(id="study-table", cursor_type="none", zebra_stripes=True)
         yield Static(id="study-legend")
-        yield Footer()
+        note = ("only done runs count, one per cell and seed (the newest); the others are listed "
+                "above and in the runs table · the same study as `optical report`")
+        yield Static(Text(note, style="dim"), id="study-note")
+        # No palette key here: at 80 columns it would push `q Quit` and `? Help` out (ctrl+p works).
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.title = "study"
@@ -197,15 +210,15 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         zs = ", ".join(study.zero_shot) or "none"
         self.query_one("#study-legend", Static).update(Text.assemble(
             ("* zero-shot ", "yellow"), f"(not in data.train_langs): {zs}   ",
-            ("groups ", "dim"), "  ".join(f"{g}: {' '.join(m)}" for g, m in study.groups.items()),
-            (("\nonly done runs count, one per cell and seed (the newest); the others are listed above and "
-             "in the runs table · the same study as `optical report`"), "dim")))
+            ("groups ", "dim"), "  ".join(f"{g}: {' '.join(m)}" for g, m in study.groups.items())))
 
     def _draw_summary(self, study: Study) -> None:
         counted = len(study.runs)
         total = len(self._members())
-        source = ("full benchmark" if study.source == Split.FULL else
-                  "quick subset" if study.subset else "quick eval (whole benchmark)")
+        # With no run counted nothing is scored yet: naming a benchmark would claim too much.
+        source = ("nothing yet (no done run)" if not study.runs
+                  else "full benchmark" if study.source == Split.FULL
+                  else "quick subset" if study.subset else "quick eval (whole benchmark)")
         text = Text.assemble(
             ("sweep ", "dim"), safe_text(self.sweep, "bold"),
             ("  setting ", "dim"), (Setting(self.setting).label, "bold"),

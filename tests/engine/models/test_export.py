@@ -107,7 +107,7 @@ def test_optical_export_finds_the_workers_model_after_cleanup(tmp_path: Path) ->
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(optical(db, "queue", "show", "1", "--json").stdout)["status"] == "done"
     # The worker deleted the finished run's checkpoints; the model it saved is still there.
-    run_folder = tmp_path / "runs" / "1"
+    run_folder = tmp_path / "experiments.runs" / "1"
     assert not list(run_folder.rglob("step_*.pt"))
     saved = find_model(run_folder)
     assert saved is not None and saved.parent.name.startswith("attempt-")
