@@ -7,6 +7,7 @@ from optical_tui.commands import (
     demo,
     eval,
     export,
+    export_runs,
     launch,
     queue,
     report,
@@ -16,4 +17,4 @@ from optical_tui.commands import (
 )
 
 # Order is the order of `optical --help`.
-COMMAND_MODULES = [queue, worker, launch, run, eval, export, report, batches, demo, ui, data, db]
+COMMAND_MODULES = [queue, worker, launch, run, eval, export, export_runs, report, batches, demo, ui, data, db]
