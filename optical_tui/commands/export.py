@@ -34,8 +34,10 @@ def export_command(
         "./runs for a database server). The folder the run recorded is tried first."))] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print where the model went, as JSON.")] = False,
 ) -> None:
-    """Copy the model a run saved (train.save_model = true; the step train.select chose) to DIR,
-    with a model card README.md: Hub metadata, how it was trained, its MLQA-R table."""
+    """Copy the model a run saved (train.save_model = true; the step train.select chose) to DIR.
+
+    DIR also gets a model card, README.md: Hugging Face metadata, how the run trained, its MLQA-R
+    table."""
     (exp_id,) = parse_ids([experiment])
     location = db_location(ctx)
     with store_for(ctx) as store:

@@ -18,11 +18,11 @@ from optical_tui.console import console, print_json
 
 def export_runs(
     ctx: typer.Context,
-    ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help="Experiment ids (default: the newest sweep).", show_default=False)] = None,
+    ids: Annotated[list[str] | None, typer.Argument(metavar="ID", help="Experiment ids (default: the newest sweep).", show_default=False)] = None,
     sweep: Annotated[list[str] | None, typer.Option("--sweep", "-n", help="Every run of this sweep (repeatable).", show_default=False)] = None,
-    tensorboard: Annotated[Path | None, typer.Option("--tensorboard", metavar="DIR", help="Write TensorBoard event files: DIR/<sweep>/<id>-<ratio>-s<seed>/ (view: tensorboard --logdir DIR). Needs optical-tui[tensorboard].", show_default=False)] = None,
-    mlflow: Annotated[Path | None, typer.Option("--mlflow", metavar="DIR", help="Write an MLflow store DIR/mlflow.db, one MLflow experiment per sweep (view: mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db). Needs optical-tui[mlflow].", show_default=False)] = None,
-    wandb: Annotated[Path | None, typer.Option("--wandb", metavar="DIR", help="Write W&B offline runs under DIR/wandb/ (upload later: wandb sync DIR/wandb/offline-run-*). Needs optical-tui[wandb].", show_default=False)] = None,
+    tensorboard: Annotated[Path | None, typer.Option("--tensorboard", metavar="DIR", help="Write TensorBoard event files: DIR/<sweep>/<id>-<ratio>-s<seed>/ (view: tensorboard --logdir DIR). Needs the tensorboard extra: pip install 'optical-tui\\[tensorboard]'.", show_default=False)] = None,
+    mlflow: Annotated[Path | None, typer.Option("--mlflow", metavar="DIR", help="Write an MLflow store DIR/mlflow.db, one MLflow experiment per sweep (view: mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db). Needs the mlflow extra: pip install 'optical-tui\\[mlflow]'.", show_default=False)] = None,
+    wandb: Annotated[Path | None, typer.Option("--wandb", metavar="DIR", help="Write W&B offline runs under DIR/wandb/ (upload later: wandb sync DIR/wandb/offline-run-*). Needs the wandb extra: pip install 'optical-tui\\[wandb]'.", show_default=False)] = None,
     wandb_project: Annotated[str, typer.Option("--wandb-project", help="W&B project the offline runs belong to.")] = "optical-tui",
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written, as JSON.")] = False,
 ) -> None:
