@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 
 from engine.store import NewExperiment, redact
 from optical_tui import confirmed_writes
+from optical_tui.alerts import Alerts
 from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended, PollFailed
 from optical_tui.poller import poll_forever
 from optical_tui.screens.compare import CompareScreen
@@ -62,6 +63,7 @@ class OpticalApp(App[None]):
         self.live: ExperimentsChanged | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._alerts = Alerts()
 
     def on_mount(self) -> None:
         self.push_screen(QueueScreen())
@@ -91,6 +93,10 @@ class OpticalApp(App[None]):
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
         self.live = message
         self._forward(message)
+        for notice in self._alerts.update(message.experiments, message.primary):
+            self.notify(notice.body, title=notice.title, severity="error" if notice.failure else "information",
+                        timeout=20, markup=False)
+            self.bell()
 
     def on_metrics_appended(self, message: MetricsAppended) -> None:
         self._forward(message)

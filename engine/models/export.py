@@ -10,6 +10,8 @@
     optical_model.json                      prefixes, pooling, max lengths, the run it came from
                                             and the selected step (`optical eval --model DIR`
                                             reads its prefixes and max length from here)
+    README.md (`optical export` only)       the model card: Hub metadata, how it was trained, its
+                                            MLQA-R table (engine/models/model_card.py)
 
 The sentence-transformers files are the classic layout (modules `sentence_transformers.models.*`)
 that every sentence-transformers release since 2.x loads. `max_seq_length` is the run's
@@ -112,8 +114,9 @@ def find_model(run_folder: Path) -> Path | None:
     return next((c for c in candidates if read_info(c) is not None), None)
 
 
-def copy_model(src: Path, dest: Path) -> Path:
-    """Copy a saved model folder to `dest` (which must not exist, or be an empty folder)."""
+def copy_model(src: Path, dest: Path, extra_files: Mapping[str, str] | None = None) -> Path:
+    """Copy a saved model folder to `dest` (which must not exist, or be an empty folder), adding
+    `extra_files` (name → text, e.g. the model card README.md) before it appears."""
     src, dest = Path(src), Path(dest)
     if read_info(src) is None:
         raise ModelError(f"{src} is not a saved model (no {INFO_FILE})")
@@ -124,6 +127,8 @@ def copy_model(src: Path, dest: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(src, tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         if dest.exists():
             dest.rmdir()  # the empty folder the user named
         os.replace(tmp, dest)

@@ -21,6 +21,10 @@ of a run is fenced on its attempt too (engine/store/base.py, engine/run_dirs.py)
 
 Transient errors (a locked or full database, a dropped connection, a log on a full disk) are
 reported and retried; they never end the worker.
+
+Notifications (--notify / OPTICAL_NOTIFY, engine/notify.py): a run failed, its sweep finished, the
+queue is empty, a run's worker was lost. Each is sent once: by the worker that saw it happen, or
+for a sweep and the queue, by the worker whose run ended last.
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from engine import notify
 from engine.devices import resolve_device
 from engine.errors import ConfigError, LeaseLost, OpticalError, StoreError
+from engine.metric_keys import PRIMARY_KEYS
 from engine.run_dirs import (
     attempt_dir,
     check_runs_root,
@@ -55,7 +61,7 @@ from engine.running.launch import (
     pid_file,
 )
 from engine.running.run_process import EXIT_LEASE_LOST, EXIT_NO_DATA
-from engine.statuses import Status, WorkerStatus
+from engine.statuses import ACTIVE, Status, WorkerStatus
 from engine.store import Experiment, RunLease, Store, open_store, resolve_location
 
 LOG_TAIL_LINES = 30
@@ -107,7 +113,7 @@ class QueueWorker:
                  until_empty: bool = False,
                  grace_s: float = 120.0, log_path: str = "", runs: str | Path | None = None,
                  worker_id: str | None = None, host_name: str | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, notify_to: Sequence[str] = ()) -> None:
         self.db = str(db) if "://" in str(db) else str(Path(db).resolve())
         self.device_setting = device
         self.lease_s = lease_s
@@ -120,6 +126,8 @@ class QueueWorker:
         self.runs = runs_root(self.db, runs)
         self.runs_is_default = runs_root_is_default(self.db, runs)
         self.say = say or _say
+        # Bad targets fail here, before anything is registered; OPTICAL_NOTIFY adds to them.
+        self.notifier = notify.Notifier(notify.targets_from(notify_to), self.say)
         self.device = ""
         self.host = host_name or socket.gethostname()
         self.id = worker_id or ""
@@ -133,12 +141,14 @@ class QueueWorker:
 
     @classmethod
     def from_options(cls, db: str | Path, options: WorkerOptions,
-                     say: Callable[[str], None] | None = None) -> QueueWorker:
+                     say: Callable[[str], None] | None = None,
+                     notify_to: Sequence[str] = ()) -> QueueWorker:
         o = options
         return cls(db, o.device, lease_s=o.lease_s, poll_s=o.poll_s, once=o.once,
                    max_experiments=o.max_experiments, until_empty=o.until_empty,
                    log_path=o.log_path,
-                   runs=o.runs_dir, worker_id=o.worker_id, host_name=o.host_name, say=say)
+                   runs=o.runs_dir, worker_id=o.worker_id, host_name=o.host_name, say=say,
+                   notify_to=notify_to)
 
     # ------------------------------------------------------------------ main loop
 
@@ -184,12 +194,18 @@ class QueueWorker:
             except StoreError as exc:
                 self.say(f"could not mark the worker stopped: {exc}")
             store.close()
+            self.notifier.close()
             self.say(f"worker {self.id} stopped after {self.completed} experiment(s)")
         return self.completed
 
     def _next(self, store: Store) -> Experiment | None:
         for exp_id in store.requeue_stale(self.lease_s):
             self.say(f"#{exp_id}: heartbeat older than {self.lease_s:g}s, requeued (or failed)")
+            if self.notifier:
+                try:
+                    self.notifier.send(notify.worker_lost(store.get(exp_id), self.lease_s))
+                except OpticalError:
+                    pass  # removed meanwhile
         for worker_id in store.reap_workers(GONE_AFTER_LEASES * self.lease_s):
             self.say(f"worker {worker_id}: no heartbeat for {GONE_AFTER_LEASES} leases, "
                      "marked gone")
@@ -309,6 +325,26 @@ class QueueWorker:
             return
         self.say(f"#{exp.id}: {row.status} after {time.monotonic() - started:.1f}s "
                  f"(step {row.step}/{row.total_steps})" + (f": {row.error.splitlines()[0]}" if row.error else ""))
+        if self.notifier:
+            self._announce(store, row)
+
+    def _announce(self, store: Store, row: Experiment) -> None:
+        """Notices for a run that just ended: it failed; it was its sweep's last; the queue is empty."""
+        if row.status == Status.FAILED:
+            self.notifier.send(notify.run_failed(row))
+        if row.status in ACTIVE:
+            return  # handed back to the queue: nothing ended
+        try:
+            everything = store.list_experiments()
+            sweep = [e for e in everything if e.name == row.name]
+            if notify.finished_sweep(row, sweep):
+                latest = {k: store.latest_metric(k) for k in reversed(PRIMARY_KEYS)}  # full/ wins
+                headline = {i: v for values in latest.values() for i, v in values.items()}
+                self.notifier.send(notify.sweep_finished(row.name, sweep, headline))
+            if notify.finished_sweep(row, everything):
+                self.notifier.send(notify.queue_empty(self.id, self.completed + 1))
+        except StoreError as exc:
+            self.say(f"#{row.id}: could not read its sweep for notifications: {exc}")
 
     def _settle(self, store: Store, lease: RunLease, returncode: int, asked_to_stop: bool, oom: bool,
                 child_log: Path) -> None:
@@ -389,11 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", default=None, help="database path or URL (default: env OPTICAL_DB, else "
                    "experiments.db); launchers pass it through OPTICAL_DB, never here")
     WorkerOptions.add_arguments(p)
+    p.add_argument("--notify", action="append", default=[],
+                   help=f"apprise URL or config file to notify (repeatable; also env {notify.ENV})")
     args = p.parse_args(argv)
     options = WorkerOptions.from_args(args)
     try:
         with pid_file(options.pid_file):
-            QueueWorker.from_options(resolve_location(args.db), options).run()
+            QueueWorker.from_options(resolve_location(args.db), options,
+                                     notify_to=args.notify).run()
         return 0
     except OpticalError as exc:
         print(f"error: {exc}", file=sys.stderr)

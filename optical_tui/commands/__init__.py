@@ -8,6 +8,7 @@ from optical_tui.commands import (
     demo,
     eval,
     export,
+    export_runs,
     launch,
     queue,
     report,
@@ -18,5 +19,5 @@ from optical_tui.commands import (
 )
 
 # Order is the order of `optical --help`.
-COMMAND_MODULES = [queue, tags, worker, launch, run, eval, export, report, compare, batches, demo, ui,
-                   data, db]
+COMMAND_MODULES = [queue, tags, worker, launch, run, eval, export, export_runs, report, compare, batches,
+                   demo, ui, data, db]

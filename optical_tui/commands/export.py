@@ -2,8 +2,9 @@
 
 A run with `train.save_model = true` writes its selected student (`train.select`) to its run
 folder (engine/models/export.py); this command finds that folder through the store and copies it to
-DIR, which `SentenceTransformer(DIR)`, `AutoModel.from_pretrained(DIR)` and
-`optical eval --model DIR` load.
+DIR with a model card (README.md: Hub metadata, training settings, MLQA-R table;
+engine/models/model_card.py). DIR is what `SentenceTransformer(DIR)`,
+`AutoModel.from_pretrained(DIR)` and `optical eval --model DIR` load.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import typer
 
 from engine.errors import ModelError
 from engine.models.export import copy_model, find_model, read_info
+from engine.models.model_card import model_card
 from engine.run_dirs import folders_of, runs_root
 from engine.statuses import Status
 from optical_tui.commands.context import db_location, parse_ids, store_for
@@ -33,11 +35,15 @@ def export_command(
         "first."))] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print where the model went, as JSON.")] = False,
 ) -> None:
-    """Copy the model a run saved (train.save_model = true; the step train.select chose) to DIR."""
+    """Copy the model a run saved (train.save_model = true; the step train.select chose) to DIR.
+
+    DIR also gets a model card, README.md: Hugging Face metadata, how the run trained, its MLQA-R
+    table."""
     (exp_id,) = parse_ids([experiment])
     location = db_location(ctx)
     with store_for(ctx) as store:
         exp = store.get(exp_id)
+        values = {(m.key, m.step): m.value for m in store.metrics(exp_id)}
     folders = folders_of(exp, runs_root(location, runs_dir))
     src = next((m for f in folders if (m := find_model(f)) is not None), None)
     if src is None:
@@ -46,7 +52,8 @@ def export_command(
                f"it is {exp.status}, and a run saves its model when it is done" if exp.status != Status.DONE else
                "no saved model was found under " + ", ".join(map(str, folders)) + " (another --runs-dir?)")
         raise ModelError(f"experiment {exp_id} has no saved model: {why}")
-    out = copy_model(src, dest)
+    card = model_card(exp, values, read_info(src) or {})
+    out = copy_model(src, dest, extra_files={"README.md": card})
     info = read_info(out) or {}
     if as_json:
         print_json({"experiment": exp_id, "path": str(out.resolve()), "source": str(src),

@@ -6,6 +6,7 @@ discover devices).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -45,6 +46,7 @@ def run(
         "sees, so a run lost on one box resumes on another."
     ))] = None,
     host_name: Annotated[str | None, typer.Option("--host-name", help="Host name to register and show in `worker status` (default: this machine's; useful in containers).", show_default=False)] = None,
+    notify_to: Annotated[list[str] | None, typer.Option("--notify", metavar="URL", help="Tell a service when a run fails, a sweep finishes, the queue empties or a worker is lost: an apprise URL (ntfy://topic, json://host:port/, slack://…, mailto://…) or an apprise config file; repeatable. URLs with tokens belong in env OPTICAL_NOTIFY (space-separated) or a file, not on a command line.", show_default=False)] = None,
 ) -> None:
     """Claim queued experiments in priority order and run each in its own process.
 
@@ -59,6 +61,7 @@ def run(
 
     location = db_location(ctx)
     runs = check_runs_root(runs_root(location, runs_dir))
+    _notify_setting(notify_to or [])
     if runs_root_is_default(location, runs_dir) and (detach or is_pool_setting(device)):
         # A single foreground worker says this itself; a detached one would say it only in its log.
         console.print(f"runs dir {runs} (the default for a database server): a run resumes on another box only "
@@ -78,6 +81,17 @@ def run(
     from engine.running.worker import QueueWorker
 
     QueueWorker.from_options(location, options).run()
+
+
+def _notify_setting(values: list[str]) -> None:
+    """Check the targets here (one error line) and hand them to every worker this command starts
+    through the environment, as the database URL travels: never argv, where `ps` shows tokens."""
+    from engine import notify
+
+    targets = notify.targets_from(values)
+    if targets:
+        notify.Notifier(targets, console.print)  # bad input fails in the user's terminal
+        os.environ[notify.ENV] = " ".join(targets)
 
 
 def _run_pool(location: str, options: WorkerOptions, detach: bool) -> None:
