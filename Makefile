@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 # Benchmark data are read in place (never copied into the repo).
 export OPTICAL_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test check bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/optical demo
 
 test: $(VENV)/.installed
+	$(PY) -m pytest -q -rs -n 2
+
+# For people working on the code: lint, types, then the whole suite.
+check: $(VENV)/.installed
+	$(VENV)/bin/ruff check optical_tui engine tests benchmarks
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -rs -n 2
 
 lint: $(VENV)/.installed
