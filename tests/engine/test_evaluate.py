@@ -221,7 +221,7 @@ def test_subset_sizes_are_unchanged(data_dir: Path) -> None:
 
 
 def test_xquad_r_dev_sets_hold_exactly_the_held_out_questions(data_dir: Path) -> None:
-    from engine.data.loaders import load_parallel_qa
+    from engine.data.loaders import clean_training_text, load_parallel_qa
     from engine.data.splits import dev_sets, split_dev
 
     langs = ("en", "de", "es", "zh")
@@ -233,8 +233,9 @@ def test_xquad_r_dev_sets_hold_exactly_the_held_out_questions(data_dir: Path) ->
     for lang, s in sets.items():
         assert {q.id for q in s.questions} == dev_ids  # every dev question, in every language
         assert set(s.answer) == dev_ids
-        for qid in dev_ids:  # each answer is the same sentence as in XQuAD-R
-            assert s.candidates[s.answer[qid]].text == xq[lang].candidates[xq[lang].answer[qid]].text
+        for qid in dev_ids:  # each answer is the same sentence as in XQuAD-R, cleaned as training text
+            raw = xq[lang].candidates[xq[lang].answer[qid]].text
+            assert s.candidates[s.answer[qid]].text == clean_training_text(raw, lang)
         # Whole paragraphs: the answer paragraphs plus max(1, 30 // 4) = 7 distractors.
         answer_paras = {s.candidates[i].paragraph for i in s.answer.values()}
         assert len({c.paragraph for c in s.candidates} - answer_paras) == 7
