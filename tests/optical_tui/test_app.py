@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +30,6 @@ from tests.dashboard_support import (
     loaded,
     make_app,
     queue_table,
-    seed_database,
     select,
     synchronous,
     wait_for,
@@ -39,19 +37,6 @@ from tests.dashboard_support import (
 
 SIZE = (120, 40)
 
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
-    path = tmp_path_factory.mktemp("seed") / "seed.db"
-    return path, seed_database(path)
-
-
-@pytest.fixture
-def db(seeded: tuple[Path, dict[str, int]], tmp_path: Path) -> Path:
-    """A private copy per test: actions write to it."""
-    copy = tmp_path / "experiments.db"
-    shutil.copy(seeded[0], copy)
-    return copy
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from tests.dashboard_support import (
     loaded,
     make_app,
     queue_table,
-    seed_database,
     select,
     synchronous,
     wait_for,
@@ -29,18 +28,6 @@ from tests.dashboard_support import (
 
 SIZE = (120, 40)
 
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
-    path = tmp_path_factory.mktemp("seed") / "seed.db"
-    return path, seed_database(path)
-
-
-@pytest.fixture
-def db(seeded: tuple[Path, dict[str, int]], tmp_path: Path) -> Path:
-    copy = tmp_path / "experiments.db"
-    shutil.copy(seeded[0], copy)
-    return copy
 
 
 def first_column(table: DataTable) -> list[str]:
