@@ -72,9 +72,12 @@ def closed_port() -> int:
 def test_a_real_worker_tells_a_local_receiver_a_run_failed_its_worker_was_lost_and_all_ended(
         tmp_path: Path, pool: Workers, receiver: Receiver) -> None:
     db = tmp_path / "e.db"
-    empty = tmp_path / "no-data"
+    # A malformed training file fails the run (a missing data folder would be handed back for
+    # another box instead, without failing: engine/running/run_process.py `lacks_data`).
+    empty = tmp_path / "bad-data"
     empty.mkdir()
-    (exp_id,) = queue(db, [f"data.data_dir={empty}"])
+    (empty / "train.jsonl").write_text("{not json\n", encoding="utf-8")
+    (exp_id,) = queue(db, [f"data.train_file={empty / 'train.jsonl'}"])
     with open_store(db) as store:  # a worker that claimed it and died: no heartbeat ever again
         assert store.claim_next("ghost:1:cpu", "cpu") is not None
     # A second target that nobody answers: logged, never fatal, and the first still gets everything.
