@@ -144,9 +144,12 @@ def test_sigterm_and_worker_stop_release_the_run_which_resumes(tmp_path: Path, w
 @pytest.mark.timeout(240)
 def test_failures_are_recorded_and_the_worker_carries_on(tmp_path: Path, workers) -> None:
     db = tmp_path / "e.db"
-    empty = tmp_path / "no-data"
+    # A malformed training file fails the run (a missing data folder is handed back for another
+    # box instead: engine/running/run_process.py `lacks_data`).
+    empty = tmp_path / "bad-data"
     empty.mkdir()
-    (missing_data,) = queue(db, [f"data.data_dir={empty}"], priority=2)
+    (empty / "train.jsonl").write_text("{not json\n", encoding="utf-8")
+    (missing_data,) = queue(db, [f"data.train_file={empty / 'train.jsonl'}"], priority=2)
     (killed,) = queue(db, LONG, priority=1)  # runs after the failure: the worker carried on
     w = workers(db, "--until-empty")
     store = open_store(db)
