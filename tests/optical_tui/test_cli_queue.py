@@ -177,5 +177,11 @@ def test_tables_fit_a_terminal_and_are_never_cut_without_one(db):
     assert all(name in line and "weight=0" in line for line in piped[1:])
     assert "…" not in "".join(piped)
     assert max(map(len, piped)) > 120
-    narrow = listing(COLUMNS="100")
+    # On a real terminal (a pty, 100 columns) the table fits its width; piped output never is cut.
+    import shlex
+    pty = subprocess.run(["script", "-qec", shlex.join(optical), "/dev/null"], env={**env, "COLUMNS": "100"},
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+    assert pty.returncode == 0, pty.stdout
+    import re as _re
+    narrow = [_re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in pty.stdout.splitlines()]
     assert max(len(line.rstrip()) for line in narrow) <= 100 and "…" in narrow[1]
