@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from engine.checkpoint import Checkpoints, list_checkpoints
 from engine.config import load_config
 from engine.errors import ConfigError, LeaseLost
-from engine.run_dirs import claim_run_dir, run_dir, sweep_finished
+from engine.run_dirs import claim_run_dir, run_dir, runs_root, sweep_finished
 from engine.statuses import Status
 from engine.store import open_store
 from engine.train import ListReporter, run_training
@@ -141,7 +141,7 @@ def test_finished_runs_lose_their_checkpoints_and_other_databases_runs_are_left_
     from optical_tui.cli import app
 
     db = tmp_path / "e.db"
-    root = tmp_path / "runs"
+    root = runs_root(str(db))  # the database's default runs folder, where `queue rm` looks
     ids = queue(db, seeds=(0, 1, 2, 3, 4, 5))
     store = open_store(db)
     exps = {e.id: e for e in store.list_experiments(ids=ids)}
