@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -144,7 +145,12 @@ def _print_serve_banner(server: PgServer) -> None:
           if server.linked_from else []),
         "Database URL (contains the password) for every box:",
         f"  export OPTICAL_DB={url}",
-        f"  optical --db {url} queue list",
+        "Every optical command and worker reads OPTICAL_DB. Never pass this URL with --db: `ps`",
+        "shows a command line to every user of the box.",
+        "Or keep the password in ~/.pgpass (mode 0600; or the file PGPASSFILE names) with this line,",
+        "and use the URL without it:",
+        f"  {_pgpass_line(server)}",
+        f"  export OPTICAL_DB={_without_password(url, server.password)}",
     ]
     if public:
         lines.append("Password auth is on. If other boxes cannot resolve the host name, use this machine's "
@@ -153,6 +159,18 @@ def _print_serve_banner(server: PgServer) -> None:
         lines.append("Only this machine can connect; --listen 0.0.0.0:PORT exposes it to other boxes.")
     lines.append("Ctrl-C stops the server.")
     print("\n".join(lines), flush=True)
+
+
+def _pgpass_line(server: PgServer) -> str:
+    """libpq's password-file line for this server, any host (`*`), so it works on every box."""
+    fields = [str(server.port), server.database, server.user, server.password]
+    # libpq reads `:` and `\` in a field as escaped by a backslash.
+    return ":".join(["*", *(f.replace("\\", "\\\\").replace(":", "\\:") for f in fields)])
+
+
+def _without_password(url: str, password: str) -> str:
+    """The URL with its `:password` part removed (libpq then reads the password file)."""
+    return url.replace(f":{quote(password, safe='')}@", "@", 1)
 
 
 def register(app: typer.Typer) -> None:

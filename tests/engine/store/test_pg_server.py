@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import psycopg
 import pytest
@@ -160,6 +161,17 @@ def _serve(data: Path, port: int) -> tuple[subprocess.Popen[str], str]:
     raise AssertionError(f"no URL printed; exit {proc.returncode}: {err}")
 
 
+def _banner_rest(proc: subprocess.Popen[str]) -> list[str]:
+    """The banner's lines after the first URL, up to its last line."""
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Ctrl-C stops the server"):
+            return lines
+    raise AssertionError(f"the banner ended early: {lines}")
+
+
 def _stop(proc: subprocess.Popen[str], sig: signal.Signals) -> str:
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
@@ -176,7 +188,7 @@ def _port_closed(port: int) -> bool:
 
 
 @pytest.mark.timeout(180)
-def test_db_serve_prints_a_url_that_works_and_stops_cleanly(server_dir: Path) -> None:
+def test_db_serve_prints_a_url_that_works_and_stops_cleanly(server_dir: Path, tmp_path: Path) -> None:
     assert OPTICAL.exists(), f"the optical entry point is not installed in {OPTICAL.parent}"
     port = free_port()
     before = _modes(server_dir, pg_bin_dir())
@@ -187,6 +199,22 @@ def test_db_serve_prints_a_url_that_works_and_stops_cleanly(server_dir: Path) ->
             assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
             conn.execute("CREATE TABLE kept (id int)")
             conn.execute("INSERT INTO kept VALUES (42)")
+        # The banner's other way: the password in a 0600 password file, the URL without it.
+        # No other line carries the password, and no line suggests it on a command line.
+        banner = _banner_rest(proc)
+        password = unquote(url.split(":", 2)[2].split("@", 1)[0])
+        pgpass_line = next(line.strip() for line in banner if line.strip().startswith("*:"))
+        bare_url = re.search(r"export OPTICAL_DB=(postgresql://\S+)", "\n".join(banner))
+        assert bare_url is not None and password not in bare_url.group(1)
+        assert [line for line in banner if password in line] == [f"  {pgpass_line}"]
+        assert not any("--db postgresql" in line for line in banner)
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(pgpass_line + "\n")
+        pgpass.chmod(0o600)
+        env = dict(os.environ, PGPASSFILE=str(pgpass))
+        res = subprocess.run([str(OPTICAL), "--db", bare_url.group(1), "queue", "list", "--json"],
+                             capture_output=True, text=True, timeout=60, cwd=REPO, env=env, check=False)
+        assert res.returncode == 0, res.stderr
     finally:
         out = _stop(proc, signal.SIGINT)
     assert "server stopped" in out
