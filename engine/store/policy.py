@@ -147,18 +147,18 @@ def release(reason: str, attempts: int, max_attempts: int, count_attempt: bool) 
                       EventKind.REQUEUED, msg)
 
 
-def lost_run(row: Mapping[str, Any], silent: float) -> Transition:
-    """A running experiment whose heartbeat is older than the lease (`row` has worker_id,
-    attempts, max_attempts and cancel_requested; `silent` is the heartbeat's age in seconds)."""
-    if row["cancel_requested"]:
+def lost_run(worker_id: str, attempts: int, max_attempts: int, cancel_requested: bool,
+             silent: float) -> Transition:
+    """A running experiment whose heartbeat is older than the lease: `silent` is that
+    heartbeat's age in seconds."""
+    if cancel_requested:
         # The user asked to stop it; a lost worker does not change that.
-        msg = (f"cancelled: its worker {row['worker_id']} was lost before the cancel took "
-               "effect")
+        msg = f"cancelled: its worker {worker_id} was lost before the cancel took effect"
         return Transition(_ended(Status.CANCELLED), EventKind.CANCELLED, msg)
-    if row["attempts"] >= row["max_attempts"]:
-        msg = f"lost: no heartbeat for {silent:.0f}s after {row['attempts']} attempt(s)"
+    if attempts >= max_attempts:
+        msg = f"lost: no heartbeat for {silent:.0f}s after {attempts} attempt(s)"
         return Transition(_ended(Status.FAILED, error=msg), EventKind.FAILED, msg)
-    msg = f"lost worker {row['worker_id']} (no heartbeat for {silent:.0f}s); requeued"
+    msg = f"lost worker {worker_id} (no heartbeat for {silent:.0f}s); requeued"
     return Transition({"status": Status.QUEUED.value, "worker_id": None}, EventKind.REQUEUED, msg)
 
 

@@ -7,7 +7,11 @@ append a new one.
 
 from __future__ import annotations
 
+import psycopg
+from psycopg.rows import DictRow
+
 from engine.statuses import Status
+from engine.store.policy import refuse_newer_schema
 
 #: The LISTEN/NOTIFY channel the triggers signal on (per database, like everything in PostgreSQL).
 CHANNEL = "optical_changes"
@@ -83,3 +87,37 @@ ALTER TABLE experiments ADD COLUMN tags text NOT NULL DEFAULT '[]',
 
 MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def stored_version(cur: psycopg.Cursor[DictRow]) -> int:
+    present = cur.execute("SELECT to_regclass('meta') IS NOT NULL AS present").fetchone()
+    if not (present and present["present"]):
+        return 0
+    row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row["value"]) if row else 0
+
+
+def migrate(cur: psycopg.Cursor[DictRow], location: str) -> bool:
+    """Bring the schema up to date; returns whether this call ran any migration.
+
+    Two processes opening a fresh database together: the second waits for the lock, then finds
+    the schema current. A session lock taken before the transaction, not pg_advisory_xact_lock
+    inside it: a transaction that was already open while it waited keeps its cached view of the
+    catalog (a lock on no table processes no invalidations), so it would not see the tables the
+    first process created, and would create them again (tests/test_store_postgres.py caught
+    exactly that). A transaction begun after the lock sees them. The session lock goes with the
+    session if this process dies."""
+    conn = cur.connection
+    cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        with conn.transaction():
+            version = stored_version(cur)
+            refuse_newer_schema(location, version, SCHEMA_VERSION)
+            for i in range(version, SCHEMA_VERSION):
+                cur.execute(MIGRATIONS[i])
+                cur.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+                            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (i + 1,))
+            return version < SCHEMA_VERSION
+    finally:
+        if not conn.closed:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))

@@ -13,7 +13,7 @@ import pytest
 from engine.errors import ExperimentNotFound, InvalidTransition, LeaseLost, StoreError
 from engine.statuses import Status, WorkerStatus
 from engine.store import NewExperiment, RunLease, open_store
-from engine.store.sqlite import MIGRATIONS, SCHEMA_VERSION
+from engine.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 
 class Clock:

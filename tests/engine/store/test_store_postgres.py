@@ -21,7 +21,8 @@ from engine.errors import OpticalError, StoreError
 from engine.statuses import Status
 from engine.store import NewExperiment, open_store
 from engine.store.pg_server import PgServer
-from engine.store.postgres import SCHEMA_VERSION, PostgresStore
+from engine.store.postgres import PostgresStore
+from engine.store.postgres_schema import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[3]
 
