@@ -78,7 +78,8 @@ class Store(ABC):
 
     @abstractmethod
     def list_experiments(self, status: Status | Sequence[Status] | None = None,
-                         ids: Sequence[int] | None = None, name: str | None = None) -> list[Experiment]: ...
+                         ids: Sequence[int] | None = None,
+                         name: str | None = None) -> list[Experiment]: ...
 
     @abstractmethod
     def claim_next(self, worker_id: str, device: str = "",
@@ -103,7 +104,8 @@ class Store(ABC):
     def finish(self, lease: RunLease, status: Status, error: str | None = None) -> None: ...
 
     @abstractmethod
-    def release(self, lease: RunLease, reason: str = "released", *, count_attempt: bool = False) -> None:
+    def release(self, lease: RunLease, reason: str = "released", *,
+                count_attempt: bool = False) -> None:
         """Hand a running experiment back to the queue; it resumes from its checkpoint later.
         A drain (SIGTERM, `worker stop`) does not count the attempt; a crash does
         (`count_attempt`), and a run out of attempts is failed instead."""
@@ -140,7 +142,8 @@ class Store(ABC):
 
     @abstractmethod
     def remove(self, ids: Sequence[int]) -> int:
-        """Delete experiments with their metrics and events (running ones must be cancelled first)."""
+        """Delete experiments with their metrics and events (running ones must be cancelled
+        first)."""
 
     # ----------------------------------------------------------------- metrics and events
 
@@ -186,10 +189,12 @@ class Store(ABC):
     # ----------------------------------------------------------------- workers
 
     @abstractmethod
-    def register_worker(self, worker_id: str, host: str, pid: int, device: str, log_path: str = "") -> None: ...
+    def register_worker(self, worker_id: str, host: str, pid: int, device: str,
+                        log_path: str = "") -> None: ...
 
     @abstractmethod
-    def worker_heartbeat(self, worker_id: str, experiment_id: int | None, status: WorkerStatus) -> bool:
+    def worker_heartbeat(self, worker_id: str, experiment_id: int | None,
+                         status: WorkerStatus) -> bool:
         """Returns the worker's stop flag."""
 
     @abstractmethod
