@@ -77,9 +77,11 @@ def test_finish_says_the_last_line_of_the_error_or_the_status() -> None:
 
 def test_user_command_checks_name_the_first_offender() -> None:
     rows = {4: {"status": "queued"}, 5: {"status": "done"}, 6: {"status": "running"}}
-    with pytest.raises(InvalidTransition, match="^experiment 5 is already done; nothing to cancel$"):
+    with pytest.raises(InvalidTransition,
+                       match="^experiment 5 is already done; nothing to cancel$"):
         policy.check_cancellable(rows)
-    with pytest.raises(InvalidTransition, match="^experiment 4 is queued; only failed or cancelled"):
+    with pytest.raises(InvalidTransition,
+                       match="^experiment 4 is queued; only failed or cancelled"):
         policy.check_retryable(rows)
     with pytest.raises(InvalidTransition, match="^experiment 6 is running; cancel it first$"):
         policy.check_removable(rows)
