@@ -191,7 +191,8 @@ def _port_closed(port: int) -> bool:
 
 
 @pytest.mark.timeout(180)
-def test_db_serve_prints_a_url_that_works_and_stops_cleanly(server_dir: Path, tmp_path: Path) -> None:
+def test_db_serve_prints_a_url_that_works_and_stops_cleanly(server_dir: Path,
+                                                            tmp_path: Path) -> None:
     assert OPTICAL.exists(), f"the optical entry point is not installed in {OPTICAL.parent}"
     port = free_port()
     before = _modes(server_dir, pg_bin_dir())
@@ -217,7 +218,8 @@ def test_db_serve_prints_a_url_that_works_and_stops_cleanly(server_dir: Path, tm
         pgpass.chmod(0o600)
         env = dict(os.environ, PGPASSFILE=str(pgpass))
         res = subprocess.run([str(OPTICAL), "--db", bare_url.group(1), "queue", "list", "--json"],
-                             capture_output=True, text=True, timeout=60, cwd=REPO, env=env, check=False)
+                             capture_output=True, text=True, timeout=60, cwd=REPO, env=env,
+                             check=False)
         assert res.returncode == 0, res.stderr
     finally:
         out = _stop(proc, signal.SIGINT)
