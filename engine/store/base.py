@@ -15,12 +15,11 @@ Rules every backend keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Self
 
-from engine.errors import InvalidTransition
-from engine.statuses import RETRYABLE, TERMINAL, Status, WorkerStatus
+from engine.statuses import Status, WorkerStatus
 from engine.store.records import (
     Event,
     Experiment,
@@ -33,32 +32,6 @@ from engine.store.records import (
 
 #: A metric row to write: (key, step, value, unix time).
 PointRow = tuple[str, int, float, float]
-
-
-# The rules for what a user may do to an experiment in each status, shared by every backend so
-# the stores agree on them and on their messages. `rows` maps id -> a row with a "status" column.
-def check_cancellable(rows: Mapping[int, Any]) -> None:
-    final = [i for i, r in rows.items() if r["status"] in TERMINAL]
-    if final:
-        raise InvalidTransition(f"experiment {final[0]} is already {rows[final[0]]['status']}; nothing to cancel")
-
-
-def check_retryable(rows: Mapping[int, Any]) -> None:
-    bad = [i for i, r in rows.items() if r["status"] not in RETRYABLE]
-    if bad:
-        raise InvalidTransition(f"experiment {bad[0]} is {rows[bad[0]]['status']}; "
-                                "only failed or cancelled runs can be retried")
-
-
-def already_retried(exp_id: int, copy_id: int) -> InvalidTransition:
-    return InvalidTransition(f"experiment {exp_id} was already retried as #{copy_id}; "
-                             f"retry #{copy_id} instead (or clone #{exp_id})")
-
-
-def check_removable(rows: Mapping[int, Any]) -> None:
-    running = [i for i, r in rows.items() if r["status"] == Status.RUNNING]
-    if running:
-        raise InvalidTransition(f"experiment {running[0]} is running; cancel it first")
 
 
 class Store(ABC):
@@ -105,7 +78,8 @@ class Store(ABC):
 
     @abstractmethod
     def list_experiments(self, status: Status | Sequence[Status] | None = None,
-                         ids: Sequence[int] | None = None, name: str | None = None) -> list[Experiment]: ...
+                         ids: Sequence[int] | None = None,
+                         name: str | None = None) -> list[Experiment]: ...
 
     @abstractmethod
     def claim_next(self, worker_id: str, device: str = "",
@@ -130,7 +104,8 @@ class Store(ABC):
     def finish(self, lease: RunLease, status: Status, error: str | None = None) -> None: ...
 
     @abstractmethod
-    def release(self, lease: RunLease, reason: str = "released", *, count_attempt: bool = False) -> None:
+    def release(self, lease: RunLease, reason: str = "released", *,
+                count_attempt: bool = False) -> None:
         """Hand a running experiment back to the queue; it resumes from its checkpoint later.
         A drain (SIGTERM, `worker stop`) does not count the attempt; a crash does
         (`count_attempt`), and a run out of attempts is failed instead."""
@@ -167,7 +142,8 @@ class Store(ABC):
 
     @abstractmethod
     def remove(self, ids: Sequence[int]) -> int:
-        """Delete experiments with their metrics and events (running ones must be cancelled first)."""
+        """Delete experiments with their metrics and events (running ones must be cancelled
+        first)."""
 
     # ----------------------------------------------------------------- metrics and events
 
@@ -213,10 +189,12 @@ class Store(ABC):
     # ----------------------------------------------------------------- workers
 
     @abstractmethod
-    def register_worker(self, worker_id: str, host: str, pid: int, device: str, log_path: str = "") -> None: ...
+    def register_worker(self, worker_id: str, host: str, pid: int, device: str,
+                        log_path: str = "") -> None: ...
 
     @abstractmethod
-    def worker_heartbeat(self, worker_id: str, experiment_id: int | None, status: WorkerStatus) -> bool:
+    def worker_heartbeat(self, worker_id: str, experiment_id: int | None,
+                         status: WorkerStatus) -> bool:
         """Returns the worker's stop flag."""
 
     @abstractmethod
@@ -235,20 +213,3 @@ class Store(ABC):
     def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]:
         """Live workers, oldest first; `include_stopped` adds the stopped and gone ones."""
 
-
-def release_outcome(reason: str, attempts: int, max_attempts: int,
-                    count_attempt: bool) -> tuple[Status, str]:
-    """Where a released run goes, and the event that says so. `reason` says what happened, not
-    what follows. A drain hands its attempt back: requeued. A crash spends its attempt: requeued
-    while attempts are left, else failed (and then the message must not promise a requeue)."""
-    if not count_attempt:
-        return Status.QUEUED, reason
-    if attempts >= max_attempts:
-        return Status.FAILED, (f"{reason}; not requeued: no attempts left "
-                               f"({attempts}/{max_attempts} used)")
-    return Status.QUEUED, (f"{reason}; requeued to resume from its last checkpoint "
-                           f"({attempts}/{max_attempts} attempts used)")
-
-
-def worker_gone_message(worker_id: str, silent_s: float) -> str:
-    return f"worker {worker_id} gone: no heartbeat for {silent_s:.0f}s"

@@ -37,7 +37,8 @@ def copy_study(src: str, dst: str) -> dict[str, int]:
     dst_file = sqlite_path(dst)
     created = dst_file is not None and not dst_file.exists()
     try:
-        with open_store(src) as source, open_store(dst) as destination, source.export_study() as study:
+        with (open_store(src) as source, open_store(dst) as destination,
+              source.export_study() as study):
             return destination.import_study(study)
     except BaseException:
         if created and dst_file is not None:

@@ -22,16 +22,19 @@ def ping(conn: psycopg.Connection[Any]) -> None:
 def ensure_login_role(conn: psycopg.Connection[Any], name: str, password: str) -> None:
     """Create the login role, or reset its password so it matches the stored one."""
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-    statement = sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}" if exists else "CREATE ROLE {} LOGIN PASSWORD {}")
+    statement = sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}" if exists
+                        else "CREATE ROLE {} LOGIN PASSWORD {}")
     conn.execute(statement.format(sql.Identifier(name), sql.Literal(password)))
 
 
 def database_exists(conn: psycopg.Connection[Any], name: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+    row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return row is not None
 
 
 def create_database(conn: psycopg.Connection[Any], name: str, owner: str) -> None:
-    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
+    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                              sql.Identifier(owner)))
 
 
 def drop_database(conn: psycopg.Connection[Any], name: str) -> None:

@@ -68,12 +68,15 @@ def system_user() -> RunAs:
     except KeyError:
         useradd = shutil.which("useradd")
         if useradd is None:
-            raise StoreError(f"PostgreSQL refuses to run as root and `useradd` is missing: create a "
-                             f"system user named {SYSTEM_USER!r} or run as a normal user") from None
-        done = subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                               SYSTEM_USER], capture_output=True, text=True, check=False)
+            raise StoreError("PostgreSQL refuses to run as root and `useradd` is missing: "
+                             f"create a system user named {SYSTEM_USER!r} or run as a normal "
+                             "user") from None
+        done = subprocess.run([useradd, "--system", "--no-create-home", "--shell",
+                               "/usr/sbin/nologin", SYSTEM_USER],
+                              capture_output=True, text=True, check=False)
         if done.returncode not in (0, 9):  # 9: created meanwhile by a concurrent start
-            raise StoreError(f"cannot create system user {SYSTEM_USER!r}: {done.stderr.strip()}") from None
+            raise StoreError(f"cannot create system user {SYSTEM_USER!r}: "
+                             f"{done.stderr.strip()}") from None
         entry = pwd.getpwnam(SYSTEM_USER)
     return RunAs(SYSTEM_USER, entry.pw_uid, entry.pw_gid)
 
@@ -91,14 +94,17 @@ def ensure_home(run_as: RunAs) -> Path:
         st = home.lstat()
     except OSError as exc:
         raise StoreError(f"cannot create {home} for the PostgreSQL server's own files: "
-                         f"{exc.strerror or exc}; set OPTICAL_PG_HOME to a folder root owns") from None
+                         f"{exc.strerror or exc}; set OPTICAL_PG_HOME to a folder root owns"
+                         ) from None
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
-        raise StoreError(f"{home} must be a folder owned by root and writable by nobody else (it holds "
-                         "the PostgreSQL server's binaries): fix it or set OPTICAL_PG_HOME")
+        raise StoreError(f"{home} must be a folder owned by root and writable by nobody else "
+                         "(it holds the PostgreSQL server's binaries): fix it or set "
+                         "OPTICAL_PG_HOME")
     folder = run_as.blocked(home / "x")
     if folder is not None:
-        raise StoreError(f"the PostgreSQL server's user {run_as.name!r} cannot enter {folder}, on the "
-                         f"way to its home {home}: set OPTICAL_PG_HOME to a folder it can reach")
+        raise StoreError(f"the PostgreSQL server's user {run_as.name!r} cannot enter {folder}, "
+                         f"on the way to its home {home}: set OPTICAL_PG_HOME to a folder it "
+                         "can reach")
     return home
 
 
@@ -134,9 +140,9 @@ def place_data_dir(path: Path, run_as: RunAs) -> Path | None:
     if blocked is None:
         return None
     if (path / "PG_VERSION").is_file():
-        raise StoreError(f"the PostgreSQL server's user {run_as.name!r} cannot enter the data dir {path} "
-                         f"(blocked at {blocked}): move the cluster to a folder it can reach and leave a "
-                         "symbolic link in its place")
+        raise StoreError(f"the PostgreSQL server's user {run_as.name!r} cannot enter the data "
+                         f"dir {path} (blocked at {blocked}): move the cluster to a folder it can "
+                         "reach and leave a symbolic link in its place")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         return None  # not a directory / not empty: the caller says so
     clusters = ensure_home(run_as) / "data"
@@ -150,8 +156,8 @@ def place_data_dir(path: Path, run_as: RunAs) -> Path | None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.symlink_to(cluster, target_is_directory=True)
     except OSError as exc:
-        raise StoreError(f"cannot link the data dir {path} to a folder the server's user can reach: "
-                         f"{exc.strerror or exc}") from None
+        raise StoreError(f"cannot link the data dir {path} to a folder the server's user can "
+                         f"reach: {exc.strerror or exc}") from None
     return cluster
 
 
@@ -179,6 +185,7 @@ def _copy_readable(parts: dict[Path, Path], target: Path) -> None:
             if not target.is_dir():  # not a concurrent start that got there first
                 raise
     except OSError as exc:
-        raise StoreError(f"cannot copy the PostgreSQL binaries to {target}: {exc.strerror or exc}") from None
+        raise StoreError(f"cannot copy the PostgreSQL binaries to {target}: "
+                         f"{exc.strerror or exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

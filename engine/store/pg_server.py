@@ -125,7 +125,8 @@ def _check_port_free(host: str, port: int) -> None:
             sock.bind(addr)
         except OSError as exc:
             if exc.errno == 98:  # EADDRINUSE
-                raise StoreError(f"port {port} on {host} is already in use: choose another port") from None
+                raise StoreError(f"port {port} on {host} is already in use: "
+                                 "choose another port") from None
             raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
@@ -175,7 +176,8 @@ class PgServer:
     def url_for(self, host: str | None = None, database: str | None = None) -> str:
         """The URL with another host name (e.g. this box's name, for other boxes) or database."""
         return (f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}@"
-                f"{_url_host(host or self.host)}:{self.port}/{quote(database or self.database, safe='')}")
+                f"{_url_host(host or self.host)}:{self.port}/"
+                f"{quote(database or self.database, safe='')}")
 
     @property
     def running(self) -> bool:
@@ -194,16 +196,17 @@ class PgServer:
         fresh = self._prepare_data_dir()
         pid = self._postmaster_pid()
         if pid is not None:
-            raise StoreError(f"a PostgreSQL server is already running on {self.data_dir} (pid {pid}): stop "
-                             f"that one first (`kill -INT {pid}` makes it shut down fast)")
+            raise StoreError(f"a PostgreSQL server is already running on {self.data_dir} "
+                             f"(pid {pid}): stop that one first (`kill -INT {pid}` makes it shut "
+                             "down fast)")
         if self.port is None or self.port == 0:
             self.port = free_port(self.host)
         else:
             _check_port_free(self.host, self.port)
         socket_path = self.data_dir / f".s.PGSQL.{self.port}"
         if len(os.fsencode(socket_path)) > _SUN_PATH_MAX:
-            raise StoreError(f"data dir path too long for PostgreSQL's Unix socket ({socket_path}, max "
-                             f"{_SUN_PATH_MAX} bytes): choose a shorter path")
+            raise StoreError("data dir path too long for PostgreSQL's Unix socket "
+                             f"({socket_path}, max {_SUN_PATH_MAX} bytes): choose a shorter path")
         if fresh:
             self._initdb()
         self._write_owned(self.data_dir / "pg_hba.conf", HBA_CONF, 0o600)
@@ -231,8 +234,8 @@ class PgServer:
         """Fast shutdown (ends sessions, no waiting for clients); no-op when not running."""
         if not self.running:
             return
-        out = self._run(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(self.timeout)),
-                         "stop"], timeout=self.timeout + 10)
+        out = self._run(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w",
+                         "-t", str(int(self.timeout)), "stop"], timeout=self.timeout + 10)
         if out.returncode != 0 and self.running:
             raise StoreError(f"PostgreSQL did not stop: {_last_line(out.stdout)}")
 
@@ -267,8 +270,9 @@ class PgServer:
         folder = blocking_folder(path, self._run_as.uid, self._run_as.gid)
         if folder is not None:
             raise StoreError(
-                f"PostgreSQL refuses root, so it runs as system user {self._run_as.name!r}, which cannot "
-                f"enter {folder} (on the way to {what}): put it elsewhere (e.g. under /tmp or /srv) or allow "
+                "PostgreSQL refuses root, so it runs as system user "
+                f"{self._run_as.name!r}, which cannot enter {folder} (on the way to {what}): "
+                "put it elsewhere (e.g. under /tmp or /srv) or allow "
                 f"traversal yourself with `chmod o+x {folder}`")
 
     def _prepare_data_dir(self) -> bool:
@@ -282,8 +286,8 @@ class PgServer:
                 st = path.stat()
                 if st.st_uid != owner:
                     who = self._run_as.name if self._run_as else owner
-                    raise StoreError(f"data dir {path} belongs to uid {st.st_uid} but the server runs as "
-                                     f"uid {owner}: chown -R it to {who}")
+                    raise StoreError(f"data dir {path} belongs to uid {st.st_uid} but the "
+                                     f"server runs as uid {owner}: chown -R it to {who}")
                 if self._run_as:
                     self._check_reachable(path, "the data dir")
                 return False
@@ -306,8 +310,8 @@ class PgServer:
     def _initdb(self) -> None:
         # Auth is trust only until start() writes our pg_hba.conf, which happens before the
         # server first runs; so the superuser needs no password (it is refused over TCP anyway).
-        args = ["initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
-                "--no-locale", "--no-instructions"]
+        args = ["initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
+                "--encoding=UTF8", "--no-locale", "--no-instructions"]
         if not self.durable:
             args.append("--no-sync")
         out = self._run(args, timeout=max(self.timeout, 180))
@@ -317,7 +321,8 @@ class PgServer:
     def _pg_ctl_start(self) -> None:
         options = ["-h", self.host, "-p", str(self.port), "-k", str(self.data_dir)]
         if not self.durable:
-            options += ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
+            options += ["-c", "fsync=off", "-c", "full_page_writes=off",
+                        "-c", "synchronous_commit=off"]
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         # pg_ctl hands -o to /bin/sh, hence the quoting (a data dir may contain spaces).
         out = self._run(["pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_path), "-w",
@@ -394,16 +399,19 @@ class PgServer:
             # group= and extra_groups= too: Python otherwise keeps root's groups, and initdb
             # could then not read a folder open only to its own group.
             kwargs = {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}  # no stray PGPORT etc.
+        # No stray PGPORT etc.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         with tempfile.TemporaryFile("w+") as output:
             try:
-                done = subprocess.run([str((self._bin_dir or pg_bin_dir()) / args[0]), *args[1:]], stdin=subprocess.DEVNULL,
+                program = str((self._bin_dir or pg_bin_dir()) / args[0])
+                # Own session: a Ctrl-C in the terminal reaches us, not the server.
+                done = subprocess.run([program, *args[1:]], stdin=subprocess.DEVNULL,
                                       stdout=output, stderr=subprocess.STDOUT, text=True, env=env,
                                       cwd="/", timeout=timeout, check=False,
-                                      # own session: a Ctrl-C in the terminal reaches us, not the server
                                       start_new_session=True, **kwargs)
             except subprocess.TimeoutExpired:
-                raise StoreError(f"{args[0]} took longer than {timeout:.0f} s ({self.data_dir})") from None
+                raise StoreError(f"{args[0]} took longer than {timeout:.0f} s "
+                                 f"({self.data_dir})") from None
             output.seek(0)
             return subprocess.CompletedProcess(done.args, done.returncode, output.read(), "")
 
@@ -426,7 +434,8 @@ def _log_reason(log: Path, offset: int) -> str | None:
     except OSError:
         return None
     for line in new.splitlines():
-        match = re.search(r"\b(?:LOG|FATAL|ERROR|PANIC):\s+(.*(?:could not|invalid|must|cannot).*)", line)
+        match = re.search(r"\b(?:LOG|FATAL|ERROR|PANIC):\s+"
+                          r"(.*(?:could not|invalid|must|cannot).*)", line)
         if match:
             return match.group(1).strip()
     for line in new.splitlines():

@@ -9,37 +9,20 @@ file), becomes a `StoreError` and the transaction is rolled back.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from engine.errors import ExperimentNotFound, InvalidTransition, LeaseLost, StoreError
-from engine.statuses import TERMINAL, EventKind, Status, WorkerStatus
-from engine.store.base import (
-    PointRow,
-    Store,
-    already_retried,
-    check_cancellable,
-    check_removable,
-    check_retryable,
-    release_outcome,
-    worker_gone_message,
-)
-from engine.store.records import (
-    Event,
-    Experiment,
-    MetricPoint,
-    NewExperiment,
-    RunLease,
-    StudyExport,
-    WorkerInfo,
-)
+from engine.errors import StoreError
+from engine.statuses import EventKind, Status, WorkerStatus
+from engine.store import policy
+from engine.store.base import PointRow
+from engine.store.records import Event, Experiment, MetricPoint, RunLease, StudyExport
 from engine.store.rows import (
     EVENT_COLUMNS,
     EXPERIMENT_COLUMNS,
@@ -47,127 +30,17 @@ from engine.store.rows import (
     METRIC_VALUE_COLUMNS,
     batched,
     event_values,
+    experiment_from_row,
     experiment_values,
+    json_text,
     metric_values,
     refuse_non_empty,
-    tags_of,
-    tags_text,
 )
-from engine.tags import change_text, changed
+from engine.store.sql_store import SqlStore
+from engine.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 Q, R = Status.QUEUED.value, Status.RUNNING.value  # bound as parameters, never spliced into SQL
 
-
-# --------------------------------------------------------------------------- schema
-
-
-def _v1(db: sqlite_utils.Database) -> None:
-    db.table("experiments").create(
-        {
-            "id": int, "name": str, "ratio": str, "seed": int, "priority": int, "status": str,
-            "config": str, "code_version": str, "attempts": int, "max_attempts": int,
-            "created_at": float, "started_at": float, "finished_at": float, "heartbeat_at": float,
-            "worker_id": str, "cancel_requested": int, "error": str, "step": int,
-            "total_steps": int, "device": str, "provenance": str, "retry_of": int,
-        },
-        pk="id",
-        not_null={"name", "ratio", "seed", "priority", "status", "config", "created_at"},
-        defaults={"attempts": 0, "max_attempts": 3, "cancel_requested": 0, "step": 0,
-                  "total_steps": 0, "code_version": "", "provenance": "{}"},
-    )
-    db.table("experiments").create_index(["status", "priority", "id"])
-    db.table("metrics").create(
-        {"rowid": int, "experiment_id": int, "key": str, "step": int, "value": float, "time": float},
-        pk="rowid",
-        not_null={"experiment_id", "key", "step", "time"},
-        foreign_keys=[("experiment_id", "experiments", "id")],
-    )
-    db.table("metrics").create_index(["experiment_id", "key", "step"], unique=True)
-    db.table("events").create(
-        {"id": int, "experiment_id": int, "time": float, "kind": str, "message": str},
-        pk="id",
-        not_null={"time", "kind", "message"},
-    )
-    db.table("events").create_index(["experiment_id", "id"])
-    db.table("workers").create(
-        {"id": str, "host": str, "pid": int, "device": str, "started_at": float,
-         "heartbeat_at": float, "experiment_id": int, "status": str, "stop_requested": int,
-         "log_path": str},
-        pk="id",
-        defaults={"stop_requested": 0, "log_path": ""},
-    )
-
-
-def _v2(db: sqlite_utils.Database) -> None:
-    # The dashboard's "latest value of key K for every experiment" reads by key first.
-    db.table("metrics").create_index(["key", "experiment_id", "step"])
-
-
-def _v3(db: sqlite_utils.Database) -> None:
-    # SQLite reuses the highest INTEGER PRIMARY KEY after a delete, and a run directory
-    # (runs/<id>/, checkpoints included) is keyed by id: a reused id would resume a deleted
-    # experiment's checkpoint. The meta row remembers the highest id ever handed out.
-    db.table("meta").create({"key": str, "value": int}, pk="key")
-    db.execute("INSERT INTO meta (key, value) SELECT 'last_experiment_id', COALESCE(max(id), 0) FROM experiments")
-
-
-def _v4(db: sqlite_utils.Database) -> None:
-    # Metric and event ids must never be reused either: the dashboard reads "rows after my
-    # cursor", and a plain INTEGER PRIMARY KEY hands a deleted row's id to the next insert, so
-    # after `queue rm` new points hid behind the cursor. AUTOINCREMENT needs a table rebuild.
-    # Also: sweep factors per experiment, and when the current attempt started (for the ETA).
-    db.execute("""CREATE TABLE metrics_v4 (
-        rowid INTEGER PRIMARY KEY AUTOINCREMENT,
-        experiment_id INTEGER NOT NULL REFERENCES experiments(id),
-        key TEXT NOT NULL, step INTEGER NOT NULL, value FLOAT, time FLOAT NOT NULL)""")
-    db.execute("INSERT INTO metrics_v4 (rowid, experiment_id, key, step, value, time) "
-               "SELECT rowid, experiment_id, key, step, value, time FROM metrics")
-    db.execute("DROP TABLE metrics")
-    db.execute("ALTER TABLE metrics_v4 RENAME TO metrics")
-    db.table("metrics").create_index(["experiment_id", "key", "step"], unique=True)
-    db.table("metrics").create_index(["key", "experiment_id", "step"])
-    db.execute("""CREATE TABLE events_v4 (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, experiment_id INTEGER,
-        time FLOAT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL)""")
-    db.execute("INSERT INTO events_v4 (id, experiment_id, time, kind, message) "
-               "SELECT id, experiment_id, time, kind, message FROM events")
-    db.execute("DROP TABLE events")
-    db.execute("ALTER TABLE events_v4 RENAME TO events")
-    db.table("events").create_index(["experiment_id", "id"])
-    db.execute("ALTER TABLE experiments ADD COLUMN factors TEXT NOT NULL DEFAULT '{}'")
-    db.execute("ALTER TABLE experiments ADD COLUMN attempt_started_at FLOAT")
-    db.execute("ALTER TABLE experiments ADD COLUMN attempt_start_step INTEGER NOT NULL DEFAULT 0")
-
-
-# Ordered migrations: index i moves the schema from version i to i + 1. Never edit a shipped
-# entry; append a new one.
-def _v5(db: sqlite_utils.Database) -> None:
-    # The user's tags (a sorted JSON list) and note (`optical tag`, `optical note`).
-    db.execute("ALTER TABLE experiments ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'")
-    db.execute("ALTER TABLE experiments ADD COLUMN note TEXT NOT NULL DEFAULT ''")
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-# --------------------------------------------------------------------------- rows
-
-
-def _exp(row: sqlite3.Row) -> Experiment:
-    d = dict(row)
-    return Experiment(
-        id=d["id"], name=d["name"], ratio=d["ratio"], seed=d["seed"], priority=d["priority"],
-        status=Status(d["status"]), config=json.loads(d["config"]), code_version=d["code_version"] or "",
-        attempts=d["attempts"], max_attempts=d["max_attempts"], created_at=d["created_at"],
-        started_at=d["started_at"], finished_at=d["finished_at"], heartbeat_at=d["heartbeat_at"],
-        worker_id=d["worker_id"], cancel_requested=bool(d["cancel_requested"]), error=d["error"],
-        step=d["step"] or 0, total_steps=d["total_steps"] or 0, device=d["device"],
-        provenance=json.loads(d["provenance"] or "{}"), retry_of=d["retry_of"],
-        factors=json.loads(d["factors"] or "{}"), attempt_started_at=d["attempt_started_at"],
-        attempt_start_step=d["attempt_start_step"] or 0, tags=tags_of(d["tags"]),
-        note=d["note"] or "",
-    )
 
 
 def _describe(exc: sqlite3.Error) -> str:
@@ -182,7 +55,9 @@ def _describe(exc: sqlite3.Error) -> str:
     return text
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlStore[sqlite3.Connection]):
+    MARK, SPREAD_LISTS, TRUE = "?", True, "1"
+
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time,
                  busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
@@ -200,7 +75,8 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             if "not a database" in str(exc):
                 raise StoreError(f"--db {self.path}: not an SQLite database") from None
-            raise StoreError(f"--db {self.path}: not a usable SQLite database ({_describe(exc)})") from None
+            raise StoreError(f"--db {self.path}: not a usable SQLite database "
+                             f"({_describe(exc)})") from None
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         try:
@@ -224,11 +100,7 @@ class SqliteStore(Store):
 
     def _migrate(self) -> None:
         version = self.schema_version()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this optical-tui "
-                f"understands ({SCHEMA_VERSION}); upgrade optical-tui"
-            )
+        policy.refuse_newer_schema(self.location, version, SCHEMA_VERSION)
         if version == SCHEMA_VERSION:
             return
         with self._tx():
@@ -262,26 +134,29 @@ class SqliteStore(Store):
                 raise StoreError(f"{self.path}: {_describe(exc)}") from None
             raise
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {_describe(exc)}") from None
 
+    def _execute(self, c: sqlite3.Connection, query: str, params: Sequence[Any]) -> int:
+        return c.execute(query, params).rowcount
+
     # ----------------------------------------------------------------- info
 
     def schema_version(self) -> int:
-        return int(self._read("PRAGMA user_version")[0][0])
+        return int(self._rows("PRAGMA user_version")[0][0])
 
     def change_token(self) -> object:
         # PRAGMA data_version changes whenever another connection commits; a single page read.
-        return self._read("PRAGMA data_version")[0][0]
+        return self._rows("PRAGMA data_version")[0][0]
 
     def check(self) -> dict[str, Any]:
-        integrity = [r[0] for r in self._read("PRAGMA integrity_check")]
-        fk = self._read("PRAGMA foreign_key_check")
+        integrity = [r[0] for r in self._rows("PRAGMA integrity_check")]
+        fk = self._rows("PRAGMA foreign_key_check")
         counts = {s.value: 0 for s in Status}
-        for r in self._read("SELECT status, count(*) FROM experiments GROUP BY status"):
+        for r in self._rows("SELECT status, count(*) FROM experiments GROUP BY status"):
             counts[r[0]] = r[1]
         return {
             "backend": "sqlite",
@@ -292,69 +167,54 @@ class SqliteStore(Store):
             "foreign_key_violations": len(fk),
             "schema_version": self.schema_version(),
             "supported_schema_version": SCHEMA_VERSION,
-            "journal_mode": self._read("PRAGMA journal_mode")[0][0],
+            "journal_mode": self._rows("PRAGMA journal_mode")[0][0],
             "experiments": counts,
-            "metrics": self._read("SELECT count(*) FROM metrics")[0][0],
-            "events": self._read("SELECT count(*) FROM events")[0][0],
+            "metrics": self._rows("SELECT count(*) FROM metrics")[0][0],
+            "events": self._rows("SELECT count(*) FROM events")[0][0],
         }
 
     # ----------------------------------------------------------------- experiments
 
-    def add_experiments(self, specs: Iterable[NewExperiment]) -> list[Experiment]:
-        specs = list(specs)
+    def _insert(self, c: sqlite3.Connection, values: Mapping[str, Any]) -> Experiment:
+        # Ids are never reused, even after `rm` (see sqlite_schema._v3).
+        last = c.execute("SELECT value FROM meta WHERE key = 'last_experiment_id'").fetchone()[0]
+        row = {"id": last + 1, **self._bound(values)}
+        c.execute(f"INSERT INTO experiments ({', '.join(row)}) "
+                  f"VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        c.execute("UPDATE meta SET value = ? WHERE key = 'last_experiment_id'", (last + 1,))
+        return experiment_from_row(c.execute("SELECT * FROM experiments WHERE id = ?",
+                                             (last + 1,)).fetchone())
+
+    def _bound(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Column values to bind, with policy.NOW read from this store's clock."""
         now = self.clock()
-        ids = []
-        with self._tx() as c:
-            last = c.execute("SELECT value FROM meta WHERE key = 'last_experiment_id'").fetchone()[0]
-            for s in specs:
-                # Ids are never reused, even after `rm` (see _v3).
-                last += 1
-                c.execute(
-                    "INSERT INTO experiments (id, name, ratio, seed, priority, status, config, "
-                    "code_version, max_attempts, created_at, retry_of, factors, tags) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (last, s.name, s.ratio, s.seed, s.priority, Q, json.dumps(s.config, sort_keys=True),
-                     s.code_version, s.max_attempts, now, s.retry_of, json.dumps(s.factors, sort_keys=True),
-                     tags_text(s.tags)),
-                )
-                ids.append(last)
-                self._event(c, last, EventKind.QUEUED, f"queued {s.name!r} ratio {s.ratio} seed {s.seed}")
-            c.execute("UPDATE meta SET value = ? WHERE key = 'last_experiment_id'", (last,))
-        return self.list_experiments(ids=ids)
+        return {k: now if v is policy.NOW else v for k, v in values.items()}
 
-    def get(self, exp_id: int) -> Experiment:
-        rows = self._read("SELECT * FROM experiments WHERE id = ?", (exp_id,))
-        if not rows:
-            raise ExperimentNotFound(f"no experiment with id {exp_id}")
-        return _exp(rows[0])
-
-    def list_experiments(self, status: Status | Sequence[Status] | None = None,
-                         ids: Sequence[int] | None = None, name: str | None = None) -> list[Experiment]:
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            statuses = [Status(status)] if isinstance(status, str) else [Status(s) for s in status]
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params += [s.value for s in statuses]
-        if ids is not None:
-            where.append(f"id IN ({','.join('?' * len(ids))})")
-            params += list(ids)
-        if name is not None:
-            where.append("name = ?")
-            params.append(name)
-        sql = "SELECT * FROM experiments"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [_exp(r) for r in self._read(sql + " ORDER BY id", params)]
+    def _update(self, c: sqlite3.Connection, exp_id: int, changes: Mapping[str, Any]) -> None:
+        bound = self._bound(changes)
+        c.execute(f"UPDATE experiments SET {', '.join(f'{k} = ?' for k in bound)} WHERE id = ?",
+                  [*bound.values(), exp_id])
 
     def _require(self, c: sqlite3.Connection, ids: Sequence[int]) -> dict[int, sqlite3.Row]:
         rows = {}
         for i in ids:
             row = c.execute("SELECT * FROM experiments WHERE id = ?", (i,)).fetchone()
             if row is None:
-                raise ExperimentNotFound(f"no experiment with id {i}")
+                raise policy.not_found(i)
             rows[i] = row
         return rows
+
+    def _retried_as(self, c: sqlite3.Connection, exp_id: int) -> int | None:
+        row = c.execute("SELECT id FROM experiments WHERE retry_of = ?", (exp_id,)).fetchone()
+        return None if row is None else int(row["id"])
+
+    def _delete(self, c: sqlite3.Connection, ids: Sequence[int]) -> None:
+        marks = ",".join("?" * len(ids))
+        c.execute(f"DELETE FROM metrics WHERE experiment_id IN ({marks})", list(ids))
+        c.execute(f"DELETE FROM events WHERE experiment_id IN ({marks})", list(ids))
+        c.execute(f"DELETE FROM experiments WHERE id IN ({marks})", list(ids))
+
+    # ----------------------------------------------------------------- a run's life
 
     def claim_next(self, worker_id: str, device: str = "",
                    skip: Collection[int] = ()) -> Experiment | None:
@@ -370,33 +230,33 @@ class SqliteStore(Store):
             if row is None:
                 return None
             cur = c.execute(
-                "UPDATE experiments SET status = ?, attempts = attempts + 1, worker_id = ?, device = ?, "
-                "started_at = COALESCE(started_at, ?), attempt_started_at = ?, attempt_start_step = step, "
-                "heartbeat_at = ? "
+                "UPDATE experiments SET status = ?, attempts = attempts + 1, worker_id = ?, "
+                "device = ?, started_at = COALESCE(started_at, ?), attempt_started_at = ?, "
+                "attempt_start_step = step, heartbeat_at = ? "
                 "WHERE id = ? AND status = ?",
                 (R, worker_id, device, now, now, now, row["id"], Q),
             )
             if cur.rowcount != 1:  # pragma: no cover - impossible under BEGIN IMMEDIATE
                 return None
-            self._event(c, row["id"], EventKind.CLAIMED, f"claimed by {worker_id} on {device or '?'}")
+            self._event(c, row["id"], EventKind.CLAIMED, policy.claimed_message(worker_id, device))
         return self.get(row["id"])
 
-    def _fence(self, c: sqlite3.Connection, lease: RunLease) -> sqlite3.Row:
+    def _hold(self, c: sqlite3.Connection, lease: RunLease) -> sqlite3.Row:
         row = c.execute(
-            "SELECT * FROM experiments WHERE id = ? AND status = ? AND worker_id = ? AND attempts = ?",
-            (lease.experiment_id, R, lease.worker_id, lease.attempt)).fetchone()
+            "SELECT * FROM experiments WHERE id = ? AND status = ? AND worker_id = ? "
+            "AND attempts = ?", (lease.experiment_id, R, lease.worker_id, lease.attempt)).fetchone()
         if row is None:
-            raise LeaseLost(f"experiment {lease.experiment_id} is no longer held by worker "
-                            f"{lease.worker_id} (attempt {lease.attempt})")
+            raise policy.lease_lost(lease)
         return row
 
     def flush(self, lease: RunLease, metrics: Sequence[PointRow] = (), step: int | None = None,
               total: int | None = None) -> bool:
         now = self.clock()
         with self._tx() as c:
-            row = self._fence(c, lease)
+            row = self._hold(c, lease)
             c.executemany(
-                "INSERT OR IGNORE INTO metrics (experiment_id, key, step, value, time) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO metrics (experiment_id, key, step, value, time) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [(lease.experiment_id, k, int(s), float(v), float(t)) for k, s, v, t in metrics],
             )
             c.execute(
@@ -408,194 +268,68 @@ class SqliteStore(Store):
 
     def set_provenance(self, lease: RunLease, provenance: dict[str, Any]) -> None:
         with self._tx() as c:
-            self._fence(c, lease)
+            self._hold(c, lease)
             c.execute(
-                "UPDATE experiments SET provenance = ?, code_version = COALESCE(?, code_version) WHERE id = ?",
-                (json.dumps(provenance, sort_keys=True), provenance.get("code_version"), lease.experiment_id),
+                "UPDATE experiments SET provenance = ?, code_version = COALESCE(?, code_version) "
+                "WHERE id = ?",
+                (json_text(provenance), provenance.get("code_version"), lease.experiment_id),
             )
 
     def log_run_event(self, lease: RunLease, kind: str, message: str) -> None:
         with self._tx() as c:
-            self._fence(c, lease)
+            self._hold(c, lease)
             self._event(c, lease.experiment_id, kind, message)
 
     def finish(self, lease: RunLease, status: Status, error: str | None = None) -> None:
-        if status not in TERMINAL:
-            raise InvalidTransition(f"finish: {status!r} is not a terminal status")
-        now = self.clock()
+        t = policy.finish(status, error)
         with self._tx() as c:
-            self._fence(c, lease)
-            c.execute(
-                "UPDATE experiments SET status = ?, finished_at = ?, heartbeat_at = ?, error = ? WHERE id = ?",
-                (Status(status).value, now, now, error, lease.experiment_id),
-            )
-            self._event(c, lease.experiment_id, EventKind(Status(status).value),
-                        error.strip().splitlines()[-1] if error and error.strip() else Status(status).value)
-
-    def release(self, lease: RunLease, reason: str = "released", *, count_attempt: bool = False) -> None:
-        now = self.clock()
-        with self._tx() as c:
-            row = self._fence(c, lease)
-            status, msg = release_outcome(reason, row["attempts"], row["max_attempts"],
-                                          count_attempt)
-            if status == Status.FAILED:
-                c.execute("UPDATE experiments SET status = ?, finished_at = ?, error = ?, worker_id = NULL "
-                          "WHERE id = ?", (Status.FAILED.value, now, msg, lease.experiment_id))
-                self._event(c, lease.experiment_id, EventKind.FAILED, msg)
-                return
-            # A drain hands the attempt back; a crash keeps it counted.
-            c.execute(
-                "UPDATE experiments SET status = ?, worker_id = NULL, "
-                "attempts = CASE WHEN ? THEN attempts ELSE MAX(attempts - 1, 0) END WHERE id = ?",
-                (Q, int(count_attempt), lease.experiment_id),
-            )
-            self._event(c, lease.experiment_id, EventKind.REQUEUED, msg)
+            self._hold(c, lease)
+            self._apply(c, lease.experiment_id, t)
 
     def heartbeat_ages(self) -> dict[int, float]:
         now = self.clock()
-        rows = self._read("SELECT id, heartbeat_at FROM experiments WHERE status = ?", (R,))
+        rows = self._rows("SELECT id, heartbeat_at FROM experiments WHERE status = ?", (R,))
         return {r["id"]: now - (r["heartbeat_at"] or now) for r in rows}
 
-    def requeue_stale(self, lease_s: float) -> list[int]:
+    def _stale(self, c: sqlite3.Connection, lease_s: float) -> list[sqlite3.Row]:
         now = self.clock()
-        touched = []
-        with self._tx() as c:
-            rows = c.execute("SELECT * FROM experiments WHERE status = ? AND heartbeat_at < ?",
-                             (R, now - lease_s)).fetchall()
-            for r in rows:
-                silent = now - (r["heartbeat_at"] or now)
-                if r["cancel_requested"]:
-                    # The user asked to stop it; a lost worker does not change that.
-                    msg = f"cancelled: its worker {r['worker_id']} was lost before the cancel took effect"
-                    c.execute("UPDATE experiments SET status = ?, finished_at = ?, worker_id = NULL WHERE id = ?",
-                              (Status.CANCELLED.value, now, r["id"]))
-                    self._event(c, r["id"], EventKind.CANCELLED, msg)
-                elif r["attempts"] >= r["max_attempts"]:
-                    msg = f"lost: no heartbeat for {silent:.0f}s after {r['attempts']} attempt(s)"
-                    c.execute(
-                        "UPDATE experiments SET status = ?, finished_at = ?, error = ?, worker_id = NULL WHERE id = ?",
-                        (Status.FAILED.value, now, msg, r["id"]))
-                    self._event(c, r["id"], EventKind.FAILED, msg)
-                else:
-                    c.execute("UPDATE experiments SET status = ?, worker_id = NULL WHERE id = ?", (Q, r["id"]))
-                    self._event(c, r["id"], EventKind.REQUEUED,
-                                f"lost worker {r['worker_id']} (no heartbeat for {silent:.0f}s); requeued")
-                touched.append(r["id"])
-        return touched
-
-    def request_cancel(self, ids: Sequence[int]) -> list[Experiment]:
-        now = self.clock()
-        with self._tx() as c:
-            rows = self._require(c, ids)
-            check_cancellable(rows)
-            for i, r in rows.items():
-                if r["status"] == Q:
-                    c.execute("UPDATE experiments SET status = ?, finished_at = ? WHERE id = ?",
-                              (Status.CANCELLED.value, now, i))
-                    self._event(c, i, EventKind.CANCELLED, "cancelled while queued")
-                else:
-                    c.execute("UPDATE experiments SET cancel_requested = 1 WHERE id = ?", (i,))
-                    self._event(c, i, EventKind.CANCEL_REQUESTED, "cancel requested")
-        return self.list_experiments(ids=list(ids))
-
-    def retry(self, ids: Sequence[int]) -> list[Experiment]:
-        with self._tx() as c:
-            rows = self._require(c, ids)
-            check_retryable(rows)
-            for i in rows:
-                again = c.execute("SELECT id FROM experiments WHERE retry_of = ?", (i,)).fetchone()
-                if again is not None:
-                    raise already_retried(i, again["id"])
-            return self._copy(c, rows, retry=True)
-
-    def clone(self, ids: Sequence[int]) -> list[Experiment]:
-        with self._tx() as c:
-            return self._copy(c, self._require(c, ids), retry=False)
-
-    def _copy(self, c: sqlite3.Connection, rows: dict[int, sqlite3.Row], retry: bool) -> list[Experiment]:
-        # Inside the caller's transaction, so a check and the copy it allows are one step.
-        now = self.clock()
-        last = c.execute("SELECT value FROM meta WHERE key = 'last_experiment_id'").fetchone()[0]
-        ids = []
-        for i, r in rows.items():
-            last += 1
-            c.execute(
-                "INSERT INTO experiments (id, name, ratio, seed, priority, status, config, code_version, "
-                "max_attempts, created_at, retry_of, factors, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (last, r["name"], r["ratio"], r["seed"], r["priority"], Q, r["config"], r["code_version"] or "",
-                 r["max_attempts"], now, i if retry else None, r["factors"], r["tags"]),
-            )
-            self._event(c, last, EventKind.QUEUED, f"{'retry' if retry else 'clone'} of #{i}")
-            ids.append(last)
-        c.execute("UPDATE meta SET value = ? WHERE key = 'last_experiment_id'", (last,))
-        return [_exp(r) for r in c.execute(
-            f"SELECT * FROM experiments WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", ids)]
-
-    def retag(self, ids: Sequence[int], add: Sequence[str] = (),
-              remove: Sequence[str] = ()) -> list[Experiment]:
-        with self._tx() as c:
-            for i, r in self._require(c, ids).items():
-                before = tags_of(r["tags"])
-                after = changed(before, add, remove)
-                if after != before:
-                    c.execute("UPDATE experiments SET tags = ? WHERE id = ?", (tags_text(after), i))
-                    self._event(c, i, EventKind.INFO, "tags " + change_text(
-                        [t for t in after if t not in before],
-                        [t for t in before if t not in after]))
-        return self.list_experiments(ids=list(ids))
-
-    def annotate(self, exp_id: int, note: str) -> Experiment:
-        with self._tx() as c:
-            self._require(c, [exp_id])
-            c.execute("UPDATE experiments SET note = ? WHERE id = ?", (note, exp_id))
-            self._event(c, exp_id, EventKind.INFO, f"note: {note}" if note else "note cleared")
-        return self.get(exp_id)
-
-    def remove(self, ids: Sequence[int]) -> int:
-        with self._tx() as c:
-            rows = self._require(c, ids)
-            check_removable(rows)
-            marks = ",".join("?" * len(ids))
-            c.execute(f"DELETE FROM metrics WHERE experiment_id IN ({marks})", list(ids))
-            c.execute(f"DELETE FROM events WHERE experiment_id IN ({marks})", list(ids))
-            c.execute(f"DELETE FROM experiments WHERE id IN ({marks})", list(ids))
-        return len(ids)
+        return c.execute("SELECT *, ? - COALESCE(heartbeat_at, ?) AS silent FROM experiments "
+                         "WHERE status = ? AND heartbeat_at < ?",
+                         (now, now, R, now - lease_s)).fetchall()
 
     # ----------------------------------------------------------------- metrics and events
 
     def metrics(self, exp_id: int | None = None, prefix: str | None = None,
                 keys: Sequence[str] | None = None, after_rowid: int = 0) -> list[MetricPoint]:
-        where: list[str] = ["rowid > ?"]
-        params: list[Any] = [after_rowid]
+        where = self._where()
+        where.add("rowid > ?", after_rowid)
         if exp_id is not None:
-            where.append("experiment_id = ?")
-            params.append(exp_id)
+            where.add("experiment_id = ?", exp_id)
         if prefix:
             # GLOB is case-sensitive and index-friendly; escape its wildcards in the prefix.
-            where.append("key GLOB ?")
-            params.append(prefix.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]") + "*")
+            escaped = prefix.replace("[", "[[]").replace("*", "[*]").replace("?", "[?]")
+            where.add("key GLOB ?", escaped + "*")
         if keys is not None:
-            where.append(f"key IN ({','.join('?' * len(keys))})")
-            params += list(keys)
-        rows = self._read(
-            f"SELECT rowid, experiment_id, key, step, value, time FROM metrics WHERE {' AND '.join(where)} "
-            "ORDER BY rowid", params)
+            where.among("key", keys)
+        rows = self._rows("SELECT rowid, experiment_id, key, step, value, time FROM metrics"
+                          f"{where.sql()} ORDER BY rowid", where.params)
         return [MetricPoint(*r) for r in rows]
 
     def metrics_since(self, cursor: object | None) -> tuple[list[MetricPoint], object]:
         # In SQLite one writer commits at a time and rowids are handed out inside that write
         # transaction (AUTOINCREMENT: never reused), so "rowid > cursor" sees every later point.
         if cursor is None:
-            return [], int(self._read("SELECT COALESCE(max(rowid), 0) FROM metrics")[0][0])
+            return [], int(self._rows("SELECT COALESCE(max(rowid), 0) FROM metrics")[0][0])
         if not isinstance(cursor, int):
             raise TypeError(f"not an SQLite metrics cursor: {cursor!r}")
         new = self.metrics(after_rowid=cursor)
         return new, (new[-1].rowid if new else cursor)
 
     def latest_metric(self, key: str) -> dict[int, float]:
-        rows = self._read(
+        rows = self._rows(
             "SELECT m.experiment_id, m.value FROM metrics m JOIN "
-            "(SELECT experiment_id, max(step) AS s FROM metrics WHERE key = ? GROUP BY experiment_id) x "
+            "(SELECT experiment_id, max(step) AS s FROM metrics WHERE key = ? "
+            "GROUP BY experiment_id) x "
             "ON m.experiment_id = x.experiment_id AND m.step = x.s WHERE m.key = ?", (key, key))
         return {r[0]: r[1] for r in rows}
 
@@ -607,16 +341,9 @@ class SqliteStore(Store):
         with self._tx() as c:
             self._event(c, exp_id, kind, message)
 
-    def events(self, exp_id: int | None = None, after_id: int = 0) -> list[Event]:
-        if exp_id is None:
-            rows = self._read("SELECT * FROM events WHERE id > ? ORDER BY id", (after_id,))
-        else:
-            rows = self._read("SELECT * FROM events WHERE experiment_id = ? AND id > ? ORDER BY id",
-                              (exp_id, after_id))
-        return [Event(r["id"], r["experiment_id"], r["time"], r["kind"], r["message"]) for r in rows]
-
     def events_since(self, cursor: object | None) -> tuple[list[Event], object]:
-        # As metrics_since: event ids are handed out inside the one write transaction (AUTOINCREMENT).
+        # As metrics_since: event ids are handed out inside the one write transaction
+        # (AUTOINCREMENT).
         if cursor is not None and not isinstance(cursor, int):
             raise TypeError(f"not an SQLite events cursor: {cursor!r}")
         new = self.events(after_id=cursor or 0)
@@ -625,10 +352,12 @@ class SqliteStore(Store):
     # ----------------------------------------------------------------- copying a study
 
     def _last_ids(self) -> dict[str, int]:
-        seq = {r[0]: r[1] for r in self._read("SELECT name, seq FROM sqlite_sequence")}
-        top = self._read("SELECT (SELECT value FROM meta WHERE key = 'last_experiment_id'), "
-                         "(SELECT COALESCE(max(rowid), 0) FROM metrics), (SELECT COALESCE(max(id), 0) FROM events)")[0]
-        return {"experiments": int(top[0] or 0), "metrics": max(int(top[1]), seq.get("metrics", 0)),
+        seq = {r[0]: r[1] for r in self._rows("SELECT name, seq FROM sqlite_sequence")}
+        top = self._rows("SELECT (SELECT value FROM meta WHERE key = 'last_experiment_id'), "
+                         "(SELECT COALESCE(max(rowid), 0) FROM metrics), "
+                         "(SELECT COALESCE(max(id), 0) FROM events)")[0]
+        return {"experiments": int(top[0] or 0),
+                "metrics": max(int(top[1]), seq.get("metrics", 0)),
                 "events": max(int(top[2]), seq.get("events", 0))}
 
     @contextmanager
@@ -639,15 +368,16 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {_describe(exc)}") from None
         try:
-            experiments = [_exp(r) for r in self._read("SELECT * FROM experiments ORDER BY id")]
+            experiments = [experiment_from_row(r)
+                           for r in self._rows("SELECT * FROM experiments ORDER BY id")]
             events = self.events()
-            count = int(self._read("SELECT count(*) FROM metrics")[0][0])
+            count = int(self._rows("SELECT count(*) FROM metrics")[0][0])
             last_ids = self._last_ids()
 
             def points() -> Iterator[MetricPoint]:
                 try:
-                    cur = self.conn.execute("SELECT rowid, experiment_id, key, step, value, time FROM metrics "
-                                            "ORDER BY rowid")
+                    cur = self.conn.execute("SELECT rowid, experiment_id, key, step, value, "
+                                            "time FROM metrics ORDER BY rowid")
                     while rows := cur.fetchmany(10_000):
                         yield from (MetricPoint(*r) for r in rows)
                 except sqlite3.Error as exc:
@@ -660,15 +390,16 @@ class SqliteStore(Store):
 
     def import_study(self, study: StudyExport) -> dict[str, int]:
         with self._tx() as c:
-            held = {t: int(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in ID_TABLES}
+            held = {t: int(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+                    for t in ID_TABLES}
             refusal = refuse_non_empty(self.location, held, self._last_ids())
             if refusal:
                 raise StoreError(refusal)
             c.executemany(f"INSERT INTO experiments ({', '.join(EXPERIMENT_COLUMNS)}) "
                           f"VALUES ({', '.join('?' * len(EXPERIMENT_COLUMNS))})",
                           [experiment_values(e) for e in study.experiments])
-            c.executemany(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
-                          [event_values(ev) for ev in study.events])
+            c.executemany(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                          "VALUES (?, ?, ?, ?, ?)", [event_values(ev) for ev in study.events])
             n_metrics = 0
             for chunk in batched(study.metrics, 10_000):
                 c.executemany(f"INSERT INTO metrics (rowid, {', '.join(METRIC_VALUE_COLUMNS)}) "
@@ -677,46 +408,44 @@ class SqliteStore(Store):
             # Later ids continue after the source's: ids are never handed out twice.
             top = self._last_ids()
             last = {t: max(study.last_ids.get(t, 0), top[t]) for t in ID_TABLES}
-            c.execute("UPDATE meta SET value = ? WHERE key = 'last_experiment_id'", (last["experiments"],))
+            c.execute("UPDATE meta SET value = ? WHERE key = 'last_experiment_id'",
+                      (last["experiments"],))
             for table in ("metrics", "events"):
                 c.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
-                c.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, last[table]))
-        return {"experiments": len(study.experiments), "metrics": n_metrics, "events": len(study.events)}
+                c.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)",
+                          (table, last[table]))
+        return {"experiments": len(study.experiments), "metrics": n_metrics,
+                "events": len(study.events)}
 
     # ----------------------------------------------------------------- workers
 
-    def register_worker(self, worker_id: str, host: str, pid: int, device: str, log_path: str = "") -> None:
+    def register_worker(self, worker_id: str, host: str, pid: int, device: str,
+                        log_path: str = "") -> None:
         now = self.clock()
         with self._tx() as c:
             c.execute(
                 "INSERT OR REPLACE INTO workers (id, host, pid, device, started_at, heartbeat_at, "
-                "experiment_id, status, stop_requested, log_path) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, 0, ?)",
+                "experiment_id, status, stop_requested, log_path) "
+                "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, 0, ?)",
                 (worker_id, host, pid, device, now, now, WorkerStatus.IDLE.value, log_path))
-            self._event(c, None, EventKind.WORKER, f"worker {worker_id} started on {host} ({device})")
+            self._event(c, None, EventKind.WORKER,
+                        policy.worker_started_message(worker_id, host, device))
 
-    def worker_heartbeat(self, worker_id: str, experiment_id: int | None, status: WorkerStatus) -> bool:
+    def worker_heartbeat(self, worker_id: str, experiment_id: int | None,
+                         status: WorkerStatus) -> bool:
         with self._tx() as c:
-            c.execute("UPDATE workers SET heartbeat_at = ?, experiment_id = ?, status = ? WHERE id = ?",
+            c.execute("UPDATE workers SET heartbeat_at = ?, experiment_id = ?, status = ? "
+                      "WHERE id = ?",
                       (self.clock(), experiment_id, WorkerStatus(status).value, worker_id))
-            row = c.execute("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,)).fetchone()
+            row = c.execute("SELECT stop_requested FROM workers WHERE id = ?",
+                            (worker_id,)).fetchone()
         return bool(row and row[0])
-
-    def request_worker_stop(self, worker_id: str | None = None, host: str | None = None) -> int:
-        where, params = ["status != ?"], [WorkerStatus.STOPPED.value]
-        if worker_id is not None:
-            where.append("id = ?")
-            params.append(worker_id)
-        if host is not None:
-            where.append("host = ?")
-            params.append(host)
-        with self._tx() as c:
-            return c.execute(f"UPDATE workers SET stop_requested = 1 WHERE {' AND '.join(where)}", params).rowcount
 
     def unregister_worker(self, worker_id: str) -> None:
         with self._tx() as c:
-            c.execute("UPDATE workers SET status = ?, experiment_id = NULL, heartbeat_at = ? WHERE id = ?",
-                      (WorkerStatus.STOPPED.value, self.clock(), worker_id))
-            self._event(c, None, EventKind.WORKER, f"worker {worker_id} stopped")
+            c.execute("UPDATE workers SET status = ?, experiment_id = NULL, heartbeat_at = ? "
+                      "WHERE id = ?", (WorkerStatus.STOPPED.value, self.clock(), worker_id))
+            self._event(c, None, EventKind.WORKER, policy.worker_stopped_message(worker_id))
 
     def reap_workers(self, silent_s: float) -> list[str]:
         now = self.clock()
@@ -729,16 +458,5 @@ class SqliteStore(Store):
                 c.execute("UPDATE workers SET status = ?, experiment_id = NULL WHERE id = ?",
                           (WorkerStatus.GONE.value, worker_id))
                 self._event(c, None, EventKind.WORKER,
-                            worker_gone_message(worker_id, now - heartbeat_at))
+                            policy.worker_gone_message(worker_id, now - heartbeat_at))
         return [r[0] for r in rows]
-
-    def list_workers(self, include_stopped: bool = False) -> list[WorkerInfo]:
-        sql, params = "SELECT * FROM workers", []
-        if not include_stopped:
-            sql, params = (sql + " WHERE status NOT IN (?, ?)",
-                           [WorkerStatus.STOPPED.value, WorkerStatus.GONE.value])
-        return [
-            WorkerInfo(r["id"], r["host"], r["pid"], r["device"], r["started_at"], r["heartbeat_at"],
-                       r["experiment_id"], WorkerStatus(r["status"]), bool(r["stop_requested"]), r["log_path"] or "")
-            for r in self._read(sql + " ORDER BY started_at", params)
-        ]

@@ -29,7 +29,8 @@ def _private(path: Path, text: str) -> Path:
 
 
 @pytest.mark.usefixtures("no_libpq_sources")
-def test_a_url_without_a_password_takes_it_from_pgpass(pg_server: PgServer, pg_url: str, tmp_path: Path,
+def test_a_url_without_a_password_takes_it_from_pgpass(pg_server: PgServer, pg_url: str,
+                                                        tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     parts = urlsplit(pg_url)
     bare = pg_url.replace(f":{parts.password}@", "@", 1)
@@ -37,7 +38,8 @@ def test_a_url_without_a_password_takes_it_from_pgpass(pg_server: PgServer, pg_u
     with pytest.raises(StoreError, match="no password: put it in the URL, in ~/.pgpass") as err:
         open_store(bare)
     assert "\n" not in str(err.value)
-    line = f"{parts.hostname}:{parts.port}:{unquote(parts.path[1:])}:{parts.username}:{parts.password}\n"
+    line = (f"{parts.hostname}:{parts.port}:{unquote(parts.path[1:])}:{parts.username}:"
+            f"{parts.password}\n")
     monkeypatch.setenv("PGPASSFILE", str(_private(tmp_path / "pgpass", line)))
     with open_store(bare) as store:
         assert store.list_experiments() == []
@@ -47,7 +49,8 @@ def test_a_url_without_a_password_takes_it_from_pgpass(pg_server: PgServer, pg_u
 def test_a_service_file_names_the_whole_database(pg_server: PgServer, pg_url: str, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     parts = urlsplit(pg_url)
-    entry = (f"[optical-test]\nhost={parts.hostname}\nport={parts.port}\ndbname={unquote(parts.path[1:])}\n"
+    entry = (f"[optical-test]\nhost={parts.hostname}\nport={parts.port}\n"
+             f"dbname={unquote(parts.path[1:])}\n"
              f"user={parts.username}\npassword={parts.password}\n")
     monkeypatch.setenv("PGSERVICEFILE", str(_private(tmp_path / "pg_service.conf", entry)))
     with open_store("postgresql:///?service=optical-test") as store:

@@ -47,7 +47,8 @@ def server_dir() -> Iterator[Path]:
     """An empty folder for a `db serve` data dir, in /tmp when root (see pg_fixtures)."""
     import shutil
 
-    path = Path(tempfile.mkdtemp(prefix="optical-serve-", dir="/tmp" if os.geteuid() == 0 else None))
+    path = Path(tempfile.mkdtemp(prefix="optical-serve-",
+                                 dir="/tmp" if os.geteuid() == 0 else None))
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -59,7 +60,8 @@ def test_pg_url_is_an_empty_database_of_the_application_role(pg_url: str) -> Non
         assert conn.execute("SELECT 1").fetchone() == (1,)
         user, db = conn.execute("SELECT current_user, current_database()").fetchone() or ("", "")
         assert user == APP_USER and pg_url.endswith(f"/{db}")
-        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_tables "
+                            "WHERE schemaname = 'public'").fetchone() == (0,)
         conn.execute("CREATE TABLE t (id int)")  # the role owns its database
 
 
@@ -150,7 +152,8 @@ def test_parse_listen_rejects(value: str) -> None:
 def _serve(data: Path, port: int) -> tuple[subprocess.Popen[str], str]:
     """Start `optical db serve` and return it with the URL it prints for the other boxes."""
     args = [str(OPTICAL), "db", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO)
     assert proc.stdout is not None
     for line in proc.stdout:  # ends at EOF if the command fails
         match = re.search(r"export OPTICAL_DB=(postgresql://\S+)", line)
@@ -188,14 +191,16 @@ def _port_closed(port: int) -> bool:
 
 
 @pytest.mark.timeout(180)
-def test_db_serve_prints_a_url_that_works_and_stops_cleanly(server_dir: Path, tmp_path: Path) -> None:
+def test_db_serve_prints_a_url_that_works_and_stops_cleanly(server_dir: Path,
+                                                            tmp_path: Path) -> None:
     assert OPTICAL.exists(), f"the optical entry point is not installed in {OPTICAL.parent}"
     port = free_port()
     before = _modes(server_dir, pg_bin_dir())
     proc, url = _serve(server_dir, port)
     try:
         assert url.startswith(f"postgresql://{APP_USER}:") and f"@127.0.0.1:{port}/" in url
-        with psycopg.connect(url, connect_timeout=10) as conn:  # TCP + password, as another box would
+        # TCP + password, as another box would.
+        with psycopg.connect(url, connect_timeout=10) as conn:
             assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
             conn.execute("CREATE TABLE kept (id int)")
             conn.execute("INSERT INTO kept VALUES (42)")
@@ -213,7 +218,8 @@ def test_db_serve_prints_a_url_that_works_and_stops_cleanly(server_dir: Path, tm
         pgpass.chmod(0o600)
         env = dict(os.environ, PGPASSFILE=str(pgpass))
         res = subprocess.run([str(OPTICAL), "--db", bare_url.group(1), "queue", "list", "--json"],
-                             capture_output=True, text=True, timeout=60, cwd=REPO, env=env, check=False)
+                             capture_output=True, text=True, timeout=60, cwd=REPO, env=env,
+                             check=False)
         assert res.returncode == 0, res.stderr
     finally:
         out = _stop(proc, signal.SIGINT)

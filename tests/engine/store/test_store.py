@@ -13,7 +13,7 @@ import pytest
 from engine.errors import ExperimentNotFound, InvalidTransition, LeaseLost, StoreError
 from engine.statuses import Status, WorkerStatus
 from engine.store import NewExperiment, RunLease, open_store
-from engine.store.sqlite import MIGRATIONS, SCHEMA_VERSION
+from engine.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 
 class Clock:
@@ -51,7 +51,8 @@ def at(t):
 
 
 def spec(ratio="1:1", seed=0, priority=0, name="sweep", **kw):
-    return NewExperiment(name=name, ratio=ratio, seed=seed, priority=priority, config={"train": {"ratio": ratio}}, **kw)
+    return NewExperiment(name=name, ratio=ratio, seed=seed, priority=priority,
+                         config={"train": {"ratio": ratio}}, **kw)
 
 
 def test_schema_created_and_checked(store):
@@ -67,7 +68,8 @@ def test_schema_created_and_checked(store):
 
 def test_add_get_and_frozen_dataclasses(store):
     (e,) = store.add_experiments([spec("1:3", 2)])
-    assert e.status == Status.QUEUED and e.ratio == "1:3" and e.seed == 2 and e.config == {"train": {"ratio": "1:3"}}
+    assert e.status == Status.QUEUED and e.ratio == "1:3" and e.seed == 2
+    assert e.config == {"train": {"ratio": "1:3"}}
     assert store.get(e.id) == e
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.status = "done"  # type: ignore[misc]
@@ -76,7 +78,8 @@ def test_add_get_and_frozen_dataclasses(store):
 
 
 def test_claim_order_priority_then_fifo(store):
-    a, b, c = store.add_experiments([spec(seed=1), spec(seed=2, priority=5), spec(seed=3, priority=5)])
+    a, b, c = store.add_experiments([spec(seed=1), spec(seed=2, priority=5),
+                                     spec(seed=3, priority=5)])
     order = [store.claim_next("w").id for _ in range(3)]
     assert order == [b.id, c.id, a.id]
     assert store.claim_next("w") is None
@@ -87,7 +90,8 @@ def test_flush_is_idempotent_per_step_and_returns_cancel(store, clock):
     (e,) = store.add_experiments([spec()])
     lease = store.claim_next("w1").lease
     clock.t += 5
-    assert store.flush(lease, [("train/loss", 1, 2.0, 1.0), ("train/loss", 2, 1.5, 2.0)], step=2, total=10) is False
+    assert store.flush(lease, [("train/loss", 1, 2.0, 1.0), ("train/loss", 2, 1.5, 2.0)], step=2,
+                       total=10) is False
     # A resumed run re-sends step 2 with another value: the first point is kept, never duplicated.
     store.flush(lease, [("train/loss", 2, 9.9, 3.0), ("train/loss", 3, 1.0, 3.0)], step=3)
     pts = [(m.step, m.value) for m in store.metrics(e.id)]
@@ -102,8 +106,10 @@ def test_only_owner_may_write(store):
     (e,) = store.add_experiments([spec()])
     lease = store.claim_next("w1").lease
     other = RunLease(e.id, "w2", lease.attempt)
-    for write in (lambda: store.flush(other, [("x", 1, 1.0, 1.0)]), lambda: store.finish(other, Status.DONE),
-                  lambda: store.set_provenance(other, {}), lambda: store.log_run_event(other, "info", "x"),
+    for write in (lambda: store.flush(other, [("x", 1, 1.0, 1.0)]),
+                  lambda: store.finish(other, Status.DONE),
+                  lambda: store.set_provenance(other, {}),
+                  lambda: store.log_run_event(other, "info", "x"),
                   lambda: store.release(other)):
         with pytest.raises(LeaseLost):
             write()
@@ -112,7 +118,8 @@ def test_only_owner_may_write(store):
 
 def test_fence_includes_the_attempt_so_a_reused_worker_id_cannot_write(store, clock):
     # Containers and Slurm reuse pids and host names: the same worker id can claim the run again
-    # after its lease expired; the paused first process still holds attempt 1 and must write nothing.
+    # after its lease expired; the paused first process still holds attempt 1 and must write
+    # nothing.
     (e,) = store.add_experiments([spec()])
     old = store.claim_next("host:1:cpu").lease
     clock.t += 100
@@ -120,7 +127,8 @@ def test_fence_includes_the_attempt_so_a_reused_worker_id_cannot_write(store, cl
     new = store.claim_next("host:1:cpu").lease
     assert (old.worker_id, old.attempt + 1) == (new.worker_id, new.attempt)
     for write in (lambda: store.flush(old, [("train/loss", 1, 1.0, 1.0)], step=1),
-                  lambda: store.finish(old, Status.DONE), lambda: store.log_run_event(old, "info", "zombie"),
+                  lambda: store.finish(old, Status.DONE),
+                  lambda: store.log_run_event(old, "info", "zombie"),
                   lambda: store.release(old)):
         with pytest.raises(LeaseLost):
             write()
@@ -249,7 +257,8 @@ def test_metrics_prefix_and_latest(store):
     lease = store.claim_next("w").lease
     store.flush(lease, [("eval/mul/hi/map", 0, 0.1, 0), ("eval/mul/hi/map", 10, 0.3, 1),
                         ("eval/mul/ar/map", 10, 0.2, 1), ("train/loss", 10, 3.0, 1)])
-    assert {m.key for m in store.metrics(e.id, prefix="eval/")} == {"eval/mul/hi/map", "eval/mul/ar/map"}
+    assert ({m.key for m in store.metrics(e.id, prefix="eval/")}
+            == {"eval/mul/hi/map", "eval/mul/ar/map"})
     assert store.latest_metric("eval/mul/hi/map") == {e.id: 0.3}
     assert store.metrics(e.id, keys=["train/loss"])[0].value == 3.0
 
@@ -424,7 +433,8 @@ def test_migrations_upgrade_an_old_database_in_order(tmp_path):
     p = tmp_path / "v1.db"
     conn = sqlite3.connect(p)
     MIGRATIONS[0](sqlite_utils.Database(conn))
-    conn.execute("INSERT INTO experiments (name, ratio, seed, priority, status, config, created_at) VALUES ('n', '1:1', 0, 0, 'done', '{}', 1.0)")
+    conn.execute("INSERT INTO experiments (name, ratio, seed, priority, status, config, "
+                 "created_at) VALUES ('n', '1:1', 0, 0, 'done', '{}', 1.0)")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()

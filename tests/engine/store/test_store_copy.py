@@ -25,7 +25,8 @@ class Clock:
 
 
 def spec(seed: int, **kw: object) -> NewExperiment:
-    return NewExperiment(name="sweep", ratio="1:3", seed=seed, config={"train": {"lr": 3e-5, "steps": seed}},
+    return NewExperiment(name="sweep", ratio="1:3", seed=seed,
+                         config={"train": {"lr": 3e-5, "steps": seed}},
                          **kw)  # type: ignore[arg-type]
 
 
@@ -33,8 +34,8 @@ def seed_study(location: str) -> None:
     """A study in every state a real one reaches, through the public Store API."""
     with open_store(location, clock=Clock(1_700_000_000.0)) as s:
         s.register_worker("box:1:cuda0", "box", 1, "cuda:0")
-        s.add_experiments([spec(i, priority=i % 3, factors={"ot.weight": 0.5 * i}, code_version="abc")
-                           for i in range(6)])
+        s.add_experiments([spec(i, priority=i % 3, factors={"ot.weight": 0.5 * i},
+                                code_version="abc") for i in range(6)])
         claimed = [s.claim_next("box:1:cuda0", "cuda:0") for _ in range(4)]
         leases = [c.lease for c in claimed if c is not None and c.lease is not None]
         for lease in leases:
@@ -46,7 +47,8 @@ def seed_study(location: str) -> None:
         s.finish(leases[0], Status.DONE)
         s.finish(leases[1], Status.FAILED, error="Traceback …\nRuntimeError: CUDA out of memory")
         queued = s.list_experiments(status=Status.QUEUED)
-        s.request_cancel([leases[2].experiment_id, queued[0].id])   # running: flagged; queued: cancelled
+        # running: flagged; queued: cancelled
+        s.request_cancel([leases[2].experiment_id, queued[0].id])
         (retry,) = s.retry([leases[1].experiment_id])
         assert retry.retry_of == leases[1].experiment_id
         # The newest experiment goes: its id was handed out and must never be handed out again.

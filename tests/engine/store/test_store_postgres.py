@@ -1,4 +1,5 @@
-"""What only the PostgreSQL store has to get right (the shared contract runs in tests/test_store.py).
+"""What only the PostgreSQL store has to get right (the shared contract runs in
+tests/test_store.py).
 
 A real server (tests/pg_fixtures.py); raw psycopg connections play the other processes where a
 test needs a transaction held open at an exact point, which the store itself never does.
@@ -21,19 +22,23 @@ from engine.errors import OpticalError, StoreError
 from engine.statuses import Status
 from engine.store import NewExperiment, open_store
 from engine.store.pg_server import PgServer
-from engine.store.postgres import SCHEMA_VERSION, PostgresStore
+from engine.store.postgres import PostgresStore
+from engine.store.postgres_schema import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def spec(seed: int = 0, priority: int = 0) -> NewExperiment:
-    return NewExperiment(name="sweep", ratio="1:1", seed=seed, priority=priority, config={"train": {}})
+    return NewExperiment(name="sweep", ratio="1:1", seed=seed, priority=priority,
+                         config={"train": {}})
 
 
 def hold_point(conn: psycopg.Connection[Any], exp_id: int, step: int) -> int:
-    """Insert a metric point in `conn`'s open transaction (as a slow writer would) and return its id."""
+    """Insert a metric point in `conn`'s open transaction (as a slow writer would) and return
+    its id."""
     row = conn.execute("INSERT INTO metrics (experiment_id, key, step, value, time) "
-                       "VALUES (%s, 'train/loss', %s, 1.0, 1.0) RETURNING id", (exp_id, step)).fetchone()
+                       "VALUES (%s, 'train/loss', %s, 1.0, 1.0) RETURNING id",
+                       (exp_id, step)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -167,7 +172,8 @@ def test_the_dashboard_poller_reads_again_after_losing_its_connections(pg_url: s
             with pytest.raises(StoreError, match="lost the connection"):
                 poller.poll()
             result = poller.poll()                               # reconnects, reads what it missed
-            assert result is not None and [(m.experiment_id, m.step) for m in result.metrics] == [(e.id, 1)]
+            assert result is not None
+            assert [(m.experiment_id, m.step) for m in result.metrics] == [(e.id, 1)]
             assert poller.poll() is None and poller.poll() is None   # and is quiet again
         finally:
             poller.close()
@@ -202,7 +208,8 @@ os.kill(os.getpid(), signal.SIGSTOP)   # stopped inside the transaction, like a 
 def test_a_process_stopped_inside_a_transaction_blocks_no_claim_and_is_cut_off(pg_url: str) -> None:
     with open_store(pg_url) as store:
         first, second = store.add_experiments([spec(1, priority=5), spec(2)])
-    proc = subprocess.Popen([sys.executable, "-c", STOPPED_HOLDER, pg_url, str(first.id), "2"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_HOLDER, pg_url, str(first.id), "2"],
+                            cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
@@ -243,7 +250,8 @@ def test_store_sessions_set_their_timeouts(pg_url: str) -> None:
         assert settings == {"idle_in_transaction_session_timeout": "30s", "lock_timeout": "30s"}
 
 
-def test_leases_use_the_server_clock_not_this_box(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_leases_use_the_server_clock_not_this_box(pg_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with psycopg.connect(pg_url) as conn:
         row = conn.execute("SELECT extract(epoch FROM now())::float8").fetchone()
         assert row is not None
@@ -292,7 +300,8 @@ def test_processes_opening_a_fresh_database_together_migrate_it_once(pg_url: str
 def test_a_newer_schema_is_refused_and_left_alone(pg_url: str) -> None:
     open_store(pg_url).close()
     with psycopg.connect(pg_url) as conn:
-        conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,))
+        conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'",
+                     (SCHEMA_VERSION + 1,))
     with pytest.raises(StoreError, match="newer than this optical-tui understands"):
         open_store(pg_url)
     with psycopg.connect(pg_url) as conn:
@@ -320,7 +329,8 @@ def test_a_read_only_server_gives_a_store_error_and_writes_nothing(pg_url: str) 
 # --------------------------------------------------------------------------- opening
 
 
-def test_bad_urls_and_unreachable_servers_are_one_clear_error(pg_server: PgServer, pg_url: str) -> None:
+def test_bad_urls_and_unreachable_servers_are_one_clear_error(pg_server: PgServer,
+                                                              pg_url: str) -> None:
     password = pg_server.password
     wrong = pg_url.replace(f":{password}@", ":not-the-password@")
     cases = {

@@ -13,7 +13,7 @@ import sqlite_utils
 
 from engine.errors import ConfigError, ExperimentNotFound
 from engine.statuses import EventKind, Status
-from engine.store import NewExperiment, Store, open_store, postgres, sqlite
+from engine.store import NewExperiment, Store, open_store, postgres_schema, sqlite_schema
 from engine.store.copy import copy_study
 from engine.tags import parse_changes, parse_tags
 
@@ -91,7 +91,7 @@ def test_tags_and_notes_survive_db_copy_sqlite_postgres_sqlite(tmp_path: Path, p
 def test_an_sqlite_database_from_before_tags_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
     conn = sqlite3.connect(path)
-    for migrate in sqlite.MIGRATIONS[:4]:
+    for migrate in sqlite_schema.MIGRATIONS[:4]:
         migrate(sqlite_utils.Database(conn))
     conn.execute(
         "INSERT INTO experiments (id, name, ratio, seed, priority, status, config, created_at) "
@@ -103,7 +103,7 @@ def test_an_sqlite_database_from_before_tags_upgrades(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with open_store(path) as s:
-        assert s.schema_version() == sqlite.SCHEMA_VERSION == 5
+        assert s.schema_version() == sqlite_schema.SCHEMA_VERSION == 5
         (old,) = s.list_experiments()
         assert (old.name, old.tags, old.note) == ("old", (), "")
         assert s.retag([1], add=("legacy",))[0].tags == ("legacy",)
@@ -111,7 +111,7 @@ def test_an_sqlite_database_from_before_tags_upgrades(tmp_path: Path) -> None:
 
 def test_a_postgres_database_from_before_tags_upgrades(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(postgres.MIGRATIONS[0])
+        conn.execute(postgres_schema.MIGRATIONS[0])
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', 1)")
         conn.execute(
             "INSERT INTO experiments (name, ratio, seed, status, config, created_at) "
@@ -119,7 +119,7 @@ def test_a_postgres_database_from_before_tags_upgrades(pg_url: str) -> None:
             (Status.DONE.value,),
         )
     with open_store(pg_url) as s:
-        assert s.schema_version() == postgres.SCHEMA_VERSION == 2
+        assert s.schema_version() == postgres_schema.SCHEMA_VERSION == 2
         (old,) = s.list_experiments()
         assert (old.name, old.tags, old.note) == ("old", (), "")
         assert s.annotate(old.id, "from v1").note == "from v1"
