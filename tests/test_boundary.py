@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _loaded_after(imports: str) -> set[str]:
     code = f"import sys; {imports}; print(' '.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
     return set(out.stdout.split())
 
 
@@ -49,6 +50,7 @@ def test_source_level_boundaries():
             checked += 1
             assert not sql.search(text), f"{p} contains SQL (only the engine/store/ package may)"
             assert "import sqlite3" not in text, f"{p} talks to SQLite directly"
-            assert not re.search(r"^\s*(import|from)\s+psycopg\b", text, re.MULTILINE), f"{p} talks to PostgreSQL"
+            assert not re.search(r"^\s*(import|from)\s+psycopg\b", text,
+                                 re.MULTILINE), f"{p} talks to PostgreSQL"
     assert checked > 20  # the glob found the engine's modules
     assert sql.search((store / "sqlite.py").read_text())  # and the pattern does match real SQL

@@ -20,5 +20,6 @@ from engine.data.loaders import (
 )
 
 __all__ = ["BitextPair", "Candidate", "LangSet", "ParallelQA", "Question", "SquadQA", "load_bitext",
-           "load_lareqa", "load_parallel_jsonl", "load_parallel_qa", "load_training_qa", "load_xquad",
+           "load_lareqa", "load_parallel_jsonl", "load_parallel_qa", "load_training_qa",
+           "load_xquad",
            "resolve_data_dir"]

@@ -65,7 +65,8 @@ CHECKSUMS: dict[str, str] = {
 def source_url(rel: str) -> str:
     """The official URL of one file of the layout (e.g. "mlqa-r/ar.json")."""
     folder, name = rel.split("/", 1)
-    base = {"mlqa-r": _MLQA_R, "xquad-r": _XQUAD_R, "xquad": _XQUAD, "tatoeba-laser": _TATOEBA}[folder]
+    base = {"mlqa-r": _MLQA_R, "xquad-r": _XQUAD_R, "xquad": _XQUAD,
+            "tatoeba-laser": _TATOEBA}[folder]
     return f"{base}/{name}"
 
 
@@ -109,7 +110,8 @@ def download(
                 on_file(rel, "skipped")
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                        suffix=".part")
         tmp = Path(tmp_name)
         try:
             h = hashlib.sha256()
@@ -118,7 +120,8 @@ def download(
                     h.update(chunk)
                     out.write(chunk)
             if h.hexdigest() != digest:
-                raise DataMissing(f"checksum mismatch for {url}: got {h.hexdigest()}, expected {digest}")
+                raise DataMissing(f"checksum mismatch for {url}: got {h.hexdigest()}, expected "
+                                  f"{digest}")
             os.replace(tmp, target)
         except (urllib.error.URLError, OSError) as exc:
             raise DataMissing(f"could not download {url}: {exc}") from None

@@ -135,8 +135,11 @@ def clean_training_set(s: LangSet) -> LangSet:
     """A LAReQA language set (XQuAD-R, for training and dev only) with `clean_training_text` applied."""
     if s.lang not in CJK_SPACED_LANGS:
         return s
-    return LangSet(s.lang, tuple(Question(q.id, q.lang, clean_training_text(q.text, s.lang)) for q in s.questions),
-                   tuple(Candidate(c.lang, c.paragraph, c.sentence, clean_training_text(c.text, s.lang), c.context)
+    return LangSet(s.lang,
+                   tuple(Question(q.id, q.lang, clean_training_text(q.text, s.lang))
+                         for q in s.questions),
+                   tuple(Candidate(c.lang, c.paragraph, c.sentence,
+                                   clean_training_text(c.text, s.lang), c.context)
                          for c in s.candidates), s.answer)
 
 
@@ -256,7 +259,8 @@ def _paragraphs(doc: Any, path: str) -> list[dict[str, Any]]:
         if not isinstance(paras, list):
             raise _malformed(path, f"article {a} has no 'paragraphs' list")
         for p in paras:
-            ok = isinstance(p, dict) and isinstance(p.get("context"), str) and isinstance(p.get("qas"), list)
+            ok = isinstance(p, dict) and isinstance(p.get("context"),
+                                                    str) and isinstance(p.get("qas"), list)
             if not ok:
                 raise _malformed(path, f"article {a}: a paragraph lacks 'context' or 'qas'")
             out.append(p)
@@ -285,13 +289,17 @@ def _parse_lareqa(path: str, mtime: int, size: int, lang: str) -> LangSet:
     answer: dict[str, int] = {}
     for pi, p in enumerate(_paragraphs(_read_json(path, mtime, size), path)):
         sents, breaks = p.get("sentences"), p.get("sentence_breaks")
-        if not (isinstance(sents, list) and isinstance(breaks, list) and len(sents) == len(breaks) and sents):
-            raise _malformed(path, f"paragraph {pi}: 'sentences'/'sentence_breaks' missing or unequal")
+        if not (isinstance(sents, list) and isinstance(breaks, list) and len(sents) == len(breaks)
+                and sents):
+            raise _malformed(path,
+                             f"paragraph {pi}: 'sentences'/'sentence_breaks' missing or unequal")
         try:
             starts = [int(b[0]) for b in breaks]
             ends = [int(b[1]) for b in breaks]
         except (TypeError, ValueError, IndexError):
-            raise _malformed(path, f"paragraph {pi}: sentence_breaks must be [start, end] pairs") from None
+            raise _malformed(path,
+                             f"paragraph {pi}: sentence_breaks must be [start, end] "
+                             "pairs") from None
         first = len(candidates)
         for si, s in enumerate(sents):
             candidates.append(Candidate(lang, pi, si, str(s), p["context"]))
@@ -300,7 +308,8 @@ def _parse_lareqa(path: str, mtime: int, size: int, lang: str) -> LangSet:
             if qid in answer:
                 raise _malformed(path, f"duplicate question id {qid}")
             if not 0 <= start <= len(p["context"]):
-                raise _malformed(path, f"question {qid}: answer_start {start} outside its paragraph")
+                raise _malformed(path,
+                                 f"question {qid}: answer_start {start} outside its paragraph")
             # The sentence whose span contains answer_start (the last one starting at or before it).
             si = max(0, bisect.bisect_right(starts, start) - 1)
             if start >= ends[si] and si + 1 < len(starts):
@@ -315,9 +324,11 @@ def load_lareqa(
 ) -> dict[str, LangSet]:
     """{lang: LangSet} for "mlqa-r" or "xquad-r" (default: all seven MLQA languages)."""
     if dataset not in LAREQA_DATASETS:
-        raise ConfigError(f"unknown LAReQA dataset {dataset!r}; valid: {', '.join(LAREQA_DATASETS)}")
+        raise ConfigError(f"unknown LAReQA dataset {dataset!r}; valid: "
+                          f"{', '.join(LAREQA_DATASETS)}")
     chosen = _check_langs(langs)
-    return {lang: _parse_lareqa(*_stat(lareqa_path(dataset, lang, data_dir)), lang) for lang in chosen}
+    return {lang: _parse_lareqa(*_stat(lareqa_path(dataset, lang, data_dir)), lang)
+            for lang in chosen}
 
 
 def load_parallel_qa(
@@ -336,7 +347,8 @@ def load_parallel_qa(
     chosen = _check_langs(langs)
     if not chosen:
         raise ConfigError("load_parallel_qa: name at least one language")
-    sets = {lang: clean_training_set(s) for lang, s in load_lareqa(dataset, chosen, data_dir).items()}
+    sets = {lang: clean_training_set(s)
+            for lang, s in load_lareqa(dataset, chosen, data_dir).items()}
     texts = {lang: {q.id: q.text for q in s.questions} for lang, s in sets.items()}
     paragraphs: dict[str, dict[int, list[int]]] = {}
     for lang, s in sets.items():
@@ -345,7 +357,8 @@ def load_parallel_qa(
             by_para.setdefault(c.paragraph, []).append(ci)
     kept = [q for q in sets[chosen[0]].questions if all(q.id in texts[lang] for lang in chosen)]
     # An answer sentence is (language, candidate index): the same index is the same sentence.
-    groups = _union_groups([q.id for q in kept], [[(lang, sets[lang].answer[q.id]) for lang in chosen]
+    groups = _union_groups([q.id for q in kept],
+                           [[(lang, sets[lang].answer[q.id]) for lang in chosen]
                                                   for q in kept])
     out = []
     for q in kept:
@@ -353,7 +366,8 @@ def load_parallel_qa(
         for lang in chosen:
             s, ai = sets[lang], sets[lang].answer[q.id]
             answers[lang] = s.candidates[ai].text
-            negatives[lang] = tuple(s.candidates[ci].text for ci in paragraphs[lang][s.candidates[ai].paragraph]
+            negatives[lang] = tuple(s.candidates[ci].text
+                                    for ci in paragraphs[lang][s.candidates[ai].paragraph]
                                     if ci != ai)
         questions = {lang: texts[lang][q.id] for lang in chosen}
         out.append(ParallelQA(q.id, MappingProxyType(questions), MappingProxyType(answers),
@@ -433,7 +447,8 @@ def _parse_jsonl(path: str, _mtime: int, _size: int) -> tuple[ParallelQA, ...]:
         more = f"; … and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         raise DataMissing(f"training file {path}: {len(problems)} malformed line(s): "
                           + "; ".join(problems[:_MAX_LISTED]) + more
-                          + ' (each line: {"id": "…", "question": {"en": "…"}, "answer": {"en": "…"}})')
+                          + ' (each line: {"id": "…", "question": {"en": "…"}, "answer": {"en": '
+                            '"…"}})')
     if not records:
         raise DataMissing(f"training file {path} holds no records")
     return tuple(records)
@@ -450,7 +465,8 @@ def load_parallel_jsonl(path: str | Path, langs: Iterable[str]) -> list[Parallel
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise DataMissing(f"training file not found: {p} (data.train_file: an absolute path, or one "
+        raise DataMissing(f"training file not found: {p} (data.train_file: an absolute path, or "
+                          "one "
                           "relative to the data folder)") from None
     if not p.is_file():
         raise DataMissing(f"training file is not a file: {p}")
@@ -461,17 +477,21 @@ def load_parallel_jsonl(path: str | Path, langs: Iterable[str]) -> list[Parallel
             seen[lang] = seen.get(lang, 0) + 1
         if all(lang in rec.question and lang in rec.answer for lang in chosen):
             out.append(ParallelQA(rec.id, MappingProxyType({lg: rec.question[lg] for lg in chosen}),
-                                  MappingProxyType({lg: rec.answer[lg] for lg in chosen}), rec.group,
-                                  MappingProxyType({lg: rec.negatives.get(lg, ()) for lg in chosen})))
+                                  MappingProxyType({lg: rec.answer[lg] for lg in chosen}),
+                                  rec.group,
+                                  MappingProxyType({lg: rec.negatives.get(lg, ())
+                                                    for lg in chosen})))
     # Records with the same "group", or else the same normalised answer text in some language,
     # share an answer: one group, so a batch never holds both (engine/batching.py).
     groups = _union_groups([r.id for r in out], [[("group", r.group)] if r.group else
-                                                 [(lg, normalise_answer(r.answer[lg])) for lg in chosen]
+                                                 [(lg, normalise_answer(r.answer[lg]))
+                                                  for lg in chosen]
                                                  for r in out])
     out = [dataclasses.replace(r, group=groups[r.id]) for r in out]
     if not out:
         found = ", ".join(f"{lang} ({n})" for lang, n in sorted(seen.items())) or "none"
-        raise DataMissing(f"training file {p}: no record has a question and an answer in every training "
+        raise DataMissing(f"training file {p}: no record has a question and an answer in every "
+                          "training "
                           f"language ({', '.join(chosen)}); records per language: {found}")
     return out
 
@@ -501,7 +521,8 @@ def load_xquad(
     langs: Iterable[str] | None = None, data_dir: str | Path | None = None
 ) -> dict[str, tuple[SquadQA, ...]]:
     """{lang: questions} from plain XQuAD (SQuAD v1.1 format; ids shared across languages)."""
-    return {lang: _parse_squad(*_stat(xquad_path(lang, data_dir)), lang) for lang in _check_langs(langs)}
+    return {lang: _parse_squad(*_stat(xquad_path(lang, data_dir)), lang)
+            for lang in _check_langs(langs)}
 
 
 def load_bitext(langs: Iterable[str], data_dir: str | Path | None = None) -> list[BitextPair]:
@@ -552,8 +573,10 @@ def data_status(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
         for lang in MLQA_LANGS:
             def count(ds: str = ds, lang: str = lang) -> dict[str, Any]:
                 s = load_lareqa(ds, [lang], root)[lang]
-                out: dict[str, Any] = {"questions": len(s.questions), "candidates": len(s.candidates)}
-                if lang in CJK_SPACED_LANGS:  # the raw files' count; training removes them (XQuAD-R)
+                out: dict[str, Any] = {"questions": len(s.questions),
+                                       "candidates": len(s.candidates)}
+                # the raw files' count; training removes them (XQuAD-R)
+                if lang in CJK_SPACED_LANGS:
                     answers = {s.candidates[i].text for i in s.answer.values()}
                     out["cjk_spaced_answers"] = sum(cjk_spaces(a) > 0 for a in answers)
                     out["answers"] = len(answers)
@@ -561,7 +584,8 @@ def data_status(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
             rows.append(_status_row(ds, lang, [lareqa_path(ds, lang, root)], count))
     for lang in MLQA_LANGS:
         rows.append(_status_row("xquad", lang, [xquad_path(lang, root)],
-                                lambda lang=lang: {"questions": len(load_xquad([lang], root)[lang])}))
+                                lambda lang=lang: {"questions": len(load_xquad([lang],
+                                                                               root)[lang])}))
     for lang in TATOEBA_CODES:
         rows.append(_status_row("tatoeba", lang, list(tatoeba_paths(lang, root)),
                                 lambda lang=lang: {"pairs": len(load_bitext([lang], root))}))

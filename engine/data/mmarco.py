@@ -62,11 +62,13 @@ def triples_of(triples: Path, limit: int) -> dict[str, tuple[str, str]]:
     return out
 
 
-def convert(root: Path, langs: Sequence[str], out: Path, limit: int, translation: str = "google") -> int:
+def convert(root: Path, langs: Sequence[str], out: Path, limit: int,
+            translation: str = "google") -> int:
     """Write the JSONL; returns the number of records written."""
     bad = [lang for lang in langs if lang not in MMARCO_NAMES]
     if bad or not langs:
-        raise ConfigError(f"--langs: {', '.join(bad) or 'none given'}; valid: {', '.join(MMARCO_NAMES)}")
+        raise ConfigError(f"--langs: {', '.join(bad) or 'none given'}; valid: "
+                          f"{', '.join(MMARCO_NAMES)}")
     triples = triples_of(root / "triples.train.ids.small.tsv", limit)
     wanted_pids = {pid for pair in triples.values() for pid in pair}
     questions: dict[str, dict[str, str]] = {}
@@ -74,8 +76,10 @@ def convert(root: Path, langs: Sequence[str], out: Path, limit: int, translation
     for lang in langs:
         name = MMARCO_NAMES[lang]
         questions[lang] = {q: t for q, t in _tsv(root / translation / "queries" / "train" /
-                                                  f"{name}_queries.train.tsv") if q in triples and t}
-        passages[lang] = {p: t for p, t in _tsv(root / translation / "collections" / f"{name}_collection.tsv")
+                                                  f"{name}_queries.train.tsv") if q in triples
+                           and t}
+        passages[lang] = {p: t
+                          for p, t in _tsv(root / translation / "collections" / f"{name}_collection.tsv")
                           if p in wanted_pids and t}
     n = 0
     tmp = out.with_name(f".{out.name}.tmp")
@@ -97,13 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.data.mmarco", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, required=True, help="the dataset's data/ folder")
-    p.add_argument("--langs", default="en,de,es,zh", help="comma-separated MLQA codes (default: en,de,es,zh)")
+    p.add_argument("--langs", default="en,de,es,zh",
+                   help="comma-separated MLQA codes (default: en,de,es,zh)")
     p.add_argument("--limit", type=int, default=20000, help="query ids to take (default 20000)")
     p.add_argument("--translation", default="google", choices=("google", "helsinki"))
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     try:
-        n = convert(args.root, [x.strip() for x in args.langs.split(",") if x.strip()], args.out, args.limit,
+        n = convert(args.root, [x.strip() for x in args.langs.split(",") if x.strip()], args.out,
+                    args.limit,
                     args.translation)
     except (ConfigError, DataMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -76,12 +76,14 @@ def start_detached(db: str, options: WorkerOptions,
     old = read_pid_file(pid_path) if pid_path.exists() else None
     if old is not None and _is_worker(old):
         raise ConfigError(f"a detached worker for {options.device} on this database is already "
-                          f"running (pid {old}, log {log_path}); stop it with `optical worker stop` first")
+                          f"running (pid {old}, log {log_path}); stop it with `optical worker "
+                          "stop` first")
     options = options.replace(pid_file=str(pid_path), log_path=str(log_path))
     cmd, env = engine_command(module, db_arg, *options.argv())
     try:
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL,
                                     start_new_session=True, env=env, cwd=str(log_path.parent))
         # A stale or garbage pid file from a dead worker is simply replaced.
         pid_path.write_text(f"{proc.pid}\n")
@@ -94,7 +96,8 @@ def start_detached(db: str, options: WorkerOptions,
     return proc.pid, log_path, pid_path
 
 
-def worker_rows(store: Store, lease_s: float, include_stopped: bool = False) -> list[dict[str, Any]]:
+def worker_rows(store: Store, lease_s: float,
+                include_stopped: bool = False) -> list[dict[str, Any]]:
     """Workers with their heartbeat age and state: alive, stale (no heartbeat within the lease,
     or its process is gone on this host), stopping (stop requested), stopped, or gone (silent for
     GONE_AFTER_LEASES leases, whether or not a worker has marked it yet). The live view
@@ -114,7 +117,10 @@ def worker_rows(store: Store, lease_s: float, include_stopped: bool = False) -> 
             state = WorkerState.STALE
         else:
             state = WorkerState.STOPPING if w.stop_requested else WorkerState.ALIVE
-        rows.append({"id": w.id, "host": w.host, "pid": w.pid, "device": w.device, "status": w.status,
-                     "experiment_id": w.experiment_id, "heartbeat_age_s": round(age, 1), "state": state,
-                     "started_at": w.started_at, "stop_requested": w.stop_requested, "log_path": w.log_path})
+        rows.append({"id": w.id, "host": w.host, "pid": w.pid, "device": w.device,
+                     "status": w.status,
+                     "experiment_id": w.experiment_id, "heartbeat_age_s": round(age, 1),
+                     "state": state,
+                     "started_at": w.started_at, "stop_requested": w.stop_requested,
+                     "log_path": w.log_path})
     return rows

@@ -112,15 +112,19 @@ def check_plan(plan: SlurmPlan, executor: str) -> None:
     if plan.gpus < 1:
         raise ConfigError(f"--gpus {plan.gpus}: at least 1")
     if executor == "slurm" and (not is_url(plan.db) or sqlite_path(plan.db) is not None):
-        raise ConfigError(f"--db {plan.db}: Slurm tasks run on other nodes and need a database server they all "
-                          "reach (--db postgresql://…; start one with `optical db serve`); an SQLite file on a "
+        raise ConfigError(f"--db {plan.db}: Slurm tasks run on other nodes and need a database "
+                          "server they all "
+                          "reach (--db postgresql://…; start one with `optical db serve`); an "
+                          "SQLite file on a "
                           "shared filesystem is not safe with many writers")
 
 
 def sbatch_script(plan: SlurmPlan) -> str:
     """The sbatch file submitit would write for this plan (what `--dry-run` shows)."""
-    submit_cmd = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(plan.logs))])
-    return submitit_slurm._make_sbatch_string(command=submit_cmd, folder=plan.logs, map_count=plan.gpus,
+    submit_cmd = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
+                           shlex.quote(str(plan.logs))])
+    return submitit_slurm._make_sbatch_string(command=submit_cmd, folder=plan.logs,
+                                              map_count=plan.gpus,
                                               **plan.sbatch_parameters())
 
 
@@ -140,7 +144,8 @@ class WorkerTask:
 
         previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
+            previous = {s: signal.signal(s, forward)
+                        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
         try:
             code = proc.wait()
         finally:
@@ -157,7 +162,8 @@ def make_executor(kind: str, plan: SlurmPlan) -> submitit.Executor:
         try:
             executor: submitit.Executor = submitit.SlurmExecutor(folder=plan.logs)
         except RuntimeError as exc:  # no srun on this machine
-            raise ConfigError(f"cannot submit to Slurm from here: {exc} (--dry-run shows the job script)") from None
+            raise ConfigError(f"cannot submit to Slurm from here: {exc} (--dry-run shows the job "
+                              "script)") from None
         executor.update_parameters(**plan.sbatch_parameters())
         return executor
     if kind == "local":

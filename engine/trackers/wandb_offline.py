@@ -40,7 +40,8 @@ def write_wandb(runs: Sequence[RunRecord], out: Path, project: str = PROJECT) ->
         e = run.experiment
         w = wandb.init(dir=str(out), project=project, group=e.name, name=run.label, id=run_id(run),
                        config={**run.experiment.config, "ratio": e.ratio, "seed": e.seed},
-                       tags=[e.name[:64], str(e.status)], job_type="optical-export", settings=settings,
+                       tags=[e.name[:64], str(e.status)], job_type="optical-export",
+                       settings=settings,
                        reinit="create_new")
         try:
             rows: dict[int, dict[str, float]] = defaultdict(dict)

@@ -10,7 +10,8 @@ import typer
 
 from optical_tui.console import console, print_json
 
-data_app = typer.Typer(help="Check or download the benchmark and training data.", no_args_is_help=True)
+data_app = typer.Typer(help="Check or download the benchmark and training data.",
+                       no_args_is_help=True)
 
 _DATA_DIR_HELP = "Data folder (default: env OPTICAL_DATA, else ./data)."
 _STATUS_STYLE = {"ok": "green", "missing": "red", "malformed": "red", "unexpected counts": "yellow"}
@@ -37,7 +38,8 @@ def missing_folder_hint(root: Path, *, from_option: bool) -> str:
 
 @data_app.command("check")
 def check(
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help=_DATA_DIR_HELP, show_default=False)] = None,
+    data_dir: Annotated[Path | None,
+                        typer.Option("--data-dir", help=_DATA_DIR_HELP, show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Report, per dataset and language, whether the files are present, parse, and have the published counts.
@@ -57,7 +59,9 @@ def check(
 
         table = Table(title=f"data in {root}", title_justify="left")
         for col in ("dataset", "lang", "status", "questions", "candidates", "pairs"):
-            table.add_column(col, justify="right" if col in ("questions", "candidates", "pairs") else "left")
+            table.add_column(col,
+                             justify="right" if col in ("questions", "candidates", "pairs")
+                             else "left")
         for r in rows:
             style = _STATUS_STYLE.get(r["status"], "")
             table.add_row(r["dataset"], r["lang"], f"[{style}]{r['status']}[/{style}]",
@@ -66,11 +70,14 @@ def check(
         for r in rows:
             if r.get("cjk_spaced_answers") is not None:
                 use = "removed from training text" if r["dataset"] == "xquad-r" else "evaluation text, kept as is"
-                console.print(f"{r['dataset']}/{r['lang']}: {r['cjk_spaced_answers']} of {r['answers']} distinct "
-                              f"answer sentences have spaces between CJK characters ({use})", markup=False)
+                console.print(f"{r['dataset']}/{r['lang']}: {r['cjk_spaced_answers']} of "
+                              f"{r['answers']} distinct "
+                              f"answer sentences have spaces between CJK characters ({use})",
+                              markup=False)
         for r in rows:
             if r["status"] != "ok" and folder is None:
-                console.print(f"{r['dataset']}/{r['lang']}: {r['error'] or r['status'] + ': ' + r['path']}",
+                console.print(f"{r['dataset']}/{r['lang']}: "
+                              f"{r['error'] or r['status'] + ': ' + r['path']}",
                               markup=False)
         if folder is not None:  # one cause for every row above: say it, not 20 missing files
             console.print(folder, markup=False)
@@ -82,8 +89,11 @@ def check(
 
 @data_app.command("download")
 def download(
-    dest: Annotated[Path | None, typer.Option("--dest", help=_DATA_DIR_HELP, show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-download files that are already present.")] = False,
+    dest: Annotated[Path | None,
+                    typer.Option("--dest", help=_DATA_DIR_HELP, show_default=False)] = None,
+    force: Annotated[bool,
+                     typer.Option("--force",
+                                  help="Re-download files that are already present.")] = False,
 ) -> None:
     """Fetch MLQA-R, XQuAD-R (LAReQA), XQuAD (DeepMind) and Tatoeba (LASER) from their pinned
     official commits, verifying each file's SHA-256. Needs internet access; files already present

@@ -69,7 +69,8 @@ class CliReporter:
         new = {k: v for k, v in values.items() if (str(k), int(step)) not in self._written}
         self._written.update((str(k), int(step)) for k in new)
         with open(self._metrics_file, "a", encoding="utf-8") as fh:
-            fh.writelines(json.dumps({"step": step, "key": str(key), "value": value, "time": time.time()}) + "\n"
+            fh.writelines(json.dumps({"step": step, "key": str(key), "value": value,
+                                      "time": time.time()}) + "\n"
                           for key, value in new.items())
         if self._progress is not None and self._task is not None:
             quick = metric_key(Split.QUICK, PRIMARY_SETTING, MACRO, PRIMARY_METRIC)
@@ -85,9 +86,11 @@ class CliReporter:
 
     def event(self, kind: str, message: str) -> None:
         if self._progress is not None:
-            colour = {EventKind.WARNING: "yellow", EventKind.CHECKPOINT: "cyan", EventKind.EVAL: "green"}.get(
+            colour = {EventKind.WARNING: "yellow", EventKind.CHECKPOINT: "cyan",
+                      EventKind.EVAL: "green"}.get(
                 EventKind(kind) if kind in set(EventKind) else EventKind.INFO, "white")
-            self._progress.console.print(f"[{colour}]{kind:>10}[/{colour}] {message}", markup=True, highlight=False)
+            self._progress.console.print(f"[{colour}]{kind:>10}[/{colour}] {message}", markup=True,
+                                         highlight=False)
 
     def progress(self, step: int, total: int) -> None:
         self.final_step = step
@@ -119,19 +122,34 @@ def _points_in(path: Path) -> set[tuple[str, int]]:
 
 def summary_table(values: Mapping[str, float], cfg: Any) -> Table:
     """The final evaluation as query language × setting: the full benchmark when it ran."""
-    split = Split.FULL if any(k.startswith(split_prefix(Split.FULL)) for k in values) else Split.QUICK
+    split = Split.FULL if any(k.startswith(split_prefix(Split.FULL))
+                              for k in values) else Split.QUICK
     groups = {"high": tuple(cfg.eval.high), "low": tuple(cfg.eval.low)}
     zero_shot = [x for x in cfg.eval.langs if x not in cfg.data.train_langs]
-    table = lang_setting_table(values.get, split, cfg.eval.langs, cfg.eval.settings, groups, zero_shot=zero_shot)
+    table = lang_setting_table(values.get, split, cfg.eval.langs, cfg.eval.settings, groups,
+                               zero_shot=zero_shot)
     scope = "full MLQA-R" if split == Split.FULL else "MLQA-R quick subset"
     return lang_setting_rich(table, f"{scope} at the last step (* zero-shot)")
 
 
 def run(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set train.steps=20. Repeatable.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl). Default: runs/<config>-<ratio>-s<seed>-<hash>; rerunning resumes.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="No live display; print the outcome and final metrics as JSON.")] = False,
+    config: Annotated[Path | None,
+                      typer.Option("--config", "-c",
+                                   help="TOML file overriding the defaults (see "
+                                        "configs/).")] = None,
+    overrides: Annotated[list[str] | None,
+                         typer.Option("--set",
+                                      help="Override one key, e.g. --set train.steps=20. "
+                                           "Repeatable.")] = None,
+    out: Annotated[Path | None,
+                   typer.Option("--out", "-o",
+                                help="Run directory (checkpoints, metrics.jsonl). Default: "
+                                     "runs/<config>-<ratio>-s<seed>-<hash>; rerunning "
+                                     "resumes.")] = None,
+    as_json: Annotated[bool,
+                       typer.Option("--json",
+                                    help="No live display; print the outcome and final metrics as "
+                                         "JSON.")] = False,
 ) -> None:
     """Train and evaluate one experiment in the foreground (resumes from the run directory's checkpoint)."""
     cfg = load_config(config, overrides or [])
@@ -141,8 +159,10 @@ def run(
     from engine.train import run_training  # heavy (torch, transformers, POT): only when running
 
     progress = None if as_json else Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console, transient=False)
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
+        transient=False)
     reporter = CliReporter(run_dir, progress)
 
     def on_sigint(_sig: int, _frame: Any) -> None:
@@ -170,7 +190,8 @@ def run(
     else:
         console.print(summary_table(reporter.latest, cfg))
         if status == RunOutcome.STOPPED:
-            console.print(f"stopped at step {reporter.final_step}; rerun the same command to resume")
+            console.print(f"stopped at step {reporter.final_step}; rerun the same command to "
+                          "resume")
     if status == RunOutcome.STOPPED:
         raise typer.Exit(130)
 

@@ -25,7 +25,8 @@ LANGS = tuple(MLQA_R_COUNTS)
 
 def test_mlqa_r_counts_match_published(data_dir: Path) -> None:
     sets = data.load_lareqa("mlqa-r", data_dir=data_dir)
-    assert {lang: (len(s.questions), len(s.candidates)) for lang, s in sets.items()} == MLQA_R_COUNTS
+    assert {lang: (len(s.questions), len(s.candidates))
+            for lang, s in sets.items()} == MLQA_R_COUNTS
     assert sum(len(s.questions) for s in sets.values()) == 4199
     assert sum(len(s.candidates) for s in sets.values()) == 20534
 
@@ -49,7 +50,8 @@ def test_answer_is_the_sentence_containing_answer_start(data_dir: Path, dataset:
                     start = qa["answers"][0]["answer_start"]
                     hits = [i for i, (b, e) in enumerate(p["sentence_breaks"]) if b <= start < e]
                     assert len(hits) == 1
-                    expected[qa["id"]] = (p["sentences"][hits[0]], p["context"], qa["answers"][0]["text"])
+                    expected[qa["id"]] = (p["sentences"][hits[0]], p["context"],
+                                          qa["answers"][0]["text"])
         assert set(s.answer) == set(expected) == {q.id for q in s.questions}
         contained = 0
         for q in s.questions:
@@ -89,7 +91,8 @@ def test_parallel_qa(data_dir: Path) -> None:
     assert first.question["zh"] == next(q.text for q in sets["zh"].questions if q.id == first.id)
     assert first.answer["en"] == sets["en"].candidates[sets["en"].answer[first.id]].text
     assert "308" in first.answer["en"] and "308" in first.answer["zh"]
-    assert [p.id for p in pairs] == [q.id for q in sets["en"].questions]  # file order, deterministic
+    # file order, deterministic
+    assert [p.id for p in pairs] == [q.id for q in sets["en"].questions]
     # MLQA-R is only partly parallel: the intersection is smaller than either language.
     assert 0 < len(data.load_parallel_qa("mlqa-r", ("de", "zh"), data_dir)) < 504
 
@@ -143,7 +146,8 @@ def test_checksum_table_matches_shared_files(data_dir: Path) -> None:
                  for p in data.tatoeba_paths(lang, data_dir)}
     assert set(CHECKSUMS) == expected
     for rel, url, _ in planned_files():
-        assert url.startswith("https://raw.githubusercontent.com/") and url.endswith(rel.split("/", 1)[1])
+        assert url.startswith("https://raw.githubusercontent.com/") and url.endswith(rel.split("/",
+                                                                                               1)[1])
 
 
 def test_download_keeps_verified_files_without_network(data_dir: Path) -> None:
@@ -183,8 +187,10 @@ def _lareqa_doc(**para_overrides: object) -> str:
         "context": "One two. Three four.",
         "sentences": ["One two.", "Three four."],
         "sentence_breaks": [[0, 8], [9, 20]],
-        "qas": [{"id": "q1", "question": "Which?", "answers": [{"text": "four", "answer_start": 15}]},
-                {"id": "q2", "question": "Gap?", "answers": [{"text": "Three", "answer_start": 8}]}],
+        "qas": [{"id": "q1", "question": "Which?",
+                 "answers": [{"text": "four", "answer_start": 15}]},
+                {"id": "q2", "question": "Gap?",
+                 "answers": [{"text": "Three", "answer_start": 8}]}],
     }
     para.update(para_overrides)
     return json.dumps({"version": "1", "data": [{"title": "t", "paragraphs": [para]}]})
@@ -207,7 +213,8 @@ def test_small_lareqa_file_by_hand(tmp_path: Path) -> None:
         (_lareqa_doc(sentence_breaks=[[0, 8]]), "sentence_breaks"),
         (_lareqa_doc(sentence_breaks=[0, 8]), "pairs"),
         (_lareqa_doc(qas=[{"id": "q", "question": "?"}]), "answers"),
-        (_lareqa_doc(qas=[{"id": "q", "question": "?", "answers": [{"text": "x", "answer_start": 99}]}]),
+        (_lareqa_doc(qas=[{"id": "q", "question": "?",
+                           "answers": [{"text": "x", "answer_start": 99}]}]),
          "outside"),
     ],
 )
@@ -265,7 +272,8 @@ def _record(qid: str, langs: tuple[str, ...] = ("en", "de")) -> str:
 
 def test_jsonl_records_in_file_order_restricted_to_the_languages(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.jsonl", "\n".join([
-        _record("b", ("en", "de", "zh")), "", _record("a"), _record("only-en", ("en",)), "  "]) + "\n")
+        _record("b", ("en", "de", "zh")), "", _record("a"), _record("only-en", ("en",)), "  "])
+                  + "\n")
     recs = data.load_parallel_jsonl(path, ("en", "de"))
     assert [r.id for r in recs] == ["b", "a"]  # file order; blank lines and partial records skipped
     assert dict(recs[0].question) == {"en": "b question en?", "de": "b question de?"}
@@ -273,7 +281,10 @@ def test_jsonl_records_in_file_order_restricted_to_the_languages(tmp_path: Path)
     # Relative paths are resolved against the data folder (data.train_file).
     assert data.train_file_path("train.jsonl", tmp_path) == tmp_path / "train.jsonl"
     assert data.train_file_path(str(path), "/elsewhere") == path
-    assert [r.id for r in data.load_training_qa("xquad-r", "train.jsonl", ("en",), tmp_path)] == ["b", "a", "only-en"]
+    assert [r.id
+            for r in data.load_training_qa("xquad-r", "train.jsonl", ("en",), tmp_path)] == ["b",
+                                                                                             "a",
+                                                                                             "only-en"]
 
 
 @pytest.mark.parametrize(
@@ -281,9 +292,12 @@ def test_jsonl_records_in_file_order_restricted_to_the_languages(tmp_path: Path)
     [
         ("{not json", "line 2: not valid JSON"),
         ("[1, 2]", "line 2: expected a JSON object, got list"),
-        (json.dumps({"question": {"en": "q"}, "answer": {"en": "a"}}), "line 2: 'id' must be a non-empty string"),
-        (json.dumps({"id": 7, "question": {"en": "q"}, "answer": {"en": "a"}}), "line 2: 'id' must be"),
-        (json.dumps({"id": "x", "question": "q", "answer": {"en": "a"}}), "line 2: 'question' must be an object"),
+        (json.dumps({"question": {"en": "q"}, "answer": {"en": "a"}}),
+         "line 2: 'id' must be a non-empty string"),
+        (json.dumps({"id": 7, "question": {"en": "q"}, "answer": {"en": "a"}}),
+         "line 2: 'id' must be"),
+        (json.dumps({"id": "x", "question": "q", "answer": {"en": "a"}}),
+         "line 2: 'question' must be an object"),
         (json.dumps({"id": "x", "question": {"en": "q"}}), "line 2: 'answer' must be an object"),
         (json.dumps({"id": "x", "question": {"en": "q"}, "answer": {"en": " "}}),
          "line 2: 'answer' text for 'en' must be a non-empty string"),
@@ -311,7 +325,9 @@ def test_jsonl_file_level_errors(tmp_path: Path) -> None:
     with pytest.raises(DataMissing, match="holds no records"):
         data.load_parallel_jsonl(_write(tmp_path / "empty.jsonl", "\n\n"), ("en",))
     path = _write(tmp_path / "en-de.jsonl", _record("a") + "\n" + _record("b", ("en",)) + "\n")
-    with pytest.raises(DataMissing, match=r"every training language \(en, zh\); records per language: de \(1\), en \(2\)"):
+    with pytest.raises(DataMissing,
+                       match=r"every training language \(en, zh\); records per language: de \(1\), "
+                             r"en \(2\)"):
         data.load_parallel_jsonl(path, ("en", "zh"))
     bad = tmp_path / "latin1.jsonl"
     bad.write_bytes(b'{"id": "\xe9"}\n')
@@ -337,7 +353,8 @@ def test_mmarco_conversion_on_a_small_tree(tmp_path: Path) -> None:
     assert dict(recs[0].question) == {"en": "q one", "de": "q eins"}
     assert dict(recs[0].answer) == {"en": "p10 en", "de": "p10 de"}
     # The triple's own negative passage, per language (the paper's d-), and the positive as group.
-    assert {lg: list(v) for lg, v in recs[0].negatives.items()} == {"en": ["p99 en"], "de": ["p99 de"]}
+    assert {lg: list(v) for lg, v in recs[0].negatives.items()} == {"en": ["p99 en"],
+                                                                    "de": ["p99 de"]}
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [line["group"] for line in lines] == ["mmarco-p10", "mmarco-p20"]
     assert recs[0].group != recs[1].group
@@ -349,7 +366,8 @@ def test_bad_train_file_fails_the_cli_in_one_line(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.jsonl", _record("a") + "\n{oops\n")
     smoke = Path(__file__).parents[3] / "configs" / "smoke.toml"
     result = CliRunner().invoke(_cli(), ["run", "--config", str(smoke),
-                                          "--set", f"data.train_file={path}", "--out", str(tmp_path / "run"), "--json"])
+                                          "--set", f"data.train_file={path}", "--out",
+                                         str(tmp_path / "run"), "--json"])
     assert result.exit_code == 1
     assert result.stderr.startswith("error:") and "line 2: not valid JSON" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
@@ -388,7 +406,8 @@ def test_cli_data_download_help() -> None:
     assert result.exit_code == 0 and "--dest" in result.stdout and "SHA-256" in result.stdout
 
 
-# --------------------------------------------------------------------------- issue 18: training signal
+# --------------------------------------------------------------------------- issue 18: training
+# signal
 
 
 def test_xquad_r_groups_questions_that_share_an_answer_sentence(data_dir: Path) -> None:
@@ -429,7 +448,8 @@ def test_zh_cleaning_touches_training_text_only(data_dir: Path) -> None:
     assert len(raw_answers) == 784
     train = data.load_parallel_qa("xquad-r", ("en", "zh"), data_dir)
     assert sum(data.cjk_spaces(r.answer["zh"]) > 0 for r in train) == 0
-    assert sum(data.cjk_spaces(q) > 0 for r in train for q in (r.question["zh"], *r.negatives["zh"])) == 0
+    assert sum(data.cjk_spaces(q) > 0 for r in train
+               for q in (r.question["zh"], *r.negatives["zh"])) == 0
     # Only the inserted spaces go: the text is otherwise the raw sentence.
     by_id = {q.id: raw.candidates[raw.answer[q.id]].text for q in raw.questions}
     for r in train:
@@ -445,14 +465,17 @@ def test_zh_cleaning_touches_training_text_only(data_dir: Path) -> None:
     assert [c.text for c in mlqa.candidates[: len(first)]] == first
     assert sum(data.cjk_spaces(mlqa.candidates[i].text) > 0 for i in set(mlqa.answer.values())) == 0
     rows = {(r["dataset"], r["lang"]): r for r in data.data_status(data_dir)}
-    assert (rows["xquad-r", "zh"]["cjk_spaced_answers"], rows["xquad-r", "zh"]["answers"]) == (570, 784)
+    assert (rows["xquad-r", "zh"]["cjk_spaced_answers"], rows["xquad-r", "zh"]["answers"]) == (570,
+                                                                                               784)
     assert rows["mlqa-r", "zh"]["cjk_spaced_answers"] == 0
 
 
 def test_jsonl_group_and_negatives(tmp_path: Path) -> None:
     lines = [
-        {"id": "a", "question": {"en": "qa"}, "answer": {"en": "Same  answer."}, "negatives": {"en": ["n1", "n2"]}},
-        {"id": "b", "question": {"en": "qb"}, "answer": {"en": "same answer."}},  # same text: grouped
+        {"id": "a", "question": {"en": "qa"}, "answer": {"en": "Same  answer."},
+         "negatives": {"en": ["n1", "n2"]}},
+        # same text: grouped
+        {"id": "b", "question": {"en": "qb"}, "answer": {"en": "same answer."}},
         {"id": "c", "question": {"en": "qc"}, "answer": {"en": "other"}, "group": "g1"},
         {"id": "d", "question": {"en": "qd"}, "answer": {"en": "different"}, "group": "g1"},
         {"id": "e", "question": {"en": "qe"}, "answer": {"en": "alone"}},

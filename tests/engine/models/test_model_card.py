@@ -29,14 +29,17 @@ def test_exported_model_carries_a_card_the_hub_reads_and_its_prompts_give_our_em
     cfg = with_run(load_config(SMOKE, ["train.steps=2", "train.save_model=true", "ot.weight=0.5",
                                        "train.mixing=within"]), "1:3", 7)
     with open_store(db) as store:
-        (exp,) = store.add_experiments([NewExperiment(name, "1:3", 7, cfg.to_dict(), code_version="abc123def456")])
+        (exp,) = store.add_experiments([NewExperiment(name, "1:3", 7, cfg.to_dict(),
+                                                      code_version="abc123def456")])
         lease = store.claim_next("test", "cpu").lease
         rep = ListReporter()
         assert run_training(cfg, runs / str(exp.id), rep) == "done"  # where a worker would put it
         store.flush(lease, [(k, s, v, time.time()) for s, k, v in rep.rows], step=2, total=2)
         store.finish(lease, Status.DONE)
     dest = tmp_path / "exported"
-    res = CliRunner().invoke(app, ["--db", str(db), "export", str(exp.id), str(dest), "--runs-dir", str(runs)])
+    res = CliRunner().invoke(app,
+                             ["--db", str(db), "export", str(exp.id), str(dest), "--runs-dir",
+                              str(runs)])
     assert res.exit_code == 0, res.output
 
     from huggingface_hub import ModelCard
@@ -51,15 +54,19 @@ def test_exported_model_carries_a_card_the_hub_reads_and_its_prompts_give_our_em
     quick = {k: v for s, k, v in rep.rows if s == 2}
     (result,) = [r for r in card.data.eval_results if r.metric_name == "Mul mAP macro"]
     mul_macro = quick[metric_key(Split.QUICK, Setting.MUL, MACRO, MetricName.MAP)]
-    assert result.metric_value == pytest.approx(mul_macro, abs=1e-6) and result.dataset_type == "mlqa-r"
+    assert result.metric_value == pytest.approx(mul_macro,
+                                                abs=1e-6) and result.dataset_type == "mlqa-r"
     text = card.text
-    for line in ("| monolingual : cross-lingual batch ratio | 1:3 |", "| OT distillation weight λ (`ot.weight`) | 0.5 |",
-                 "| mixing (`train.mixing`) | within |", "| seed | 7 |", "| code commit | `abc123def456` |",
+    for line in ("| monolingual : cross-lingual batch ratio | 1:3 |",
+                 "| OT distillation weight λ (`ot.weight`) | 0.5 |",
+                 "| mixing (`train.mixing`) | within |", "| seed | 7 |",
+                 "| code commit | `abc123def456` |",
                  "| selection (`train.select`) | last: step 2 |",
                  "MLQA-R, quick subset of 10 questions per language, at step 2"):
         assert line in text, (line, text)
     hi = quick[metric_key(Split.QUICK, Setting.MUL, lang_unit("hi"), MetricName.MAP)]
-    assert any(r.startswith("| hi* |") and f"{hi:.4f}" in r for r in text.splitlines()), text  # zero-shot: starred
+    # zero-shot: starred
+    assert any(r.startswith("| hi* |") and f"{hi:.4f}" in r for r in text.splitlines()), text
     assert "| macro | " in text and f"{mul_macro:.4f}" in text
 
     from sentence_transformers import SentenceTransformer
@@ -98,5 +105,6 @@ def test_base_models_and_data_sets() -> None:
     assert base_model("/models/mine") == (None, None) and base_model("./a/b") == (None, None)
     hub, _ = training_data({"ot": {"weight": 1.0, "bitext": "both"}, "data": {}})
     assert hub == ["google-research-datasets/xquad_r", "mteb/tatoeba-bitext-mining"]
-    hub, text = training_data({"ot": {"weight": 0.0, "bitext": "tatoeba"}, "data": {"train_file": "qa.jsonl"}})
+    hub, text = training_data({"ot": {"weight": 0.0, "bitext": "tatoeba"},
+                               "data": {"train_file": "qa.jsonl"}})
     assert hub == [] and "qa.jsonl" in text[0]
