@@ -12,11 +12,12 @@ out (download recipe: /work/notes/training-readme.md, section "Bring your own tr
 Every language is a translation of the same English query and passage, with the same ids, so a
 query id and its positive passage make one parallel QA record: `{"id": "mmarco-<qid>",
 "group": "mmarco-p<positive pid>", "question": {lang: query}, "answer": {lang: passage},
-"negatives": {lang: [negative passage]}}` (engine/data/loaders.py `load_parallel_jsonl`). The
+"negatives": {lang: [negative passage]}}` (engine/data/jsonl.py `load_parallel_jsonl`). The
 group is the positive passage, so two queries with the same positive never share a batch; the
 negative is the triple's own, as in the paper's mMARCO triples (train.hard_negatives uses it).
 The first `--limit` distinct query ids of the triples file are taken, in file order (the first
-triple of each gives its negative); a record missing in any language is left out. The collections (3–8 GB each) are streamed once, keeping
+triple of each gives its negative); a record missing in any language is left out. The collections
+(3–8 GB each) are streamed once, keeping
 only the passages needed.
 """
 

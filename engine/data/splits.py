@@ -23,6 +23,7 @@ from types import MappingProxyType
 
 from engine.batching import HybridSampler, split_holdout
 from engine.config import Config
+from engine.data.jsonl import load_training_qa
 from engine.data.loaders import (
     Candidate,
     LangSet,
@@ -30,7 +31,6 @@ from engine.data.loaders import (
     Question,
     clean_training_set,
     load_lareqa,
-    load_training_qa,
 )
 from engine.evaluate import restrict_to_ids
 

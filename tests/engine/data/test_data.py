@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from engine.data import jsonl
 from engine.data import loaders as data
 from engine.data.download import CHECKSUMS, download, planned_files, sha256_file
 from engine.errors import ConfigError, DataMissing
@@ -274,15 +275,15 @@ def test_jsonl_records_in_file_order_restricted_to_the_languages(tmp_path: Path)
     path = _write(tmp_path / "train.jsonl", "\n".join([
         _record("b", ("en", "de", "zh")), "", _record("a"), _record("only-en", ("en",)), "  "])
                   + "\n")
-    recs = data.load_parallel_jsonl(path, ("en", "de"))
+    recs = jsonl.load_parallel_jsonl(path, ("en", "de"))
     assert [r.id for r in recs] == ["b", "a"]  # file order; blank lines and partial records skipped
     assert dict(recs[0].question) == {"en": "b question en?", "de": "b question de?"}
     assert dict(recs[1].answer) == {"en": "a answer en.", "de": "a answer de."}
     # Relative paths are resolved against the data folder (data.train_file).
-    assert data.train_file_path("train.jsonl", tmp_path) == tmp_path / "train.jsonl"
-    assert data.train_file_path(str(path), "/elsewhere") == path
+    assert jsonl.train_file_path("train.jsonl", tmp_path) == tmp_path / "train.jsonl"
+    assert jsonl.train_file_path(str(path), "/elsewhere") == path
     assert [r.id
-            for r in data.load_training_qa("xquad-r", "train.jsonl", ("en",), tmp_path)] == ["b",
+            for r in jsonl.load_training_qa("xquad-r", "train.jsonl", ("en",), tmp_path)] == ["b",
                                                                                              "a",
                                                                                              "only-en"]
 
@@ -307,32 +308,34 @@ def test_jsonl_records_in_file_order_restricted_to_the_languages(tmp_path: Path)
 def test_malformed_jsonl_line_is_named(tmp_path: Path, line: str, why: str) -> None:
     path = _write(tmp_path / "train.jsonl", _record("a") + "\n" + line + "\n" + _record("c") + "\n")
     with pytest.raises(DataMissing) as err:
-        data.load_parallel_jsonl(path, ("en",))
-    assert why in str(err.value) and str(path) in str(err.value) and "1 malformed line(s)" in str(err.value)
+        jsonl.load_parallel_jsonl(path, ("en",))
+    assert (why in str(err.value) and str(path) in str(err.value)
+            and "1 malformed line(s)" in str(err.value))
 
 
 def test_jsonl_errors_are_listed_up_to_five(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.jsonl", "\n".join(["{"] * 8 + [_record("ok")]))
     with pytest.raises(DataMissing) as err:
-        data.load_parallel_jsonl(path, ("en",))
+        jsonl.load_parallel_jsonl(path, ("en",))
     msg = str(err.value)
-    assert "8 malformed line(s)" in msg and "line 5:" in msg and "line 6:" not in msg and "and 3 more" in msg
+    assert ("8 malformed line(s)" in msg and "line 5:" in msg and "line 6:" not in msg
+            and "and 3 more" in msg)
 
 
 def test_jsonl_file_level_errors(tmp_path: Path) -> None:
     with pytest.raises(DataMissing, match="training file not found"):
-        data.load_parallel_jsonl(tmp_path / "nope.jsonl", ("en",))
+        jsonl.load_parallel_jsonl(tmp_path / "nope.jsonl", ("en",))
     with pytest.raises(DataMissing, match="holds no records"):
-        data.load_parallel_jsonl(_write(tmp_path / "empty.jsonl", "\n\n"), ("en",))
+        jsonl.load_parallel_jsonl(_write(tmp_path / "empty.jsonl", "\n\n"), ("en",))
     path = _write(tmp_path / "en-de.jsonl", _record("a") + "\n" + _record("b", ("en",)) + "\n")
     with pytest.raises(DataMissing,
                        match=r"every training language \(en, zh\); records per language: de \(1\), "
                              r"en \(2\)"):
-        data.load_parallel_jsonl(path, ("en", "zh"))
+        jsonl.load_parallel_jsonl(path, ("en", "zh"))
     bad = tmp_path / "latin1.jsonl"
     bad.write_bytes(b'{"id": "\xe9"}\n')
     with pytest.raises(DataMissing, match="not UTF-8"):
-        data.load_parallel_jsonl(bad, ("en",))
+        jsonl.load_parallel_jsonl(bad, ("en",))
 
 
 def test_mmarco_conversion_on_a_small_tree(tmp_path: Path) -> None:
@@ -348,7 +351,7 @@ def test_mmarco_conversion_on_a_small_tree(tmp_path: Path) -> None:
                f"10\tp10 {tag}\n11\tp11 {tag}\n20\tp20 {tag}\n30\tp30 {tag}\n99\tp99 {tag}\n")
     out = tmp_path / "mmarco.jsonl"
     assert mmarco_main(["--root", str(root), "--langs", "en,de", "--out", str(out)]) == 0
-    recs = data.load_parallel_jsonl(out, ("en", "de"))
+    recs = jsonl.load_parallel_jsonl(out, ("en", "de"))
     assert [r.id for r in recs] == ["mmarco-1", "mmarco-2"]  # the first positive per query id
     assert dict(recs[0].question) == {"en": "q one", "de": "q eins"}
     assert dict(recs[0].answer) == {"en": "p10 en", "de": "p10 de"}
@@ -481,10 +484,10 @@ def test_jsonl_group_and_negatives(tmp_path: Path) -> None:
         {"id": "e", "question": {"en": "qe"}, "answer": {"en": "alone"}},
     ]
     path = _write(tmp_path / "t.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n")
-    recs = {r.id: r for r in data.load_parallel_jsonl(path, ("en",))}
+    recs = {r.id: r for r in jsonl.load_parallel_jsonl(path, ("en",))}
     assert recs["a"].group == recs["b"].group != recs["e"].group
     assert recs["c"].group == recs["d"].group
     assert list(recs["a"].negatives["en"]) == ["n1", "n2"] and list(recs["e"].negatives["en"]) == []
     bad = _write(tmp_path / "bad.jsonl", json.dumps({**lines[0], "negatives": {"en": "n1"}}) + "\n")
     with pytest.raises(DataMissing, match="'negatives' for 'en' must be a list"):
-        data.load_parallel_jsonl(bad, ("en",))
+        jsonl.load_parallel_jsonl(bad, ("en",))
