@@ -54,7 +54,8 @@ def cache_paths(model: str, qp: str, pp: str, max_length: int, texts: tuple) -> 
            texts]
     h = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()
     slug = model.replace("/", "_").replace(":", "_")
-    return root / f"mlqa-r_{slug}_{h[:12]}_queries.npy", root / f"mlqa-r_{slug}_{h[:12]}_passages.npy"
+    return (root / f"mlqa-r_{slug}_{h[:12]}_queries.npy",
+            root / f"mlqa-r_{slug}_{h[:12]}_passages.npy")
 
 
 def encode(args: argparse.Namespace, sets: dict, q_texts: tuple,
@@ -147,7 +148,8 @@ def baseline(sets: dict, enc: EncodedSets, stride: int, all_metrics: bool) -> di
 
 
 def ours_sampled_aps(sets: dict, enc: EncodedSets, stride: int) -> list[float]:
-    """Our AP on exactly the baseline's sampled queries, in the same order (for the agreement check)."""
+    """Our AP on exactly the baseline's sampled queries, in the same order (for the agreement
+    check)."""
     from engine.metrics import embedding_metrics
 
     langs = list(sets)

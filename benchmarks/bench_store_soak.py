@@ -10,7 +10,8 @@ worker's per-experiment overhead with the smoke config.
    `PRAGMA data_version`), and only when it changed, the new metric rows (`metrics_since`), the experiment list and new events. A CLI-like
    process adds and cancels an experiment every second (queue churn). Every error is counted;
    "database is locked" separately. Reports p50/p99/max write (flush) latency and read latency.
-2. Worker overhead. A real `python -m engine.running.worker` runs `--overhead-runs` smoke experiments
+2. Worker overhead. A real `python -m engine.running.worker` runs `--overhead-runs` smoke
+experiments
    (configs/smoke.toml) on CPU; per experiment: claim → child started (provenance written,
    torch imported), claim → data and model loaded (the "started" event), claim → first metric
    point (step-0 evaluation), claim → first training step, claim → done.

@@ -83,8 +83,8 @@ class Chaos:
 
     def start_worker(self) -> None:
         n = len(self.procs)
-        out = open(self.folder / f"worker-{n}.log",
-                   "wb")  # noqa: SIM115 - lives as long as the worker
+        # lives as long as the worker
+        out = open(self.folder / f"worker-{n}.log", "wb")  # noqa: SIM115
         self.procs.append(subprocess.Popen(
             [sys.executable, "-m", "engine.running.worker", "--db", self.db, "--device", "cpu",
              "--lease", str(self.lease),

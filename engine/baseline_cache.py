@@ -44,7 +44,8 @@ def baseline_dir() -> Path:
 
 
 def model_identity(name: str) -> str | None:
-    """A string that changes whenever the weights or tokenizer behind `name` do; None when unknown."""
+    """A string that changes whenever the weights or tokenizer behind `name` do; None when
+    unknown."""
     if name.startswith("embedded:"):
         from engine.models.bundled import embedded_model_dir
 
@@ -89,7 +90,8 @@ def baseline_key(*, model: str, query_prefix: str, passage_prefix: str, split: s
     import transformers
 
     kind = device.split(":")[0]
-    hardware = torch.cuda.get_device_name(torch.device(device)) if kind == "cuda" and torch.cuda.is_available() else ""
+    hardware = (torch.cuda.get_device_name(torch.device(device)) if kind == "cuda"
+                and torch.cuda.is_available() else "")
     return {"format": _FORMAT, "model": identity, "query_prefix": query_prefix,
             "passage_prefix": passage_prefix,
             "split": str(split), "sets": sets_digest(sets), "settings": sorted(map(str, settings)),
@@ -105,7 +107,8 @@ def _path(key: Mapping[str, Any]) -> Path:
 
 
 def load_baseline(key: Mapping[str, Any] | None) -> dict[str, float] | None:
-    """The cached metrics for `key`, or None (no key, no file, unreadable, or another key's file)."""
+    """The cached metrics for `key`, or None (no key, no file, unreadable, or another key's
+    file)."""
     if key is None:
         return None
     try:

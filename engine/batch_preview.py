@@ -44,7 +44,8 @@ def batch_summary(index: int, batch: Batch, by_id: dict[str, ParallelQA],
 
 
 def preview_batches(cfg: Config, n: int) -> dict[str, Any]:
-    """The first `n` batches of `cfg`'s sampler, each summarised (see `batch_summary`), and totals."""
+    """The first `n` batches of `cfg`'s sampler, each summarised (see `batch_summary`), and
+    totals."""
     records, _dev = training_records(cfg, resolve_data_dir(cfg.data.data_dir))
     sampler = sampler_for(cfg, records)
     by_id = {r.id: r for r in records}

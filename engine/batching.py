@@ -181,7 +181,8 @@ class HybridSampler:
         return chosen
 
     def _take(self, n: int) -> list[int]:
-        """n record indices with distinct answer groups; a new permutation rather than straddle two."""
+        """n record indices with distinct answer groups; a new permutation rather than straddle
+        two."""
         out = self._pick(n)
         if out is None:
             self._perm = [int(i) for i in self._rng.permutation(len(self.records))]
@@ -308,7 +309,8 @@ def split_holdout(records: Sequence[ParallelRecord], n: int, seed: int = 0, *, s
 
 
 class OTPair(NamedTuple):
-    """A bitext pair drawn from a batch row: the row's text on `side` and its teacher-language twin."""
+    """A bitext pair drawn from a batch row: the row's text on `side` and its teacher-language
+    twin."""
 
     row: int
     side: str  # "question" | "answer"

@@ -119,7 +119,8 @@ class Checkpoints:
     # ----------------------------------------------------------------- reading
 
     def candidates(self) -> list[Path]:
-        """Checkpoint files to try, best first: this attempt's newest, ..., the oldest attempt's oldest."""
+        """Checkpoint files to try, best first: this attempt's newest, ..., the oldest attempt's
+        oldest."""
         out: list[Path] = []
         for folder in (self.own, *self.earlier):
             out += [p for _, p in reversed(list_checkpoints(folder))]
@@ -152,7 +153,8 @@ class Checkpoints:
 
     def save(self, step: int, state: dict[str, Any]) -> Path:
         """Write atomically (after a lease check), then prune; returns the new file. Raises
-        OSError when the disk refuses the write (nothing is left behind), LeaseLost from the guard."""
+        OSError when the disk refuses the write (nothing is left behind), LeaseLost from the
+        guard."""
         self.own.mkdir(parents=True, exist_ok=True)
         final = checkpoint_path(self.own, step)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")

@@ -116,7 +116,8 @@ def encode_sets(
     max_length: int = 128,
     progress: Progress | None = None,
 ) -> EncodedSets:
-    """Two `encoder.embed` calls in all: distinct questions ("query"), distinct sentences ("passage")."""
+    """Two `encoder.embed` calls in all: distinct questions ("query"), distinct sentences
+    ("passage")."""
     q_texts, p_texts, _, _ = distinct_texts(sets)
     total = len(q_texts) + len(p_texts)
 

@@ -48,7 +48,8 @@ class Notice:
 
 
 def targets_from(values: Iterable[str], env: Mapping[str, str] | None = None) -> list[str]:
-    """The notification targets: `values` (--notify), then OPTICAL_NOTIFY's whitespace-separated ones."""
+    """The notification targets: `values` (--notify), then OPTICAL_NOTIFY's whitespace-separated
+    ones."""
     env = os.environ if env is None else env
     out = [v.strip() for v in values if v.strip()]
     out += env.get(ENV, "").split()
@@ -94,7 +95,8 @@ def queue_empty(worker_id: str, completed: int) -> Notice:
 
 
 def worker_lost(exp: Experiment, lease_s: float) -> Notice:
-    now = "failed (no attempts left)" if exp.status == Status.FAILED else "requeued to resume from its checkpoint"
+    now = ("failed (no attempts left)" if exp.status == Status.FAILED
+           else "requeued to resume from its checkpoint")
     return Notice(f"optical: a worker was lost (run #{exp.id})",
                   f"run #{exp.id} {exp.name} had no heartbeat for {lease_s:g}s: its worker is "
                   f"gone; {now}",

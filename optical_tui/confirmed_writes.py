@@ -64,7 +64,8 @@ def confirm_then(app: App[Any], question: str, yes_label: str, title: str,
 def cancel(app: App[Any], e: Experiment) -> None:
     def op(store: Store) -> str:
         (done,) = store.request_cancel([e.id])
-        return f"#{e.id} cancelled" if done.status == Status.CANCELLED else f"#{e.id}: cancel requested"
+        return (f"#{e.id} cancelled" if done.status == Status.CANCELLED
+                else f"#{e.id}: cancel requested")
     what = "stop the run within seconds" if e.status == Status.RUNNING else "never run"
     confirm_then(app, f"Cancel {_describe(e)}?\nIt will {what}.", "Cancel it", "cancel", op)
 

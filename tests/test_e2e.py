@@ -72,7 +72,8 @@ def test_queue_worker_report_through_the_cli(tmp_path: Path, data_dir: Path) -> 
 
 
 def test_demo_plan_is_idempotent_and_fresh_starts_over(tmp_path: Path) -> None:
-    """Queueing only (no training): a second `optical demo` continues the sweep, never duplicates."""
+    """Queueing only (no training): a second `optical demo` continues the sweep, never
+    duplicates."""
     from engine.store import open_store
     from optical_tui.commands.demo import RATIOS, SWEEP, plan_sweep
 

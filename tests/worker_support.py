@@ -1,8 +1,8 @@
 """Helpers for tests that run real workers: queueing smoke experiments, waiting, finding training
 processes, starting workers that are cleaned up whatever happens, reading what a run left behind.
 
-Workers run as `python -m engine.running.worker` subprocesses in their own session (so a test can stop,
-continue or kill the whole group); experiments use configs/smoke.toml (a tiny random model).
+Workers run as `python -m engine.running.worker` subprocesses in their own session (so a test can
+stop, continue or kill the whole group); experiments use configs/smoke.toml (a tiny random model).
 """
 
 from __future__ import annotations

@@ -122,7 +122,8 @@ def _file_sha256(path: str, _mtime: int, _size: int) -> str:
 
 
 def dequant_q4_0(raw: bytes | memoryview, rows: int, cols: int) -> np.ndarray:
-    """Q4_0 blocks -> float32 [rows, cols]: byte j of a block holds weights j (low) and j+16 (high)."""
+    """Q4_0 blocks -> float32 [rows, cols]: byte j of a block holds weights j (low) and j+16
+    (high)."""
     blocks = np.frombuffer(raw, dtype=_Q4, count=rows * cols // 32)
     qs = blocks["qs"]
     nibbles = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8  # [nb, 32]
@@ -388,7 +389,8 @@ def xlmr_tokenizer(pieces: list[str], scores: np.ndarray, charsmap: bytes | None
 
 
 def save_tokenizer(tok: Any, out: Path, model_max_length: int) -> None:
-    """Save as a tokenizer folder AutoTokenizer loads verbatim (tokenizer.json is the source of truth)."""
+    """Save as a tokenizer folder AutoTokenizer loads verbatim (tokenizer.json is the source of
+    truth)."""
     from transformers import PreTrainedTokenizerFast
 
     PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length,

@@ -1,7 +1,7 @@
 """Dual encoder over any Hugging Face model: mean pooling, prefixes, token states for OT.
 
-`load_encoder` accepts a hub id, a local folder, or `embedded:<name>` (see engine/models/bundled.py);
-all three go through the same `from_pretrained` path.
+`load_encoder` accepts a hub id, a local folder, or `embedded:<name>` (see
+engine/models/bundled.py); all three go through the same `from_pretrained` path.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ class Encoder:
 
     @staticmethod
     def pool(states: Tensor, attention_mask: Tensor) -> Tensor:
-        """Mean over the attention mask (specials included, as e5 does), L2-normalised, [B, H] fp32."""
+        """Mean over the attention mask (specials included, as e5 does), L2-normalised, [B, H]
+        fp32."""
         mask = attention_mask.unsqueeze(-1).to(torch.float32)  # [B, T, 1]
         summed = (states.to(torch.float32) * mask).sum(dim=1)  # [B, H]
         mean = summed / mask.sum(dim=1).clamp(min=1.0)

@@ -82,7 +82,8 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 def export_encoder(encoder: Any, out: Path, *, max_length: int,
                    info: Mapping[str, Any] | None = None) -> Path:
-    """Write `encoder` (engine.models.encoders.Encoder: its model, tokenizer and prefixes) to `out`."""
+    """Write `encoder` (engine.models.encoders.Encoder: its model, tokenizer and prefixes) to
+    `out`."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -1,11 +1,11 @@
 """The README.md an exported model carries: a Hugging Face model card that explains itself.
 
-Its YAML front matter is the Hub's model-card metadata (https://huggingface.co/docs/hub/model-cards):
-base model, languages, training data sets, licence, library and pipeline tags, and a
-`model-index` with the run's MLQA-R macro numbers, so the Hub shows them. The text says how the model
-was trained (ratio, OT weight λ, mixing, seed, steps, selection, the code's commit), how to load it
-with its prompts, and the query language × setting table of its MLQA-R evaluation (the table every
-front end renders, engine/metric_keys.py).
+Its YAML front matter is the Hub's model-card metadata
+(https://huggingface.co/docs/hub/model-cards): base model, languages, training data sets, licence,
+library and pipeline tags, and a `model-index` with the run's MLQA-R macro numbers, so the Hub shows
+them. The text says how the model was trained (ratio, OT weight λ, mixing, seed, steps, selection,
+the code's commit), how to load it with its prompts, and the query language × setting table of its
+MLQA-R evaluation (the table every front end renders, engine/metric_keys.py).
 
 Plain text from the store's rows: no torch here (`optical export` runs in the CLI process).
 """
@@ -149,7 +149,8 @@ def model_card(exp: Experiment, values: Mapping[tuple[str, int], float],
     _, data_text = training_data(cfg)
     commit = exp.code_version or str(exp.provenance.get("code_version", "unknown"))
     q, p = info.get("query_prefix", "query: "), info.get("passage_prefix", "passage: ")
-    start = f"[{base}](https://huggingface.co/{base})" if base else f"`{cfg.get('model', {}).get('name')}`"
+    start = (f"[{base}](https://huggingface.co/{base})" if base
+             else f"`{cfg.get('model', {}).get('name')}`")
     intro = ("A multilingual sentence encoder for cross-lingual answer retrieval, fine-tuned from "
              f"{start} "
              "with hybrid monolingual / cross-lingual batches and optimal-transport distillation: "
@@ -170,8 +171,8 @@ def model_card(exp: Experiment, values: Mapping[tuple[str, int], float],
         f"| mixing (`train.mixing`) | {train.get('mixing')} |",
         f"| seed | {exp.seed} |",
         f"| steps | {train.get('steps')} (batch {train.get('batch_size')}, lr {train.get('lr')}) |",
-        f"| selection (`train.select`) | {info.get('select', train.get('select'))}: step "
-        f"{selected} |",
+        (f"| selection (`train.select`) | {info.get('select', train.get('select'))}: step "
+         f"{selected} |"),
         f"| training languages | {', '.join(cfg.get('data', {}).get('train_langs', ()))} |",
         f"| training data | {'; '.join(data_text)} |",
         f"| code commit | `{commit}` |",

@@ -21,12 +21,14 @@ from engine.store import Store, open_store, sqlite_path
 def detached_paths(db: str, device: str, folder: Path | None = None) -> tuple[Path, Path]:
     """Log and pid file of a detached worker, one pair per database and device (or device list):
     beside an SQLite database; for a database server, in the current folder (`folder`), never in
-    the runs dir: that may be shared by many boxes, and a pid means something only on its own box."""
+    the runs dir: that may be shared by many boxes, and a pid means something only on its own
+    box."""
     path = sqlite_path(db)
     tag = device.replace(":", "").replace(",", "-")
     if path is not None:
         path = path.resolve()
-        return path.with_name(f"{path.stem}.worker-{tag}.log"), path.with_name(f"{path.stem}.worker-{tag}.pid")
+        return (path.with_name(f"{path.stem}.worker-{tag}.log"),
+                path.with_name(f"{path.stem}.worker-{tag}.pid"))
     here = (folder or Path.cwd()).resolve()
     return here / f"optical-worker-{tag}.log", here / f"optical-worker-{tag}.pid"
 

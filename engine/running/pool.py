@@ -1,9 +1,9 @@
 """One worker per device on this box: `optical worker --device all` (every visible GPU) or a list
 (`--device cuda:0,cuda:2`; `cpu,cpu` runs two CPU workers).
 
-The supervisor starts `python -m engine.running.worker --device D …` for each device, each in its own
-process group, so a Ctrl-C in the terminal reaches only the supervisor, which forwards exactly one
-drain (a second signal to a worker means "kill the run now"). Each worker's output comes back
+The supervisor starts `python -m engine.running.worker --device D …` for each device, each in its
+own process group, so a Ctrl-C in the terminal reaches only the supervisor, which forwards exactly
+one drain (a second signal to a worker means "kill the run now"). Each worker's output comes back
 prefixed with its device. A worker that crashed (non-zero exit) is restarted after a pause that
 doubles, at most `max_restarts` times (the count starts over after `STABLE_S` of good running); a
 worker that exited 0 (drained, `--once`, `--until-empty`) is not. SIGTERM, SIGINT and SIGHUP drain
@@ -190,7 +190,8 @@ class WorkerPool:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
-        what = "draining every worker" if self._signals == 1 else "telling every worker to stop its run now"
+        what = ("draining every worker" if self._signals == 1
+                else "telling every worker to stop its run now")
         self.say(f"{signal.Signals(signum).name}: {what}")
         for slot in self.slots:
             if slot.proc is not None and slot.proc.poll() is None:

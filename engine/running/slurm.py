@@ -1,9 +1,9 @@
 """Workers on a Slurm cluster: `optical launch slurm --gpus N` submits one job array via submitit.
 
-Each array task gets one GPU and runs `python -m engine.running.worker --until-empty --device cuda:0`
-(Slurm sets CUDA_VISIBLE_DEVICES per task, so inside it its GPU is always cuda:0). Tasks claim
-from the shared database like any other worker: the array size is how many GPUs work at once, not
-how many experiments there are, and a task exits once the queue is empty (after waiting for runs
+Each array task gets one GPU and runs `python -m engine.running.worker --until-empty --device
+cuda:0` (Slurm sets CUDA_VISIBLE_DEVICES per task, so inside it its GPU is always cuda:0). Tasks
+claim from the shared database like any other worker: the array size is how many GPUs work at once,
+not how many experiments there are, and a task exits once the queue is empty (after waiting for runs
 of dead workers, which it then runs). The database location travels in the job's environment
 (OPTICAL_DB, exported by sbatch), not in job files on a shared disk: a URL may hold a password.
 
@@ -130,7 +130,8 @@ def sbatch_script(plan: SlurmPlan) -> str:
 
 class WorkerTask:
     """One array task: runs the worker until the queue is empty; a signal from Slurm (or submitit's
-    SIGUSR2 before the time limit) drains it. Raises if the worker failed, so the task shows as failed."""
+    SIGUSR2 before the time limit) drains it. Raises if the worker failed, so the task shows as
+    failed."""
 
     def __init__(self, command: list[str]) -> None:
         self.command = list(command)

@@ -345,7 +345,8 @@ class QueueWorker:
             self._announce(store, row)
 
     def _announce(self, store: Store, row: Experiment) -> None:
-        """Notices for a run that just ended: it failed; it was its sweep's last; the queue is empty."""
+        """Notices for a run that just ended: it failed; it was its sweep's last; the queue is
+        empty."""
         if row.status == Status.FAILED:
             self.notifier.send(notify.run_failed(row))
         if row.status in ACTIVE:

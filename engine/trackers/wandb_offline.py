@@ -3,9 +3,9 @@
     DIR/wandb/offline-run-<time>-<run id>/run-<run id>.wandb
 
 One W&B run per experiment: project `--wandb-project` (default: optical-tui), group = the sweep,
-name `<id>-<ratio>-s<seed>`, config = the frozen config plus ratio and seed, tags = sweep and status.
-Each step's points are one history row at that step (W&B steps only grow, so rows go out in step
-order); the summary holds the final evaluation metrics. The W&B run id is derived from the
+name `<id>-<ratio>-s<seed>`, config = the frozen config plus ratio and seed, tags = sweep and
+status. Each step's points are one history row at that step (W&B steps only grow, so rows go out in
+step order); the summary holds the final evaluation metrics. The W&B run id is derived from the
 experiment id and its creation time, so a second export of the same run is the same W&B run.
 """
 

@@ -1,4 +1,5 @@
-"""`optical data check` and `optical data download`: what benchmark data is here, and fetching it."""
+"""`optical data check` and `optical data download`: what benchmark data is here, and fetching
+it."""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ def check(
         console.print(table)
         for r in rows:
             if r.get("cjk_spaced_answers") is not None:
-                use = "removed from training text" if r["dataset"] == "xquad-r" else "evaluation text, kept as is"
+                use = ("removed from training text" if r["dataset"] == "xquad-r"
+                       else "evaluation text, kept as is")
                 console.print(f"{r['dataset']}/{r['lang']}: {r['cjk_spaced_answers']} of "
                               f"{r['answers']} distinct "
                               f"answer sentences have spaces between CJK characters ({use})",

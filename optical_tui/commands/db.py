@@ -149,11 +149,10 @@ def _print_serve_banner(server: PgServer) -> None:
     # Listening on every address: other boxes need this machine's name, not 127.0.0.1.
     url = server.url_for(socket.gethostname()) if server.host in WILDCARD_HOSTS else server.url
     lines = [
-        f"PostgreSQL {server.server_version} serving {server.data_dir} on "
-        f"{server.host}:{server.port}",
-        *([f"({server.linked_from} links there: the server's user cannot enter the folder that "
-           "holds it)"]
-          if server.linked_from else []),
+        (f"PostgreSQL {server.server_version} serving {server.data_dir} on "
+         f"{server.host}:{server.port}"),
+        *([(f"({server.linked_from} links there: the server's user cannot enter the folder "
+            "that holds it)")] if server.linked_from else []),
         "Database URL (contains the password) for every box:",
         f"  export OPTICAL_DB={url}",
         "Every optical command and worker reads OPTICAL_DB. Never pass this URL with --db: `ps`",

@@ -227,7 +227,8 @@ def demo(
                                  help="Where to save the plot (default: ratio_study.png beside the "
                                       "database).")] = None,
 ) -> None:
-    """Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, run it, report."""
+    """Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, run it,
+    report."""
     from engine.study.core import build_report
     from engine.study.plot import save_plot
     from optical_tui.commands.report import print_report
@@ -250,7 +251,8 @@ def demo(
     # dashboard by its full path so the hint works when pasted into another terminal.
     db_flag = f"--db {location}"
     tui = Path(sys.executable).parent / "optical-tui"
-    tui_cmd = str(tui) if tui.exists() and shutil.which("optical-tui") != str(tui) else "optical-tui"
+    tui_cmd = (str(tui) if tui.exists() and shutil.which("optical-tui") != str(tui)
+               else "optical-tui")
     console.print(f"[bold]Watch it live:[/bold] in another terminal (or SSH session) run  "
                   f"[cyan]{tui_cmd} --db {location}[/cyan]", markup=True, soft_wrap=True)
     console.print("Ctrl-C stops cleanly: the current run checkpoints; `optical demo` again resumes "

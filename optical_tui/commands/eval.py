@@ -91,7 +91,8 @@ def eval_command(
     info = read_info(Path(model)) or {}
     query_prefix = query_prefix if query_prefix is not None else str(info.get("query_prefix",
                                                                               _QUERY_PREFIX))
-    passage_prefix = passage_prefix if passage_prefix is not None else str(info.get("passage_prefix", _PASSAGE_PREFIX))
+    passage_prefix = (passage_prefix if passage_prefix is not None
+                      else str(info.get("passage_prefix", _PASSAGE_PREFIX)))
     max_length = max_length if max_length is not None else int(info.get("max_length",
                                                                         _DEFAULTS.max_length))
 

@@ -276,7 +276,8 @@ def cancel(
         print_json([experiment_dict(e) for e in touched])
         return
     for e in touched:
-        what = Status.CANCELLED.value if e.status == Status.CANCELLED else "cancel requested (stops within seconds)"
+        what = (Status.CANCELLED.value if e.status == Status.CANCELLED
+                else "cancel requested (stops within seconds)")
         console.print(f"#{e.id}: {what}")
 
 
@@ -303,7 +304,8 @@ def rm(
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the removed ids as JSON.")] = False,
 ) -> None:
-    """Delete experiments with their metrics, events and run folders (running ones must be cancelled first)."""
+    """Delete experiments with their metrics, events and run folders (running ones must be
+    cancelled first)."""
     from engine.run_dirs import remove_run_dirs, runs_root
 
     with store_for(ctx) as store:

@@ -1,4 +1,5 @@
-"""`optical report`: the ratio study of a sweep as tables (terminal, md, csv, json, tex) and a plot."""
+"""`optical report`: the ratio study of a sweep as tables (terminal, md, csv, json, tex) and a
+plot."""
 
 from __future__ import annotations
 

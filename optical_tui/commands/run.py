@@ -42,7 +42,8 @@ from optical_tui.console import console, err_console, lang_setting_rich, print_j
 
 
 def default_run_dir(config: Path | None, cfg: Any) -> Path:
-    """runs/<config stem>-<ratio>-s<seed>-<config hash>: the same command resumes, a changed one starts afresh."""
+    """runs/<config stem>-<ratio>-s<seed>-<config hash>: the same command resumes, a changed one
+    starts afresh."""
     stem = config.stem if config else "defaults"
     ratio = str(parse_ratio(cfg.train.ratio)).replace(":", "-")
     digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:8]
@@ -151,7 +152,8 @@ def run(
                                     help="No live display; print the outcome and final metrics as "
                                          "JSON.")] = False,
 ) -> None:
-    """Train and evaluate one experiment in the foreground (resumes from the run directory's checkpoint)."""
+    """Train and evaluate one experiment in the foreground (resumes from the run directory's
+    checkpoint)."""
     cfg = load_config(config, overrides or [])
     run_dir = out or default_run_dir(config, cfg)
     created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # to undo on early failure

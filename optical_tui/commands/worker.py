@@ -1,7 +1,7 @@
 """`optical worker …`: run the queue on a device, list workers, stop them.
 
-The worker itself lives in `engine.running.worker` (imported inside the commands: it pulls in torch to
-discover devices).
+The worker itself lives in `engine.running.worker` (imported inside the commands: it pulls in torch
+to discover devices).
 """
 
 from __future__ import annotations
@@ -221,7 +221,8 @@ def stop(
                                     help="Print how many workers were asked to stop, as "
                                          "JSON.")] = False,
 ) -> None:
-    """Ask workers to stop: the current run checkpoints and goes back to the queue, then the worker exits."""
+    """Ask workers to stop: the current run checkpoints and goes back to the queue, then the worker
+    exits."""
     with store_for(ctx) as store:
         n = store.request_worker_stop(worker_id, host=host)
     if n == 0 and (worker_id is not None or host is not None):

@@ -1,4 +1,5 @@
-"""Hybrid sampler: ratio frequencies, exact `within` counts, no duplicate ids, bit-for-bit resume."""
+"""Hybrid sampler: ratio frequencies, exact `within` counts, no duplicate ids, bit-for-bit
+resume."""
 
 from __future__ import annotations
 

@@ -216,6 +216,7 @@ def test_a_run_whose_checkpoints_are_out_of_reach_restarts_from_step_0_and_says_
     e = store.get(exp_id)
     assert e.status == "done", e.error
     (warning,) = [ev.message for ev in store.events(exp_id) if ev.kind == "warning"]
-    assert "no checkpoint found under" in warning and "reached step 3" in warning and "from step 0" in warning
+    assert ("no checkpoint found under" in warning and "reached step 3" in warning
+            and "from step 0" in warning)
     assert e.provenance["run_dir"] == str(tmp_path / "box-b-runs" / str(exp_id))
     assert not list((tmp_path / "box-b-runs").rglob("*.pt"))  # done: its checkpoints are gone

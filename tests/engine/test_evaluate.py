@@ -290,7 +290,8 @@ class PerfectEncoder:
 
 
 def _cli() -> typer.Typer:
-    """A root group like optical_tui.cli's, with only `eval` registered (independent of the list)."""
+    """A root group like optical_tui.cli's, with only `eval` registered (independent of the
+    list)."""
     from optical_tui.cli import OpticalGroup
     from optical_tui.commands import eval as eval_cmd
 

@@ -1,4 +1,5 @@
-"""Ranking metrics: hand-counted cases, the tie policy, and cross-checks against sklearn/pytrec_eval."""
+"""Ranking metrics: hand-counted cases, the tie policy, and cross-checks against
+sklearn/pytrec_eval."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`optical batches`: the first N batches of a config, as a user and a script see them (issue 18)."""
+"""`optical batches`: the first N batches of a config, as a user and a script see them (issue
+18)."""
 
 from __future__ import annotations
 

@@ -78,7 +78,8 @@ def test_db_copy_both_ways(tmp_path: Path, pg_url: str, pg_server: PgServer) -> 
     out = json.loads(r.stdout)
     assert out["experiments"] == 4 and out["events"] == 5 and pg_server.password not in r.stdout
     r = runner.invoke(app, ["db", "copy", pg_url, str(back)])
-    assert r.exit_code == 0 and "copied 4 experiments" in r.stdout and pg_server.password not in r.stdout
+    assert (r.exit_code == 0 and "copied 4 experiments" in r.stdout
+            and pg_server.password not in r.stdout)
     listings = [json.loads(run(db, "queue", "list", "--json").stdout) for db in (src, pg_url, back)]
     assert listings[0] == listings[1] == listings[2]
 

@@ -35,7 +35,8 @@ def test_add_sweep_json_and_list(db):
     assert [(e["ratio"], e["seed"]) for e in added] == [("1:3", 1), ("1:3", 2), ("1:0", 1),
                                                         ("1:0", 2)]
     assert all(e["config"]["train"]["lr"] == 3e-5 and e["priority"] == 4 for e in added)
-    assert added[0]["config"]["train"]["ratio"] == "1:3" and added[1]["config"]["train"]["seed"] == 2
+    assert (added[0]["config"]["train"]["ratio"] == "1:3"
+            and added[1]["config"]["train"]["seed"] == 2)
     listed = json.loads(run(db, "queue", "list", "--json").stdout)
     assert [e["id"] for e in listed] == [1, 2, 3, 4]
     table = run(db, "queue", "list")
@@ -137,7 +138,8 @@ def test_db_check(db):
     r = run(db, "db", "check", "--json")
     assert r.exit_code == 0
     report = json.loads(r.stdout)
-    assert report["ok"] and report["schema_version"] == SCHEMA_VERSION and report["experiments"]["queued"] == 1
+    assert (report["ok"] and report["schema_version"] == SCHEMA_VERSION
+            and report["experiments"]["queued"] == 1)
     assert "schema version" in run(db, "db", "check").stdout
 
 

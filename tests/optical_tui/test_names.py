@@ -175,7 +175,8 @@ def test_values_that_used_to_pass_are_one_error_line(tmp_path: Path, args: list[
         (tmp_path / "dir.png").mkdir()
         args = [a if a != "." or args[1] != "--plot" else str(tmp_path / "dir.png") for a in args]
     r = cli_run(db, *args)
-    assert r.exit_code == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.output
+    assert (r.exit_code == 1 and r.stderr.startswith("error: ")
+            and r.stderr.count("\n") == 1), r.output
     assert message in r.stderr
     with open_store(db) as store:
         assert len(store.list_experiments()) == 1  # nothing written

@@ -1,4 +1,5 @@
-"""Encoder pooling/masks/batching on the tiny model; the embedded models' builds; e5 parity (slow)."""
+"""Encoder pooling/masks/batching on the tiny model; the embedded models' builds; e5 parity
+(slow)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def test_tiny_model_is_cached_and_loads_with_auto_classes(tiny_encoder: Encoder)
     for text in TEXTS:
         assert auto(text)["input_ids"] == raw.encode(text).ids
     ids = auto("query: hi")["input_ids"]
-    assert ids[0] == auto.convert_tokens_to_ids("<s>") and ids[-1] == auto.convert_tokens_to_ids("</s>")
+    assert (ids[0] == auto.convert_tokens_to_ids("<s>")
+            and ids[-1] == auto.convert_tokens_to_ids("</s>"))
     assert tiny_encoder.dim == 32
 
 

@@ -54,7 +54,8 @@ def test_saved_model_reloads_with_the_runs_embeddings_and_numbers(tmp_path: Path
     _model, loading = AutoModel.from_pretrained(str(model_dir), output_loading_info=True)
     assert not any(loading.values()), loading  # every weight is in the folder, none made up
     st = SentenceTransformer(str(model_dir), device="cpu")
-    assert st.max_seq_length == 64 and st.prompts["query"] == "query: " and st.prompts["passage"] == "passage: "
+    assert (st.max_seq_length == 64 and st.prompts["query"] == "query: "
+            and st.prompts["passage"] == "passage: ")
     ours = load_encoder(str(model_dir), max_length=64)
     texts = mlqa_texts()
     for kind in ("query", "passage"):
@@ -141,7 +142,8 @@ def test_optical_export_finds_the_workers_model_after_cleanup(tmp_path: Path) ->
         (("export", "1", str(dest)), "not an empty folder"),
     ):
         res = optical(db, *args)
-        assert res.returncode == 1 and res.stderr.startswith("error:") and expected in res.stderr, res.stderr
+        assert (res.returncode == 1 and res.stderr.startswith("error:")
+                and expected in res.stderr), res.stderr
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "x").exists()
 

@@ -50,7 +50,8 @@ def test_exported_model_carries_a_card_the_hub_reads_and_its_prompts_give_our_em
     assert meta["datasets"] == ["google-research-datasets/xquad_r"] and meta["license"] == "mit"
     assert "base_model" not in meta  # embedded:tiny-random is a random initialisation
     assert meta["model-index"][0]["name"] == "card: #1-1to3-s7"
-    assert meta["library_name"] == "sentence-transformers" and meta["pipeline_tag"] == "sentence-similarity"
+    assert (meta["library_name"] == "sentence-transformers"
+            and meta["pipeline_tag"] == "sentence-similarity")
     quick = {k: v for s, k, v in rep.rows if s == 2}
     (result,) = [r for r in card.data.eval_results if r.metric_name == "Mul mAP macro"]
     mul_macro = quick[metric_key(Split.QUICK, Setting.MUL, MACRO, MetricName.MAP)]

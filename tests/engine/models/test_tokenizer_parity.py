@@ -92,7 +92,8 @@ def test_char_map_reader_rejects_garbage() -> None:
 @pytest.mark.slow
 def test_normaliser_is_the_official_charsmap_rule_for_rule(converted: Path) -> None:
     """Every rule the official charsmap can apply, and no other, is in the converted tokenizer."""
-    ours, theirs = live_rules(_charsmap(converted)), live_rules(_charsmap(official_tokenizer_json()))
+    ours, theirs = (live_rules(_charsmap(converted)),
+                    live_rules(_charsmap(official_tokenizer_json())))
     assert len(theirs) == 5512  # 4,837 one-character rules + 675 two-character compositions
     assert ours == theirs
 

@@ -101,7 +101,8 @@ def test_kill9_on_one_box_resumes_from_its_checkpoint_on_the_other(db: str, tmp_
     assert train_steps(store, victim) == list(range(1, 121))
     assert sorted({m.step for m in store.metrics(victim, prefix="eval/")}) == [0, 40, 80, 120]
     log_b = workers.log(b)
-    assert "watching 1 running experiment(s)" in log_b or "waiting for silent run(s)" in log_b, log_b
+    assert ("watching 1 running experiment(s)" in log_b
+            or "waiting for silent run(s)" in log_b), log_b
     # Files: one folder per attempt in the shared runs dir; a finished run keeps its logs, not its
     # checkpoints; the boxes' own working folders got nothing.
     folder = shared / str(victim)
@@ -147,7 +148,8 @@ def test_a_paused_worker_whose_run_was_reclaimed_by_the_same_id_writes_nothing(
     wait_for(lambda: any(second.glob("step_*.pt")), 180,
              "the reclaimed run to checkpoint in its own folder")
     reclaimed = store.get(exp)
-    assert reclaimed.attempts == 2 and reclaimed.worker_id == same_id and reclaimed.status == "running"
+    assert (reclaimed.attempts == 2 and reclaimed.worker_id == same_id
+            and reclaimed.status == "running")
     # Freeze the successor too: from here on, any change is the old processes' doing.
     pause(new, db, lambda: True)
 
@@ -231,7 +233,8 @@ def test_a_pool_restarts_a_crashed_worker_and_worker_stop_host_drains_the_box(tm
     assert code == 0 and "stop requested" in out, out
     assert pool.wait(timeout=60) == 0, workers.log()
     log = workers.log()
-    assert "[cpu#1]" in log and "[cpu#2]" in log and "restarting in" in log and "killed by SIGKILL" in log
+    assert ("[cpu#1]" in log and "[cpu#2]" in log and "restarting in" in log
+            and "killed by SIGKILL" in log)
     assert alive_pids() == []
     # Only the crashed worker's row is left unstopped (nobody could mark it); the others drained.
     assert [w.pid for w in store.list_workers()] == [first[0]]

@@ -145,7 +145,8 @@ def test_bad_targets_are_one_error_line_before_the_worker_starts(tmp_path: Path)
                               "--notify", target], check=False, capture_output=True, text=True,
                              cwd=REPO, timeout=120,
                              env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert res.returncode == 1 and res.stderr.startswith("error:") and expected in res.stderr, res.stderr
+        assert (res.returncode == 1 and res.stderr.startswith("error:")
+                and expected in res.stderr), res.stderr
         assert len(res.stderr.strip().splitlines()) == 1 and "secret-token" not in res.stderr
 
 

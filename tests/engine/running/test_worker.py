@@ -2,9 +2,9 @@
 SIGTERM / `optical worker stop`, failures that do not stop the worker, a database that refuses
 writes for a while, `queue rm` racing a run that just finished.
 
-Workers run as `python -m engine.running.worker` subprocesses in their own session (so a test can kill
-the whole group on teardown) against a temp database; experiments use configs/smoke.toml. Kill -9
-and resume, the paused ("zombie") worker and the two-box test run on both backends in
+Workers run as `python -m engine.running.worker` subprocesses in their own session (so a test can
+kill the whole group on teardown) against a temp database; experiments use configs/smoke.toml. Kill
+-9 and resume, the paused ("zombie") worker and the two-box test run on both backends in
 tests/test_multibox.py.
 """
 
@@ -253,7 +253,8 @@ def test_queue_rm_of_a_run_that_just_finished_leaves_its_worker_serving(tmp_path
     assert w.poll() is None, pool.log()
     w.send_signal(signal.SIGTERM)
     assert w.wait(timeout=30) == 0
-    assert f"#{short}: finished after" in pool.log() and f"no experiment with id {short}" in pool.log()
+    assert (f"#{short}: finished after" in pool.log()
+            and f"no experiment with id {short}" in pool.log())
     assert not (tmp_path / "runs" / str(short)).exists()
 
 
@@ -357,7 +358,8 @@ def test_failure_messages_name_the_setting_to_lower() -> None:
     assert explain_failure(DataMissing("missing data file x"), cfg,
                            "cpu") == "DataMissing: missing data file x"
     assert "out-of-memory" in describe_exit(-9, oom=True)
-    assert "SIGKILL" in describe_exit(-9, oom=False) and "memory" not in describe_exit(-9, oom=False)
+    assert ("SIGKILL" in describe_exit(-9, oom=False)
+            and "memory" not in describe_exit(-9, oom=False))
     assert "SIGSEGV" in describe_exit(-11, oom=False) and "status 2" in describe_exit(2, oom=False)
 
 

@@ -30,7 +30,8 @@ LOSS = "train/loss"
 
 
 def make_db(tmp_path: Path) -> tuple[Path, dict[int, dict[tuple[str, int], tuple[float, float]]]]:
-    """Two runs of sweep `s` (done, failed) and one of sweep `other`; (key, step) → (value, time)."""
+    """Two runs of sweep `s` (done, failed) and one of sweep `other`; (key, step) → (value,
+    time)."""
     db = tmp_path / "e.db"
     cfg = load_config(REPO / "configs" / "smoke.toml")
     stored: dict[int, dict[tuple[str, int], tuple[float, float]]] = {}
@@ -110,8 +111,10 @@ def test_mlflow_store_holds_params_every_point_with_steps_and_tags(tmp_path: Pat
     for exp_id, run in ((1, runs["1"]), (2, runs["2"])):
         assert run.info.run_name == ("1-1to3-s0" if exp_id == 1 else "2-1to0-s1")
         assert run.info.status == ("FINISHED" if exp_id == 1 else "FAILED")
-        assert run.data.tags["mlflow.source.git.commit"] == "c0ffee" and run.data.tags["optical.sweep"] == "s"
-        assert run.data.params["train.ratio"] == run.data.params["ratio"] and run.data.params["ot.weight"] == "1.0"
+        assert (run.data.tags["mlflow.source.git.commit"] == "c0ffee"
+                and run.data.tags["optical.sweep"] == "s")
+        assert (run.data.params["train.ratio"] == run.data.params["ratio"]
+                and run.data.params["ot.weight"] == "1.0")
         got = {}
         for key in {k for k, _ in stored[exp_id]}:
             for m in client.get_metric_history(run.info.run_id, key):
@@ -168,7 +171,8 @@ def test_wandb_offline_runs_hold_every_point_config_and_summary(tmp_path: Path) 
                 assert str(Status.FAILED if exp_id == 2 else Status.DONE) in r.tags
                 config = {item.key: json.loads(item.value_json) for item in r.config.update}
                 assert config["ratio"] == ["1:3", "1:0", "1:1"][exp_id - 1]
-                assert config["train"]["steps"] == 6 and config["model"]["name"] == "embedded:tiny-random"
+                assert (config["train"]["steps"] == 6
+                        and config["model"]["name"] == "embedded:tiny-random")
             elif kind == "history":
                 row = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
                        for item in record.history.item}
@@ -196,5 +200,6 @@ def test_bad_requests_are_one_error_line(tmp_path: Path) -> None:
                            (["1", "--sweep", "s", "--tensorboard", str(tmp_path / "x")],
                             "not both")):
         res = CliRunner().invoke(app, ["--db", str(db), "export-runs", *args])
-        assert res.exit_code == 1 and res.stderr.startswith("error:") and expected in res.stderr, res.stderr
+        assert (res.exit_code == 1 and res.stderr.startswith("error:")
+                and expected in res.stderr), res.stderr
     assert not (tmp_path / "x").exists()
