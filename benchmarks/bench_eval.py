@@ -1,4 +1,5 @@
-"""Full MLQA-R benchmark: encoding throughput, and scoring+metrics time vs a per-query sklearn baseline.
+"""Full MLQA-R benchmark: encoding throughput, and scoring+metrics time vs a per-query sklearn
+baseline.
 
     OPTICAL_DATA=../shared/data .venv/bin/python benchmarks/bench_eval.py [--model M] [--reencode]
 
@@ -181,8 +182,8 @@ def markdown(metrics: dict, model: str, info: dict, score_s: float) -> str:
     for row in table.rows:
         cells = ["–" if v is None else f"{v:.1f}" if "rank" in col else f"{v:.3f}"
                  for v, col in zip(row.values, table.columns, strict=True)]
-        label = row.label if row.unit.kind == "lang" else f"**{row.label}**" if row.unit.kind == "macro" \
-            else f"*{row.label}*"
+        label = (row.label if row.unit.kind == "lang"
+                 else f"**{row.label}**" if row.unit.kind == "macro" else f"*{row.label}*")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"{model}, zero-shot; encoding {info.get('texts_per_s', '?')} texts/s "

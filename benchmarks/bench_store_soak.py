@@ -7,14 +7,14 @@ worker's per-experiment overhead with the smoke config.
    `--flush-interval` seconds (the training child flushes once a second; this is faster) with
    `--keys` train-like metric points, plus an evaluation-sized burst of `--eval-keys` points every
    `--eval-every` flushes. A reader process polls like the TUI: `Store.change_token()` (SQLite's
-   `PRAGMA data_version`), and only when it changed, the new metric rows (`metrics_since`), the experiment list and new events. A CLI-like
-   process adds and cancels an experiment every second (queue churn). Every error is counted;
-   "database is locked" separately. Reports p50/p99/max write (flush) latency and read latency.
+   `PRAGMA data_version`), and only when it changed, the new metric rows (`metrics_since`), the
+   experiment list and new events. A CLI-like process adds and cancels an experiment every second
+   (queue churn). Every error is counted; "database is locked" separately. Reports p50/p99/max
+   write (flush) latency and read latency.
 2. Worker overhead. A real `python -m engine.running.worker` runs `--overhead-runs` smoke
-experiments
-   (configs/smoke.toml) on CPU; per experiment: claim → child started (provenance written,
-   torch imported), claim → data and model loaded (the "started" event), claim → first metric
-   point (step-0 evaluation), claim → first training step, claim → done.
+   experiments (configs/smoke.toml) on CPU; per experiment: claim → child started (provenance
+   written, torch imported), claim → data and model loaded (the "started" event), claim → first
+   metric point (step-0 evaluation), claim → first training step, claim → done.
 Writes benchmarks/results/soak.json.
 """
 

@@ -8,8 +8,8 @@ Measures, with a naive full re-read measured in the same run as the baseline:
   appending the points and redrawing its plot (b + c is what the UI thread spends per update).
   Target: each well under 100 ms.
 
-    python benchmarks/bench_tui.py [--experiments 200] [--points 500] [--out benchmarks/results/tui.json]
-                                   [--db EMPTY_DB_PATH_OR_URL]
+    python benchmarks/bench_tui.py [--experiments 200] [--points 500]
+                                   [--out benchmarks/results/tui.json] [--db EMPTY_DB_PATH_OR_URL]
 
 `--db` measures another store (e.g. an empty PostgreSQL database) instead of a temporary SQLite
 file; benchmarks/bench_store_backends.py runs it on both side by side.
@@ -195,7 +195,8 @@ def main() -> None:
     results["ratios_vs_naive_full_reread"] = {
         "idle_poll": round(naive_ms / results["idle_poll"]["median_ms"], 1),
         "poll_read": round(naive_ms / results["poll_read"]["median_ms"], 1),
-        "poll_with_new_rows_total": round(naive_ms / results["poll_with_new_rows_total"]["median_ms"], 1),
+        "poll_with_new_rows_total": round(
+            naive_ms / results["poll_with_new_rows_total"]["median_ms"], 1),
     }
     results["setup"] = {
         "experiments": args.experiments, "languages": len(MLQA_LANGS), "eval_points": args.points,

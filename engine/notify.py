@@ -1,4 +1,5 @@
-"""Telling people what happened: a run failed, a sweep finished, the queue is empty, a worker was lost.
+"""Telling people what happened: a run failed, a sweep finished, the queue is empty, a worker was
+lost.
 
 The worker sends through apprise (one URL scheme per service: `ntfy://`, `slack://`, `mailto://`,
 `matrix://`, `tgram://`, `json://host:port/` …; https://github.com/caronc/Apprise/wiki). Where to

@@ -35,7 +35,8 @@ def test_engine_never_loads_ui_libraries():
 def test_source_level_boundaries():
     ui_heavy = re.compile(r"^\s*(import|from)\s+(torch|transformers|ot)\b", re.MULTILINE)
     engine_ui = re.compile(r"^\s*(import|from)\s+(textual|typer)\b", re.MULTILINE)
-    sql = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+TABLE)\b", re.IGNORECASE)
+    sql = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET"
+                     r"|DELETE\s+FROM|CREATE\s+TABLE)\b", re.IGNORECASE)
     for p in (ROOT / "optical_tui").rglob("*.py"):
         text = p.read_text()
         assert not ui_heavy.search(text), f"{p} imports torch/transformers/ot"

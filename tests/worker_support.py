@@ -62,7 +62,8 @@ def child_pids(db: str | Path) -> list[int]:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
             # A database URL reaches the training process through its environment, never argv.
-            env = (entry / "environ").read_bytes().split(b"\0") if b"engine.running.run_process" in cmd else []
+            env = ((entry / "environ").read_bytes().split(b"\0")
+                   if b"engine.running.run_process" in cmd else [])
         except (OSError, IndexError):
             continue
         named = str(db).encode() in cmd or b"OPTICAL_DB=" + str(db).encode() in env

@@ -56,7 +56,8 @@ def _record_problem(obj: Any) -> str | None:
         bad = [lang for lang, ts in negatives.items()
                if not isinstance(ts, list) or not all(isinstance(t, str) and t.strip() for t in ts)]
         if bad:
-            return f"'negatives' for {', '.join(map(repr, bad))} must be a list of non-empty strings"
+            return (f"'negatives' for {', '.join(map(repr, bad))} must be a list of non-empty "
+                    "strings")
     return None
 
 
@@ -141,7 +142,8 @@ def load_parallel_jsonl(path: str | Path, langs: Iterable[str]) -> list[Parallel
 
 def load_training_qa(train_source: str, train_file: str, langs: Iterable[str],
                      data_dir: str | Path | None = None) -> list[ParallelQA]:
-    """The parallel QA to train on: `data.train_file` when set, else the `data.train_source` dataset."""
+    """The parallel QA to train on: `data.train_file` when set, else the `data.train_source`
+    dataset."""
     if train_file:
         return load_parallel_jsonl(train_file_path(train_file, data_dir), langs)
     return load_parallel_qa(train_source, langs, data_dir)

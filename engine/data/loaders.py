@@ -406,7 +406,8 @@ def load_bitext(langs: Iterable[str], data_dir: str | Path | None = None) -> lis
         eng_path, tgt_path = tatoeba_paths(lang, data_dir)
         eng, tgt = _read_lines(*_stat(eng_path)), _read_lines(*_stat(tgt_path))
         if len(eng) != len(tgt):
-            why = f"{len(tgt)} lines but {eng_path.name} has {len(eng)}; the files must be line-aligned"
+            why = (f"{len(tgt)} lines but {eng_path.name} has {len(eng)}; the files must be "
+                   "line-aligned")
             raise _malformed(tgt_path, why)
         # An empty side carries no signal for distillation; the rest stay aligned.
         pairs = ((e.strip(), t.strip()) for e, t in zip(eng, tgt, strict=True))

@@ -1,6 +1,7 @@
 """mMARCO (MS MARCO passage ranking machine-translated into 13 languages) → a `data.train_file`.
 
-    python -m engine.data.mmarco --root mmarco/data --langs en,de,es,zh --limit 20000 --out mmarco.jsonl
+    python -m engine.data.mmarco --root mmarco/data --langs en,de,es,zh --limit 20000 \\
+        --out mmarco.jsonl
 
 `--root` is the dataset's `data/` folder as the Hugging Face dataset `unicamp-dl/mmarco` lays it
 out (download recipe: /work/notes/training-readme.md, section "Bring your own training data"):
@@ -79,9 +80,8 @@ def convert(root: Path, langs: Sequence[str], out: Path, limit: int,
         questions[lang] = {q: t for q, t in _tsv(root / translation / "queries" / "train" /
                                                   f"{name}_queries.train.tsv") if q in triples
                            and t}
-        passages[lang] = {p: t
-                          for p, t in _tsv(root / translation / "collections" / f"{name}_collection.tsv")
-                          if p in wanted_pids and t}
+        collection = root / translation / "collections" / f"{name}_collection.tsv"
+        passages[lang] = {p: t for p, t in _tsv(collection) if p in wanted_pids and t}
     n = 0
     tmp = out.with_name(f".{out.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:

@@ -368,7 +368,15 @@ def xlmr_tokenizer(pieces: list[str], scores: np.ndarray, charsmap: bytes | None
     the official tokenizer.json. Without it (the tiny model, whose vocabulary is trained here)
     Nmt + NFKC stand in for it; they differ on text with combining marks.
     """
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from tokenizers.models import Unigram
 
     tok = Tokenizer(Unigram([(p, float(s)) for p, s in zip(pieces, scores, strict=True)], unk_id=3,

@@ -68,9 +68,9 @@ def pid_alive(pid: int) -> bool:
 
 def start_detached(db: str, options: WorkerOptions,
                    module: str = "engine.running.worker") -> tuple[int, Path, Path]:
-    """Re-launch the worker (or, with module engine.running.pool, the per-device supervisor) in a new
-    session (survives the SSH session); returns pid, log, pid file. `options.device` is the device
-    (or, for the pool, the device list)."""
+    """Re-launch the worker (or, with module engine.running.pool, the per-device supervisor) in a
+    new session (survives the SSH session); returns pid, log, pid file. `options.device` is the
+    device (or, for the pool, the device list)."""
     open_store(db).close()  # a bad --db fails here, in the user's terminal, not in a log file
     path = sqlite_path(db)
     db_arg = str(path.resolve()) if path is not None else db

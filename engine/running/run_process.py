@@ -1,4 +1,5 @@
-"""One experiment in its own process: `python -m engine.running.run_process --db DB --experiment ID ...`.
+"""One experiment in its own process: `python -m engine.running.run_process --db DB --experiment ID
+...`.
 
 The worker starts one child per claimed experiment, so an out-of-memory kill or a segfault ends
 one run, never the worker. The child freezes provenance into the row, trains through a

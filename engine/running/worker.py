@@ -214,10 +214,10 @@ class QueueWorker:
         return store.claim_next(self.id, self.device, skip=self._lacking)
 
     def _waiting_for_lost_runs(self, store: Store) -> bool:
-        """True while a running experiment may belong to a dead worker: a batch job must wait for its
-        lease to expire, requeue it and run it, or that run is orphaned. A run counts as alive only
-        once its heartbeat has been seen fresh for SUSPECT_HEARTBEAT_S after the queue went empty:
-        a worker killed a second ago still has a fresh heartbeat."""
+        """True while a running experiment may belong to a dead worker: a batch job must wait for
+        its lease to expire, requeue it and run it, or that run is orphaned. A run counts as alive
+        only once its heartbeat has been seen fresh for SUSPECT_HEARTBEAT_S after the queue went
+        empty: a worker killed a second ago still has a fresh heartbeat."""
         try:
             ages = store.heartbeat_ages()
         except StoreError as exc:

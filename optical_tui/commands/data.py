@@ -43,7 +43,8 @@ def check(
                         typer.Option("--data-dir", help=_DATA_DIR_HELP, show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Report, per dataset and language, whether the files are present, parse, and have the published counts.
+    """Report, per dataset and language, whether the files are present, parse, and have the
+    published counts.
 
     Exits 1 when anything is missing, malformed or has unexpected counts.
     """

@@ -1,5 +1,5 @@
-"""`optical db check`: integrity and schema version of the experiments database (SQLite or PostgreSQL).
-`optical db copy`: a whole study from one database to another (SQLite ⇄ PostgreSQL).
+"""`optical db check`: integrity and schema version of the experiments database (SQLite or
+PostgreSQL). `optical db copy`: a whole study from one database to another (SQLite ⇄ PostgreSQL).
 `optical db serve`: a PostgreSQL server for a queue shared by several boxes."""
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def copy(
                                        show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
-    """Copy a whole study (every experiment with its id, metric point and event) into an empty database.
+    """Copy a whole study (every experiment with its id, metric point and event) into an empty
+    database.
 
     Both directions work: SQLite → PostgreSQL to move a study onto a shared server, PostgreSQL →
     SQLite to take it home. The source is read in one snapshot, so workers may keep running; the

@@ -185,7 +185,8 @@ def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
                 if finished:
                     # Stop the worker once it is idle, so it never drains a run of another sweep.
                     for w in store.list_workers():
-                        if w.pid == proc.pid and w.status == WorkerStatus.IDLE and not w.stop_requested:
+                        if (w.pid == proc.pid and w.status == WorkerStatus.IDLE
+                                and not w.stop_requested):
                             store.request_worker_stop(w.id)
                 time.sleep(poll_s)
             finished = bars.update(store)

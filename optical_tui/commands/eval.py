@@ -97,7 +97,13 @@ def eval_command(
                                                                         _DEFAULTS.max_length))
 
     # Heavy imports (torch, transformers) only once the command actually runs.
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from engine.data.loaders import load_lareqa
     from engine.devices import resolve_device

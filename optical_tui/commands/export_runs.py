@@ -49,8 +49,8 @@ def export_runs(
     as_json: Annotated[bool,
                        typer.Option("--json", help="Print what was written, as JSON.")] = False,
 ) -> None:
-    """Write runs (ids, --sweep, or the newest sweep) to TensorBoard, MLflow and/or W&B: every metric
-    point with its step and time, the frozen config as hyperparameters, the final metrics.
+    """Write runs (ids, --sweep, or the newest sweep) to TensorBoard, MLflow and/or W&B: every
+    metric point with its step and time, the frozen config as hyperparameters, the final metrics.
 
     Exporting a run again replaces what an earlier export wrote for it.
     """

@@ -73,7 +73,8 @@ def slurm(
                                    help="Device inside each task (cuda:0; cpu for "
                                         "tests).")] = "cuda:0",
 ) -> None:
-    """Submit `optical worker --until-empty` as a Slurm job array (through submitit), one task per GPU.
+    """Submit `optical worker --until-empty` as a Slurm job array (through submitit), one task per
+    GPU.
 
     Tasks claim experiments from the shared database (--db postgresql://…, e.g. from `optical db
     serve`) like any other worker and exit when the queue is empty; queue more and launch again.

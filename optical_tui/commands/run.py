@@ -51,7 +51,8 @@ def default_run_dir(config: Path | None, cfg: Any) -> Path:
 
 
 class CliReporter:
-    """Reporter for the foreground run: Rich progress bar, event lines, metrics.jsonl in the run dir.
+    """Reporter for the foreground run: Rich progress bar, event lines, metrics.jsonl in the run
+    dir.
 
     Like the store, metrics.jsonl holds each (key, step) once: a resumed run re-reports the steps
     after its checkpoint, and those already in the file are not written again."""

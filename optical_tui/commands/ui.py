@@ -13,7 +13,8 @@ from optical_tui.commands.context import db_location
 
 PollOption = Annotated[float,
                        typer.Option("--poll", help="Seconds between database polls.", min=0.05)]
-DB_HELP = "Experiments database: a file path or postgresql:// URL (env OPTICAL_DB; default ./experiments.db)."
+DB_HELP = ("Experiments database: a file path or postgresql:// URL (env OPTICAL_DB; default "
+           "./experiments.db).")
 
 
 def _interactive() -> bool:

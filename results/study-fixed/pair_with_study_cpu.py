@@ -66,13 +66,13 @@ def main() -> None:
                             d = paired_difference(by_seed(table, other, unit),
                                                   by_seed(table, "1:0", unit))
                             cells.append(fmt(d))
-                            payload.setdefault(setting, {}).setdefault(unit, {})[
-                                f"{other}-1:0/{'fixed' if table is new else 'committed'}"] = d.__dict__
+                            key = f"{other}-1:0/{'fixed' if table is new else 'committed'}"
+                            payload.setdefault(setting, {}).setdefault(unit, {})[key] = d.__dict__
                     cells = [cells[0], cells[1], cells[2], cells[3], cells[4]]
                 else:
                     cells += ["", "", "", ""]
-                payload.setdefault(setting, {}).setdefault(unit,
-                                                           {})[f"{ratio}/fixed-committed"] = fix.__dict__
+                by_unit = payload.setdefault(setting, {}).setdefault(unit, {})
+                by_unit[f"{ratio}/fixed-committed"] = fix.__dict__
                 print(f"| {unit} | {ratio} | " + " | ".join(cells) + " |")
         print()
     (HERE / "pairing.json").write_text(json.dumps(payload, indent=1, default=list) + "\n")

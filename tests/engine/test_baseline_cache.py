@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.baseline_cache import baseline_dir, baseline_key, load_baseline, model_identity, save_baseline
+from engine.baseline_cache import (
+    baseline_dir,
+    baseline_key,
+    load_baseline,
+    model_identity,
+    save_baseline,
+)
 from engine.config import load_config
 from engine.data.loaders import load_lareqa
 from engine.evaluate import select_subset

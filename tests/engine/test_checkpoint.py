@@ -31,7 +31,9 @@ def warnings_of(fn):
     return fn(said.append), said
 
 
-def test_a_bad_latest_checkpoint_falls_back_to_the_previous_one_and_names_the_file(tmp_path: Path) -> None:
+def test_a_bad_latest_checkpoint_falls_back_to_the_previous_one_and_names_the_file(
+    tmp_path: Path
+) -> None:
     run = tmp_path / "7"
     one = Checkpoints.for_attempt(run, 1)
     for step in (10, 20):
@@ -62,7 +64,9 @@ def test_with_no_usable_checkpoint_the_run_starts_over_and_says_so(tmp_path: Pat
     assert warnings_of(Checkpoints.for_attempt(tmp_path / "8", 1).load_latest) == (None, [])
 
 
-def test_an_attempt_reads_earlier_attempts_newest_first_and_writes_only_its_own(tmp_path: Path) -> None:
+def test_an_attempt_reads_earlier_attempts_newest_first_and_writes_only_its_own(
+    tmp_path: Path
+) -> None:
     run = tmp_path / "7"
     Checkpoints.for_attempt(run, 1).save(30, state(1))
     Checkpoints.for_attempt(run, 2).save(20, state(2))  # resumed from an older checkpoint, say
@@ -108,8 +112,8 @@ def test_leftovers_of_interrupted_writes_are_removed_when_an_attempt_starts(tmp_
     unrelated = one.own / "notes.txt"
     unrelated.write_text("mine")
     assert sorted(Checkpoints.for_attempt(run, 2).remove_temp_files()) == sorted(leftovers)
-    assert not any(p.exists()
-                   for p in leftovers) and unrelated.exists() and (one.own / "step_000010.pt").exists()
+    assert not any(p.exists() for p in leftovers)
+    assert unrelated.exists() and (one.own / "step_000010.pt").exists()
 
 
 @pytest.mark.slow
@@ -146,7 +150,9 @@ def test_training_falls_back_past_a_truncated_checkpoint_and_still_matches_an_un
 # ---------------------------------------------------------------------- cleanup and ownership
 
 
-def test_finished_runs_lose_their_checkpoints_and_other_databases_runs_are_left_alone(tmp_path: Path) -> None:
+def test_finished_runs_lose_their_checkpoints_and_other_databases_runs_are_left_alone(
+    tmp_path: Path
+) -> None:
     from optical_tui.cli import app
 
     db = tmp_path / "e.db"
@@ -189,7 +195,9 @@ def test_finished_runs_lose_their_checkpoints_and_other_databases_runs_are_left_
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("data_dir")
-def test_a_run_whose_checkpoints_are_out_of_reach_restarts_from_step_0_and_says_so(tmp_path: Path) -> None:
+def test_a_run_whose_checkpoints_are_out_of_reach_restarts_from_step_0_and_says_so(
+    tmp_path: Path
+) -> None:
     """Box a trained to step 3 and died; box b does not see box a's runs dir: the run restarts from
     step 0 with an event saying why, and finishes (it never fails for that)."""
     import signal

@@ -199,7 +199,8 @@ def test_subset_of_mlqa_is_fixed_and_complete(data_dir: Path) -> None:
         expected = {qid for qid in selected if qid in full[lang].answer}
         assert set(s.answer) == expected
         for qid in expected:
-            assert s.candidates[s.answer[qid]].text == full[lang].candidates[full[lang].answer[qid]].text
+            whole = full[lang]
+            assert s.candidates[s.answer[qid]].text == whole.candidates[whole.answer[qid]].text
         # Whole paragraphs are kept, and there are more of them than answer paragraphs
         # (distractors).
         paras = {c.paragraph for c in s.candidates}

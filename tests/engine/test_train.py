@@ -241,7 +241,8 @@ def test_best_dev_resumes_with_its_best_so_far(tmp_path: Path) -> None:
     second = ListReporter()
     assert run_training(cfg, tmp_path / "b", second) == "done"
     assert ("info", "resumed from step 12") in second.events
-    assert full.series("train/selected_step") == second.series("train/selected_step") == [(30, 10.0)]
+    selected = full.series("train/selected_step")
+    assert selected == second.series("train/selected_step") == [(30, 10.0)]
     assert {**comparable(first), **comparable(second)} == comparable(full)
 
 

@@ -111,8 +111,9 @@ def test_bitext_maps_mlqa_codes(data_dir: Path) -> None:
     assert len(pairs) == 2000
     assert {p.tgt_lang for p in pairs} == {"ar", "zh"} and {p.src_lang for p in pairs} == {"en"}
     zh = [p for p in pairs if p.tgt_lang == "zh"]
-    lines = (data_dir / "tatoeba-laser" / "tatoeba.cmn-eng.cmn").read_text(encoding="utf-8").split("\n")
-    eng = (data_dir / "tatoeba-laser" / "tatoeba.cmn-eng.eng").read_text(encoding="utf-8").split("\n")
+    tatoeba = data_dir / "tatoeba-laser"
+    lines = (tatoeba / "tatoeba.cmn-eng.cmn").read_text(encoding="utf-8").split("\n")
+    eng = (tatoeba / "tatoeba.cmn-eng.eng").read_text(encoding="utf-8").split("\n")
     assert (zh[7].tgt, zh[7].src) == (lines[7].strip(), eng[7].strip())
     assert all(len(data.load_bitext([lang], data_dir)) == 1000 for lang in ("de", "es", "hi", "vi"))
     with pytest.raises(ConfigError, match="fr"):

@@ -212,7 +212,8 @@ def test_e5_conversion_matches_the_wheels_engine(e5: Encoder, data_dir: Path) ->
         assert cos.min() >= 0.999, (kind, float(cos.min()))
     # And the model really is cross-lingual: a question is closer to its own answer sentence.
     q = e5.embed(["How many points did the Panthers defense surrender?"], "query")
-    p = e5.embed(["黑豹队的防守只丢了 308分，在联赛中排名第六。", "这个问题的答案在哪里？"], "passage")
+    p = e5.embed(["黑豹队的防守只丢了 308分，在联赛中排名第六。",
+                  "这个问题的答案在哪里？"], "passage")
     assert (q @ p.T)[0, 0] > (q @ p.T)[0, 1]
 
 

@@ -1,5 +1,5 @@
-"""`optical export` writes a model card that explains the model (engine/models/model_card.py): the Hub
-reads its metadata, it says how the run trained and shows the run's MLQA-R table, and the
+"""`optical export` writes a model card that explains the model (engine/models/model_card.py): the
+Hub reads its metadata, it says how the run trained and shows the run's MLQA-R table, and the
 exported prompts give the tool's own embeddings in sentence-transformers."""
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from tests.engine.models.test_export import SMOKE, mlqa_texts
 pytestmark = pytest.mark.usefixtures("data_dir", "one_torch_thread")
 
 
-def test_exported_model_carries_a_card_the_hub_reads_and_its_prompts_give_our_embeddings(tmp_path: Path) -> None:
+def test_exported_model_carries_a_card_the_hub_reads_and_its_prompts_give_our_embeddings(
+    tmp_path: Path
+) -> None:
     db, runs = tmp_path / "e.db", tmp_path / "runs"
     name = "card: #1"  # YAML-significant characters stay text
     cfg = with_run(load_config(SMOKE, ["train.steps=2", "train.save_model=true", "ot.weight=0.5",
@@ -87,7 +89,9 @@ def test_exported_model_carries_a_card_the_hub_reads_and_its_prompts_give_our_em
     assert ((plain * ours.embed(texts, "query", max_length=64).numpy()).sum(1)).min() < 0.9999
 
 
-def test_the_table_is_the_full_benchmark_when_it_ran_else_the_quick_subset_at_the_selected_step() -> None:
+def test_the_table_is_the_full_benchmark_when_it_ran_else_the_quick_subset_at_the_selected_step(
+    
+) -> None:
     config = {"eval": {"langs": ["en", "hi"], "settings": ["mul"], "high": ["en"], "low": ["hi"]},
               "data": {"train_langs": ["en"]}}
     key = {s: metric_key(s, Setting.MUL, MACRO, MetricName.MAP) for s in (Split.QUICK, Split.FULL)}

@@ -210,8 +210,9 @@ def test_device_lists_expand_and_are_checked() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_a_pool_restarts_a_crashed_worker_and_worker_stop_host_drains_the_box(tmp_path: Path,
-                                                                               workers: Workers) -> None:
+def test_a_pool_restarts_a_crashed_worker_and_worker_stop_host_drains_the_box(
+    tmp_path: Path, workers: Workers
+) -> None:
     db = str(tmp_path / "e.db")
     open_store(db).close()
     pool = workers.start(db, "--host-name", "box-c", "--max-restarts", "2",

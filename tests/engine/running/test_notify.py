@@ -111,7 +111,8 @@ def test_sweep_headline_and_who_announces_it() -> None:
     runs = [exp(1, Status.DONE, 5.0), exp(2, Status.DONE, 7.0), exp(3, Status.CANCELLED, 6.0)]
     # a cancelled run's value is not counted
     n = notify.sweep_finished("s", runs, {1: 0.5, 2: 0.6, 3: 0.9})
-    assert n.body == "s: 2 done, 1 cancelled. Mul macro mAP 0.5500 ± 0.0707 (mean ± sd over 2 runs; best 0.6000)"
+    assert n.body == ("s: 2 done, 1 cancelled. Mul macro mAP 0.5500 ± 0.0707 (mean ± sd over 2 "
+                      "runs; best 0.6000)")
     assert not n.failure
     # Only the run that ended last announces the sweep (two workers may end its last runs at once).
     assert notify.finished_sweep(runs[1], runs) and not notify.finished_sweep(runs[0], runs)

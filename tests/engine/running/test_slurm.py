@@ -73,8 +73,9 @@ def test_bad_input_is_one_error_line(tmp_path: Path, pg_url: str,
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.usefixtures("data_dir")
-def test_local_executor_tasks_drain_a_shared_postgresql_queue(tmp_path: Path, pg_url: str,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_executor_tasks_drain_a_shared_postgresql_queue(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the tasks inherit it: two trainings share a small CPU
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     ids = queue(pg_url, TINY, seeds=(0, 1, 2))
@@ -93,7 +94,9 @@ def test_local_executor_tasks_drain_a_shared_postgresql_queue(tmp_path: Path, pg
 
 
 @pytest.mark.timeout(120)
-def test_debug_executor_runs_a_task_in_this_process_with_the_database_from_the_environment(tmp_path: Path) -> None:
+def test_debug_executor_runs_a_task_in_this_process_with_the_database_from_the_environment(
+    tmp_path: Path
+) -> None:
     """The task finds its database through OPTICAL_DB (set for the submission only), serves the
     queue, finds it empty and ends; the experiments themselves are drained in the test above."""
     import os

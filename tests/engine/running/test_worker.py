@@ -303,7 +303,8 @@ def test_a_second_store_in_one_process_keeps_the_first_ones_view(tmp_path: Path)
     open_store(db).close()  # e.g. `optical worker status` invoked in-process, a dashboard thread
     steps = {"running": "s.claim_next('w')", "done": f"s.finish(s.get({exp_id}).lease, 'done')"}
     for status, call in steps.items():  # two writers elsewhere, each closing its connection
-        code = f"from engine.store import open_store; s = open_store({str(db)!r}); {call}; s.close()"
+        code = (f"from engine.store import open_store; s = open_store({str(db)!r}); {call}; "
+                "s.close()")
         subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
         assert first.get(exp_id).status == status
 

@@ -82,8 +82,8 @@ def test_tensorboard_holds_every_point_and_the_hparams(tmp_path: Path) -> None:
                for e in acc.Scalars(tag)}
         assert got.keys() == stored[exp_id].keys()
         for key, (value, when) in stored[exp_id].items():
-            assert got[key][0] == pytest.approx(value,
-                                                rel=1e-6) and got[key][1] == pytest.approx(when), key
+            assert got[key][0] == pytest.approx(value, rel=1e-6), key
+            assert got[key][1] == pytest.approx(when), key
         content = acc.PluginTagToContent("hparams")
         data = {tag: plugin_data_pb2.HParamsPluginData.FromString(raw)
                 for tag, raw in content.items()}
