@@ -37,17 +37,18 @@ def missing_folder_hint(root: Path, *, from_option: bool) -> str:
             "uses ../shared/data), or fetch it with `optical data download`.")
 
 
-@data_app.command("check")
+_CHECK_HELP = ("Report, per dataset and language, whether the files are present, parse, and "
+               "have the published counts.\n"
+               "\n"
+               "Exits 1 when anything is missing, malformed or has unexpected counts.")
+
+
+@data_app.command("check", help=_CHECK_HELP)
 def check(
     data_dir: Annotated[Path | None,
                         typer.Option("--data-dir", help=_DATA_DIR_HELP, show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Report, per dataset and language, whether the files are present, parse, and have the
-    published counts.
-
-    Exits 1 when anything is missing, malformed or has unexpected counts.
-    """
     from engine.data.loaders import HINT, data_status, resolve_data_dir
 
     root = resolve_data_dir(str(data_dir) if data_dir else "")

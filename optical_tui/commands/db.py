@@ -52,7 +52,18 @@ def check(
         raise typer.Exit(1)
 
 
-@db_app.command("copy")
+_COPY_HELP = ("Copy a whole study (every experiment with its id, metric point and event) into "
+              "an empty database.\n"
+              "\n"
+              "Both directions work: SQLite → PostgreSQL to move a study onto a shared server, "
+              "PostgreSQL →\n"
+              "SQLite to take it home. The source is read in one snapshot, so workers may keep "
+              "running; the\n"
+              "destination must be empty and is written all or nothing. Worker rows are not "
+              "copied.")
+
+
+@db_app.command("copy", help=_COPY_HELP)
 def copy(
     src: Annotated[str, typer.Argument(
         help="Source database: a file path, sqlite:///PATH or a postgresql://… URL.",
@@ -62,13 +73,6 @@ def copy(
                                        show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
-    """Copy a whole study (every experiment with its id, metric point and event) into an empty
-    database.
-
-    Both directions work: SQLite → PostgreSQL to move a study onto a shared server, PostgreSQL →
-    SQLite to take it home. The source is read in one snapshot, so workers may keep running; the
-    destination must be empty and is written all or nothing. Worker rows are not copied.
-    """
     from engine.store import redact
     from engine.store.copy import copy_study
 

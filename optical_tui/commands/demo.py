@@ -205,6 +205,10 @@ def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
     return finished
 
 
+_DEMO_HELP = ("Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, "
+              "run it, report.")
+
+
 def demo(
     ctx: typer.Context,
     seeds: Annotated[int,
@@ -228,8 +232,6 @@ def demo(
                                  help="Where to save the plot (default: ratio_study.png beside the "
                                       "database).")] = None,
 ) -> None:
-    """Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, run it,
-    report."""
     from engine.study.core import build_report
     from engine.study.plot import save_plot
     from optical_tui.commands.report import print_report
@@ -289,4 +291,4 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", help=_DEMO_HELP)(demo)

@@ -15,6 +15,13 @@ from engine.errors import ConfigError
 from optical_tui.commands.context import parse_ids, store_for
 from optical_tui.console import console, print_json
 
+_EXPORT_RUNS_HELP = ("Write runs (ids, --sweep, or the newest sweep) to TensorBoard, MLflow "
+                     "and/or W&B: every metric\n"
+                     "point with its step and time, the frozen config as hyperparameters, the "
+                     "final metrics.\n"
+                     "\n"
+                     "Exporting a run again replaces what an earlier export wrote for it.")
+
 
 def export_runs(
     ctx: typer.Context,
@@ -49,11 +56,6 @@ def export_runs(
     as_json: Annotated[bool,
                        typer.Option("--json", help="Print what was written, as JSON.")] = False,
 ) -> None:
-    """Write runs (ids, --sweep, or the newest sweep) to TensorBoard, MLflow and/or W&B: every
-    metric point with its step and time, the frozen config as hyperparameters, the final metrics.
-
-    Exporting a run again replaces what an earlier export wrote for it.
-    """
     from engine.study.core import select_experiments
     from engine.trackers import load_runs
 
@@ -100,4 +102,4 @@ def export_runs(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export-runs")(export_runs)
+    app.command("export-runs", help=_EXPORT_RUNS_HELP)(export_runs)

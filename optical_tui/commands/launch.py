@@ -19,7 +19,16 @@ launch_app = typer.Typer(help="Start workers elsewhere: on a Slurm cluster, one 
                          no_args_is_help=True)
 
 
-@launch_app.command("slurm")
+_SLURM_HELP = ("Submit `optical worker --until-empty` as a Slurm job array (through submitit), "
+               "one task per GPU.\n"
+               "\n"
+               "Tasks claim experiments from the shared database (--db postgresql://…, e.g. "
+               "from `optical db\n"
+               "serve`) like any other worker and exit when the queue is empty; queue more and "
+               "launch again.")
+
+
+@launch_app.command("slurm", help=_SLURM_HELP)
 def slurm(
     ctx: typer.Context,
     gpus: Annotated[int,
@@ -73,12 +82,6 @@ def slurm(
                                    help="Device inside each task (cuda:0; cpu for "
                                         "tests).")] = "cuda:0",
 ) -> None:
-    """Submit `optical worker --until-empty` as a Slurm job array (through submitit), one task per
-    GPU.
-
-    Tasks claim experiments from the shared database (--db postgresql://…, e.g. from `optical db
-    serve`) like any other worker and exit when the queue is empty; queue more and launch again.
-    """
     from engine.devices import check_device_setting
     from engine.run_dirs import check_runs_root, runs_root, runs_root_is_default
     from engine.running.slurm import SlurmPlan, check_plan, parse_time, sbatch_script, submit

@@ -298,14 +298,16 @@ def retry(
         console.print(f"#{e.retry_of} retried as #{e.id} (queued)")
 
 
-@queue_app.command("rm")
+_RM_HELP = ("Delete experiments with their metrics, events and run folders (running ones must "
+            "be cancelled first).")
+
+
+@queue_app.command("rm", help=_RM_HELP)
 def rm(
     ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the removed ids as JSON.")] = False,
 ) -> None:
-    """Delete experiments with their metrics, events and run folders (running ones must be
-    cancelled first)."""
     from engine.run_dirs import remove_run_dirs, runs_root
 
     with store_for(ctx) as store:

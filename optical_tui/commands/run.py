@@ -134,6 +134,10 @@ def summary_table(values: Mapping[str, float], cfg: Any) -> Table:
     return lang_setting_rich(table, f"{scope} at the last step (* zero-shot)")
 
 
+_RUN_HELP = ("Train and evaluate one experiment in the foreground (resumes from the run "
+             "directory's checkpoint).")
+
+
 def run(
     config: Annotated[Path | None,
                       typer.Option("--config", "-c",
@@ -153,8 +157,6 @@ def run(
                                     help="No live display; print the outcome and final metrics as "
                                          "JSON.")] = False,
 ) -> None:
-    """Train and evaluate one experiment in the foreground (resumes from the run directory's
-    checkpoint)."""
     cfg = load_config(config, overrides or [])
     run_dir = out or default_run_dir(config, cfg)
     created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # to undo on early failure
@@ -220,4 +222,4 @@ def _undo_folders(created: list[Path]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(run)
+    app.command("run", help=_RUN_HELP)(run)

@@ -204,7 +204,11 @@ def status(
     console.print(table)
 
 
-@worker_app.command("stop")
+_STOP_HELP = ("Ask workers to stop: the current run checkpoints and goes back to the queue, "
+              "then the worker exits.")
+
+
+@worker_app.command("stop", help=_STOP_HELP)
 def stop(
     ctx: typer.Context,
     worker_id: Annotated[str | None,
@@ -221,8 +225,6 @@ def stop(
                                     help="Print how many workers were asked to stop, as "
                                          "JSON.")] = False,
 ) -> None:
-    """Ask workers to stop: the current run checkpoints and goes back to the queue, then the worker
-    exits."""
     with store_for(ctx) as store:
         n = store.request_worker_stop(worker_id, host=host)
     if n == 0 and (worker_id is not None or host is not None):
