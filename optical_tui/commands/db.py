@@ -162,7 +162,8 @@ def _print_serve_banner(server: PgServer) -> None:
         f"  export OPTICAL_DB={url}",
         "Every optical command and worker reads OPTICAL_DB. Never pass this URL with --db: `ps`",
         "shows a command line to every user of the box.",
-        "Or keep the password in ~/.pgpass (mode 0600; or the file PGPASSFILE names) with this line,",
+        ("Or keep the password in ~/.pgpass (mode 0600; or the file PGPASSFILE names) with this "
+         "line,"),
         "and use the URL without it:",
         f"  {_pgpass_line(server)}",
         f"  export OPTICAL_DB={_without_password(url, server.password)}",

@@ -95,7 +95,21 @@ def eval_command(
                       else str(info.get("passage_prefix", _PASSAGE_PREFIX)))
     max_length = max_length if max_length is not None else int(info.get("max_length",
                                                                         _DEFAULTS.max_length))
+    metrics, dev, elapsed = _encode_and_evaluate(
+        model, lang_list, setting_list, groups, data_dir, device, query_prefix, passage_prefix,
+        max_length, subset, subset_seed, batch_size)
+    if as_json:
+        print_json(metrics)
+        return
+    _print_table(metrics, model, lang_list, setting_list, groups, subset, subset_seed, dev,
+                 elapsed)
 
+
+def _encode_and_evaluate(model: str, lang_list: tuple[str, ...], setting_list: tuple[str, ...],
+                         groups: dict[str, tuple[str, ...]], data_dir: Path | None, device: str,
+                         query_prefix: str, passage_prefix: str, max_length: int, subset: int,
+                         subset_seed: int, batch_size: int) -> tuple[dict[str, float], str, float]:
+    """Encode every distinct text once and score all settings: (metrics, device, seconds)."""
     # Heavy imports (torch, transformers) only once the command actually runs.
     from rich.progress import (
         BarColumn,
@@ -127,10 +141,13 @@ def eval_command(
             prefix=Split.QUICK,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    elapsed = time.perf_counter() - start
-    if as_json:
-        print_json(metrics)
-        return
+    return metrics, dev, time.perf_counter() - start
+
+
+def _print_table(metrics: dict[str, float], model: str, lang_list: tuple[str, ...],
+                 setting_list: tuple[str, ...], groups: dict[str, tuple[str, ...]], subset: int,
+                 subset_seed: int, dev: str, elapsed: float) -> None:
+    """The per-language table of `optical eval`, and the count of skipped cross-language pairs."""
     scope = f"subset {subset}/lang (seed {subset_seed})" if subset else "full"
     title = (f"MLQA-R zero-shot, {model} ({scope}: "
              f"{int(metrics[size_key(Split.QUICK, 'n_questions')])} "
@@ -143,8 +160,7 @@ def eval_command(
                   if (p := parse_key(k)) and p.setting == Setting.CR and p.metric == "skipped")
     if Setting.CR in setting_list:
         console.print(f"cr: {int(skipped)} (question, target language) pairs skipped: no answer in "
-                      "the target "
-                      "(MLQA is 2–4-way parallel)", markup=False)
+                      "the target (MLQA is 2–4-way parallel)", markup=False)
 
 
 def register(app: typer.Typer) -> None:

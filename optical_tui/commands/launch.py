@@ -6,7 +6,7 @@ The submission itself lives in `engine.running.slurm` (submitit), imported insid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,22 +28,27 @@ _SLURM_HELP = ("Submit `optical worker --until-empty` as a Slurm job array (thro
                "launch again.")
 
 
+_GPUS_HELP = ("How many GPUs work at once: one array task (one worker) each.")
+_TIME_LIMIT_HELP = ("Time limit per task: minutes, HH:MM:SS or D-HH:MM:SS. Near it, the worker "
+                    "drains: its run checkpoints and goes back to the queue.")
+_RUNS_DIR_HELP = ("Checkpoints and logs of runs, on a filesystem every node sees (env "
+                  "OPTICAL_RUNS; default ./runs).")
+_LOGS_HELP = ("submitit's job folder: job scripts and task logs (default: <runs dir>/slurm).")
+_LEASE_HELP = ("Seconds without a heartbeat after which a run counts as lost.")
+_DRY_RUN_HELP = ("Print the job script and the worker command; submit nothing.")
+_EXECUTOR_HELP = ("slurm, or local/debug (submitit's executors without Slurm; tests).")
+_DEVICE_HELP = ("Device inside each task (cuda:0; cpu for tests).")
+
+
 @launch_app.command("slurm", help=_SLURM_HELP)
 def slurm(
     ctx: typer.Context,
-    gpus: Annotated[int,
-                    typer.Option("--gpus",
-                                 help="How many GPUs work at once: one array task (one worker) "
-                                      "each.", min=1)],
+    gpus: Annotated[int, typer.Option("--gpus", help=_GPUS_HELP, min=1)],
     partition: Annotated[str | None,
                          typer.Option("--partition", "-p",
                                       help="Slurm partition (default: the cluster's).",
                                       show_default=False)] = None,
-    time_limit: Annotated[str,
-                          typer.Option("--time", "-t",
-                                       help="Time limit per task: minutes, HH:MM:SS or D-HH:MM:SS. "
-                                       "Near it, the worker drains: its run checkpoints and goes "
-                                       "back to the queue.")] = "24:00:00",
+    time_limit: Annotated[str, typer.Option("--time", "-t", help=_TIME_LIMIT_HELP)] = "24:00:00",
     cpus_per_task: Annotated[int,
                              typer.Option("--cpus-per-task",
                                           help="CPUs per task (data loading, tokenisation).",
@@ -54,33 +59,21 @@ def slurm(
                                    show_default=False)] = None,
     runs_dir: Annotated[str | None,
                         typer.Option("--runs-dir",
-                                     help="Checkpoints and logs of runs, on a filesystem every "
-                                          "node sees (env OPTICAL_RUNS; default ./runs).",
+                                     help=_RUNS_DIR_HELP,
                                      show_default=False)] = None,
     logs: Annotated[Path | None,
                     typer.Option("--logs",
-                                 help="submitit's job folder: job scripts and task logs (default: "
-                                      "<runs dir>/slurm).", show_default=False)] = None,
-    lease: Annotated[float,
-                     typer.Option("--lease",
-                                  help="Seconds without a heartbeat after which a run counts as "
-                                       "lost.", min=2.0)] = DEFAULT_LEASE_S,
-    dry_run: Annotated[bool,
-                       typer.Option("--dry-run",
-                                    help="Print the job script and the worker command; submit "
-                                         "nothing.")] = False,
+                                 help=_LOGS_HELP, show_default=False)] = None,
+    lease: Annotated[float, typer.Option("--lease", help=_LEASE_HELP, min=2.0)] = DEFAULT_LEASE_S,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=_DRY_RUN_HELP)] = False,
     wait: Annotated[bool,
                     typer.Option("--wait",
                                  help="Wait until every task has ended and report each.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     executor: Annotated[str,
                         typer.Option("--executor", hidden=True,
-                                     help="slurm, or local/debug (submitit's executors without "
-                                          "Slurm; tests).")] = "slurm",
-    device: Annotated[str,
-                      typer.Option("--device", hidden=True,
-                                   help="Device inside each task (cuda:0; cpu for "
-                                        "tests).")] = "cuda:0",
+                                     help=_EXECUTOR_HELP)] = "slurm",
+    device: Annotated[str, typer.Option("--device", hidden=True, help=_DEVICE_HELP)] = "cuda:0",
 ) -> None:
     from engine.devices import check_device_setting
     from engine.run_dirs import check_runs_root, runs_root, runs_root_is_default
@@ -107,24 +100,9 @@ def slurm(
     open_store(location).close()  # an unreachable database fails here, not in N task logs
     jobs = submit(plan, executor)
     if not as_json:
-        console.print(f"submitted {len(jobs)} task(s) ({executor}): "
-                      f"{', '.join(j.job_id for j in jobs)}")
-        console.print(f"  database  {redact(location)}")
-        console.print(f"  runs dir  {runs}"
-                      + ("  (default: must be on a filesystem every node sees)"
-                                               if runs_root_is_default(location, runs_dir) else ""))
-        console.print(f"  task logs {plan.logs}")
-        console.print("  watch with: optical worker status   (or optical-tui)")
-    outcomes = []
-    if wait:
-        from engine.running.slurm_wait import wait_for_tasks
-
-        outcomes = wait_for_tasks(jobs, executor)
-        if not as_json:
-            for o in outcomes:
-                console.print(f"  task {o['job_id']}: "
-                              + ("finished" if o["ok"] else f"failed: {o['error']}"),
-                              markup=False)
+        _print_submitted(jobs, executor, location, runs, runs_root_is_default(location, runs_dir),
+                         plan.logs)
+    outcomes = _wait_for(jobs, executor, as_json) if wait else []
     if as_json:
         print_json({"executor": executor, "jobs": [j.job_id for j in jobs], "runs_dir": str(runs),
                     "logs": str(plan.logs), "worker_command": plan.worker_command(),
@@ -132,6 +110,31 @@ def slurm(
     if any(not o["ok"] for o in outcomes):
         raise typer.Exit(1)
 
+
+
+def _print_submitted(jobs: list[Any], executor: str, location: str, runs: Path,
+                     default_runs: bool, logs: Path) -> None:
+    from engine.store import redact
+
+    console.print(f"submitted {len(jobs)} task(s) ({executor}): "
+                  f"{', '.join(j.job_id for j in jobs)}")
+    console.print(f"  database  {redact(location)}")
+    shared = "  (default: must be on a filesystem every node sees)" if default_runs else ""
+    console.print(f"  runs dir  {runs}{shared}")
+    console.print(f"  task logs {logs}")
+    console.print("  watch with: optical worker status   (or optical-tui)")
+
+
+def _wait_for(jobs: list[Any], executor: str, as_json: bool) -> list[dict[str, Any]]:
+    """Wait for every task (`--wait`); each one's outcome is printed unless --json."""
+    from engine.running.slurm_wait import wait_for_tasks
+
+    outcomes = wait_for_tasks(jobs, executor)
+    if not as_json:
+        for o in outcomes:
+            console.print(f"  task {o['job_id']}: "
+                          + ("finished" if o["ok"] else f"failed: {o['error']}"), markup=False)
+    return outcomes
 
 def register(app: typer.Typer) -> None:
     app.add_typer(launch_app, name="launch")

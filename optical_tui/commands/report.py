@@ -140,18 +140,9 @@ def report(
     from engine.study.core import build_report
     from engine.tags import parse_tags
 
-    if as_json:
-        if fmt not in (ReportFormat.TABLE, ReportFormat.JSON):
-            raise ConfigError(f"--json and --format {fmt} disagree; give one of them")
-        fmt = ReportFormat.JSON
+    fmt = _json_format(fmt) if as_json else fmt
     keys = _group_keys(group_by, fmt)
-    if output is not None and fmt == ReportFormat.TABLE:
-        raise ConfigError("--output needs a text format: --format md, csv, json or tex")
-    if output is not None and output.is_dir():
-        raise ConfigError(f"--output {output}: is a directory; give a file name, e.g. "
-                          f"{output / ('study.' + fmt)}")
-    if output is not None and not output.parent.is_dir():
-        raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+    _check_output(output, fmt)
     with store_for(ctx) as store:
         rep = build_report(store, sweep=sweep, ids=parse_ids(ids or []), metric=metric,
                            setting=setting, source=source, baseline=baseline,
@@ -160,23 +151,44 @@ def report(
     if fmt == ReportFormat.TABLE:
         print_report(rep, grouped)
     else:
-        text = _render(rep, fmt, grouped)
-        if output is not None:
-            try:
-                output.write_text(text, encoding="utf-8")
-            except OSError as exc:  # read-only folder, disk full: one line, not a traceback
-                raise ConfigError(f"--output {output}: cannot write: "
-                                  f"{exc.strerror or exc}") from None
-            err_console.print(safe_text(f"wrote {output}"))
-        else:
-            # Plain print: scripts parse this. Names stay verbatim for a pipe or a file, but a
-            # terminal never receives their control characters raw.
-            print(safe(text, lines=True) if sys.stdout.isatty() else text, end="")
+        _write_text(_render(rep, fmt, grouped), output)
     if plot is not None:
         from engine.study.plot import save_plot
 
         err_console.print(safe_text(f"wrote plot {save_plot(rep, plot)}"))
 
+
+
+def _json_format(fmt: ReportFormat) -> ReportFormat:
+    """--json: the same as --format json, refused beside another --format."""
+    if fmt not in (ReportFormat.TABLE, ReportFormat.JSON):
+        raise ConfigError(f"--json and --format {fmt} disagree; give one of them")
+    return ReportFormat.JSON
+
+
+def _check_output(output: Path | None, fmt: ReportFormat) -> None:
+    """--output: a writable file name for a text format (else one error line)."""
+    if output is not None and fmt == ReportFormat.TABLE:
+        raise ConfigError("--output needs a text format: --format md, csv, json or tex")
+    if output is not None and output.is_dir():
+        raise ConfigError(f"--output {output}: is a directory; give a file name, e.g. "
+                          f"{output / ('study.' + fmt)}")
+    if output is not None and not output.parent.is_dir():
+        raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+
+
+def _write_text(text: str, output: Path | None) -> None:
+    if output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:  # read-only folder, disk full: one line, not a traceback
+            raise ConfigError(f"--output {output}: cannot write: "
+                              f"{exc.strerror or exc}") from None
+        err_console.print(safe_text(f"wrote {output}"))
+    else:
+        # Plain print: scripts parse this. Names stay verbatim for a pipe or a file, but a
+        # terminal never receives their control characters raw.
+        print(safe(text, lines=True) if sys.stdout.isatty() else text, end="")
 
 def register(app: typer.Typer) -> None:
     app.command("report")(report)

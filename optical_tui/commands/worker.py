@@ -29,6 +29,13 @@ worker_app = typer.Typer(
 )
 
 
+_HOST_NAME_HELP = ("Host name to register and show in `worker status` (default: this machine's; "
+                   "useful in containers).")
+_NOTIFY_TO_HELP = ("Tell a service when a run fails, a sweep finishes, the queue empties or a "
+                   "worker is lost: an apprise URL (ntfy://topic, json://host:port/, slack://…, "
+                   "mailto://…) or an apprise config file; repeatable. URLs with tokens belong in "
+                   "env OPTICAL_NOTIFY (space-separated) or a file, not on a command line.")
+
 
 @worker_app.callback()
 def run(
@@ -69,17 +76,11 @@ def run(
     ))] = None,
     host_name: Annotated[str | None,
                          typer.Option("--host-name",
-                                      help="Host name to register and show in `worker status` "
-                                           "(default: this machine's; useful in containers).",
+                                      help=_HOST_NAME_HELP,
                                       show_default=False)] = None,
     notify_to: Annotated[list[str] | None,
                          typer.Option("--notify", metavar="URL",
-                                      help="Tell a service when a run fails, a sweep finishes, the "
-                                      "queue empties or a worker is lost: an apprise URL "
-                                      "(ntfy://topic, json://host:port/, slack://…, mailto://…) or "
-                                      "an apprise config file; repeatable. URLs with tokens belong "
-                                      "in env OPTICAL_NOTIFY (space-separated) or a file, not on a "
-                                      "command line.", show_default=False)] = None,
+                                      help=_NOTIFY_TO_HELP, show_default=False)] = None,
 ) -> None:
     """Claim queued experiments in priority order and run each in its own process.
 
@@ -97,10 +98,7 @@ def run(
     _notify_setting(notify_to or [])
     if runs_root_is_default(location, runs_dir) and (detach or is_pool_setting(device)):
         # A single foreground worker says this itself; a detached one would say it only in its log.
-        console.print(f"runs dir {runs} (the default for a database server): a run resumes on "
-                      "another box only "
-                      "if that box sees this folder; share one with --runs-dir or OPTICAL_RUNS",
-                      markup=False)
+        _warn_default_runs_dir(runs)
     options = WorkerOptions(device=device, lease_s=lease, poll_s=poll, once=once,
                             until_empty=until_empty, max_experiments=max_experiments,
                             runs_dir=runs_dir, host_name=host_name)
@@ -116,6 +114,12 @@ def run(
     from engine.running.worker import QueueWorker
 
     QueueWorker.from_options(location, options).run()
+
+
+def _warn_default_runs_dir(runs: Path) -> None:
+    console.print(f"runs dir {runs} (the default for a database server): a run resumes on "
+                  "another box only if that box sees this folder; share one with --runs-dir or "
+                  "OPTICAL_RUNS", markup=False)
 
 
 def _notify_setting(values: list[str]) -> None:
