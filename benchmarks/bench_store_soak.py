@@ -7,13 +7,14 @@ worker's per-experiment overhead with the smoke config.
    `--flush-interval` seconds (the training child flushes once a second; this is faster) with
    `--keys` train-like metric points, plus an evaluation-sized burst of `--eval-keys` points every
    `--eval-every` flushes. A reader process polls like the TUI: `Store.change_token()` (SQLite's
-   `PRAGMA data_version`), and only when it changed, the new metric rows (`metrics_since`), the experiment list and new events. A CLI-like
-   process adds and cancels an experiment every second (queue churn). Every error is counted;
-   "database is locked" separately. Reports p50/p99/max write (flush) latency and read latency.
-2. Worker overhead. A real `python -m engine.running.worker` runs `--overhead-runs` smoke experiments
-   (configs/smoke.toml) on CPU; per experiment: claim → child started (provenance written,
-   torch imported), claim → data and model loaded (the "started" event), claim → first metric
-   point (step-0 evaluation), claim → first training step, claim → done.
+   `PRAGMA data_version`), and only when it changed, the new metric rows (`metrics_since`), the
+   experiment list and new events. A CLI-like process adds and cancels an experiment every second
+   (queue churn). Every error is counted; "database is locked" separately. Reports p50/p99/max
+   write (flush) latency and read latency.
+2. Worker overhead. A real `python -m engine.running.worker` runs `--overhead-runs` smoke
+   experiments (configs/smoke.toml) on CPU; per experiment: claim → child started (provenance
+   written, torch imported), claim → data and model loaded (the "started" event), claim → first
+   metric point (step-0 evaluation), claim → first training step, claim → done.
 Writes benchmarks/results/soak.json.
 """
 
@@ -60,7 +61,8 @@ def writer(db: str, exp_id: int, worker_id: str, seconds: float, interval: float
         now = time.time()
         batch = [(f"{TrainKey.LOSS}{i}", step, float(i) / (step + 1), now) for i in range(keys)]
         if eval_every and step % eval_every == 0:
-            batch += [(metric_key(Split.QUICK, Setting.MUL, lang_unit(f"x{i}"), MetricName.MAP), step, 0.5, now)
+            batch += [(metric_key(Split.QUICK, Setting.MUL, lang_unit(f"x{i}"), MetricName.MAP),
+                       step, 0.5, now)
                       for i in range(eval_keys)]
         t0 = time.perf_counter()
         try:
@@ -72,7 +74,8 @@ def writer(db: str, exp_id: int, worker_id: str, seconds: float, interval: float
             locked += _is_locked(exc)
         time.sleep(max(0.0, interval - (time.perf_counter() - t0)))
     store.close()
-    out.put({"role": "writer", "latencies": lat, "errors": errors, "locked": locked, "points": points})
+    out.put({"role": "writer", "latencies": lat, "errors": errors, "locked": locked,
+             "points": points})
 
 
 def reader(db: str, seconds: float, interval: float, out: mp.Queue) -> None:
@@ -128,12 +131,14 @@ def churn(db: str, seconds: float, config: dict, out: mp.Queue) -> None:
 def soak(args: argparse.Namespace, tmp: Path, config: dict) -> dict:
     db = str(tmp / "soak.db")
     store = open_store(db)
-    exps = store.add_experiments([NewExperiment("soak", "1:1", i, config) for i in range(args.writers)])
+    exps = store.add_experiments([NewExperiment("soak", "1:1", i, config)
+                                  for i in range(args.writers)])
     for i, e in enumerate(exps):
         store.claim_next(f"soak-writer-{i}", "cpu")
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=writer, args=(db, e.id, f"soak-writer-{i}", args.seconds, args.flush_interval,
+    procs = [ctx.Process(target=writer,
+                         args=(db, e.id, f"soak-writer-{i}", args.seconds, args.flush_interval,
                                               args.keys, args.eval_keys, args.eval_every, out))
              for i, e in enumerate(exps)]
     procs.append(ctx.Process(target=reader, args=(db, args.seconds, args.read_interval, out)))
@@ -152,11 +157,13 @@ def soak(args: argparse.Namespace, tmp: Path, config: dict) -> dict:
     ms = 1000.0
     return {
         "writers": args.writers, "seconds": args.seconds, "flush_interval_s": args.flush_interval,
-        "keys_per_flush": args.keys, "eval_burst_keys": args.eval_keys, "eval_burst_every": args.eval_every,
+        "keys_per_flush": args.keys, "eval_burst_keys": args.eval_keys,
+        "eval_burst_every": args.eval_every,
         "flushes": len(wl), "points_written": sum(x["points"] for x in w),
         "write_latency_ms": {"p50": pct(wl, 50) * ms, "p99": pct(wl, 99) * ms, "max": max(wl) * ms},
         "read_refreshes": r["refreshes"], "read_polls": r["polls"], "rows_read": r["rows_read"],
-        "read_latency_ms": {"p50": pct(r["latencies"], 50) * ms, "p99": pct(r["latencies"], 99) * ms,
+        "read_latency_ms": {"p50": pct(r["latencies"], 50) * ms,
+                            "p99": pct(r["latencies"], 99) * ms,
                             "max": max(r["latencies"], default=0) * ms},
         "queue_ops": c["ops"], "queue_op_latency_ms_p99": pct(c["latencies"], 99) * ms,
         "errors": sum(x["errors"] for x in results),
@@ -169,10 +176,12 @@ def overhead(args: argparse.Namespace, tmp: Path) -> dict:
     db = tmp / "overhead.db"
     cfg = load_config(REPO / "configs" / "smoke.toml")
     store = open_store(db)
-    exps = store.add_experiments([NewExperiment("overhead", "1:1", s, with_run(cfg, "1:1", s).to_dict())
+    exps = store.add_experiments([NewExperiment("overhead", "1:1", s,
+                                                with_run(cfg, "1:1", s).to_dict())
                                   for s in range(args.overhead_runs)])
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "engine.running.worker", "--db", str(db), "--device", "cpu",
+    subprocess.run([sys.executable, "-m", "engine.running.worker", "--db", str(db), "--device",
+                    "cpu",
                     "--max-experiments", str(len(exps)), "--poll", "0.2"], check=True, cwd=REPO,
                    stdout=subprocess.DEVNULL)
     wall = time.time() - t0
@@ -180,7 +189,8 @@ def overhead(args: argparse.Namespace, tmp: Path) -> dict:
     for e in store.list_experiments(ids=[e.id for e in exps]):
         events = store.events(e.id)
         claimed = next(ev.time for ev in events if ev.kind == "claimed")
-        loaded = next(ev.time for ev in events if ev.kind == "info" and ev.message.startswith("started"))
+        loaded = next(ev.time for ev in events if ev.kind == "info"
+                      and ev.message.startswith("started"))
         ms = store.metrics(e.id)
         first_train = min(m.time for m in ms if m.key == TrainKey.LOSS)
         rows.append({"id": e.id, "status": e.status,
@@ -195,13 +205,15 @@ def overhead(args: argparse.Namespace, tmp: Path) -> dict:
         return sum(r[k] for r in rows) / len(rows)
 
     return {"runs": rows, "worker_wall_s": wall, "config": "configs/smoke.toml",
-            **{f"mean_{k}": mean(k) for k in ("claim_to_child_started_s", "claim_to_data_and_model_loaded_s",
+            **{f"mean_{k}": mean(k)
+               for k in ("claim_to_child_started_s", "claim_to_data_and_model_loaded_s",
                                              "claim_to_first_metric_s", "claim_to_first_step_s",
                                              "claim_to_done_s")}}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--flush-interval", type=float, default=0.5)
@@ -209,7 +221,8 @@ def main() -> None:
     p.add_argument("--eval-keys", type=int, default=400, help="points in an evaluation burst")
     p.add_argument("--eval-every", type=int, default=10, help="an evaluation burst every N flushes")
     p.add_argument("--read-interval", type=float, default=0.25)
-    p.add_argument("--overhead-runs", type=int, default=3, help="smoke experiments for the overhead (0 = skip)")
+    p.add_argument("--overhead-runs", type=int, default=3,
+                   help="smoke experiments for the overhead (0 = skip)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "soak.json")
     args = p.parse_args()
     config = load_config(REPO / "configs" / "smoke.toml").to_dict()

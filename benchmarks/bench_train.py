@@ -88,8 +88,10 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=16, help="OT pairs per step (cfg.ot.pairs)")
     ap.add_argument("--steps", type=int, default=6, help="timed steps per mode (interleaved)")
     ap.add_argument("--solve-repeats", type=int, default=15)
-    ap.add_argument("--eval-subset", type=int, default=10, help="questions per language for the eval timing")
-    ap.add_argument("--eval-max-length", type=int, default=64, help="eval token limit (configs/demo.toml)")
+    ap.add_argument("--eval-subset", type=int, default=10,
+                    help="questions per language for the eval timing")
+    ap.add_argument("--eval-max-length", type=int, default=64,
+                    help="eval token limit (configs/demo.toml)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
@@ -121,7 +123,8 @@ def main() -> None:
         t_start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         batch = sampler.next_batch()
-        qb, ab = student.tokenize(batch.questions, "query"), student.tokenize(batch.answers, "passage")
+        qb, ab = student.tokenize(batch.questions, "query"), student.tokenize(batch.answers,
+                                                                              "passage")
         q_states, a_states = student.token_states(qb), student.token_states(ab)  # [B,T,H]
         q = student.pool(q_states, qb["attention_mask"])
         a = student.pool(a_states, ab["attention_mask"])
@@ -137,7 +140,8 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(student.model.parameters(), 1.0)
         opt.step()
         t_end = time.perf_counter()
-        return {**timers.acc, "backward": t_o - t_b, "optimizer": t_end - t_o, "step": t_end - t_start}
+        return {**timers.acc, "backward": t_o - t_b, "optimizer": t_end - t_o,
+                "step": t_end - t_start}
 
     step(0.0), step(1.0)  # warm-up (allocator, autotuning, lazy init)
     runs: dict[float, list[dict[str, float]]] = {0.0: [], 1.0: []}
@@ -164,7 +168,8 @@ def main() -> None:
     batch = sampler.next_batch()
     pairs = ot_pairs_from_batch(batch, by_id, "en", 2 * args.batch)[: args.batch]
     with torch.no_grad():
-        sb = student.tokenize([batch.rows[p.row].question if p.side == "question" else batch.rows[p.row].answer
+        sb = student.tokenize([batch.rows[p.row].question if p.side == "question"
+                               else batch.rows[p.row].answer
                                for p in pairs], "plain")
         tb = teacher.tokenize([p.teacher_text for p in pairs], "plain")
         s_states, s_mask = student.token_states(sb), student.content_mask(sb)
@@ -173,7 +178,8 @@ def main() -> None:
     solve = {}
     threads = torch.get_num_threads()
     # Default threads (what training uses) and one thread (small solves gain nothing from a
-    # second thread, and on a shared CPU its synchronisation dominates): interleaved, fastest of the repeats.
+    # second thread, and on a shared CPU its synchronisation dominates): interleaved, fastest of the
+    # repeats.
     for n_threads in dict.fromkeys((threads, 1)):
         torch.set_num_threads(n_threads)
         batched_t, loop_t = [], []
@@ -185,7 +191,8 @@ def main() -> None:
             ll = per_pair_loss(t_states, t_mask, s_states, s_mask, **kw)
             loop_t.append(time.perf_counter() - t0)
         batched_s, loop_s = min(batched_t), min(loop_t)
-        solve[f"threads_{n_threads}"] = {"batched_s": round(batched_s, 5), "loop_s": round(loop_s, 5),
+        solve[f"threads_{n_threads}"] = {"batched_s": round(batched_s, 5),
+                                         "loop_s": round(loop_s, 5),
                                          "speedup": round(loop_s / batched_s, 2)}
     torch.set_num_threads(threads)
 
@@ -199,13 +206,16 @@ def main() -> None:
     eval_s = time.perf_counter() - t0
 
     result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "machine": {"cpu": platform.processor() or platform.machine(),
+                    "threads": torch.get_num_threads(),
                     "torch": torch.__version__},
-        "statistic": "ratios and shares from the fastest interleaved step of each mode; medians alongside",
+        "statistic": "ratios and shares from the fastest interleaved step of each mode; medians "
+                     "alongside",
         "load_average_1m": round(os.getloadavg()[0], 2),
         "setting": {"model": args.model, "batch_size": args.batch, "ot_pairs": args.pairs,
                     "max_length": cfg.model.max_length, "freeze_embeddings": True, "ratio": "0:1",
-                    "timed_steps_per_mode": args.steps, "epsilon": cfg.ot.epsilon, "max_iter": cfg.ot.max_iter},
+                    "timed_steps_per_mode": args.steps, "epsilon": cfg.ot.epsilon,
+                    "max_iter": cfg.ot.max_iter},
         "model_load_s": round(load_s, 2),
         "step_split_s_lambda1": {k: round(v, 4) for k, v in split.items()},
         "step_split_s_lambda0": {k: round(v, 4) for k, v in split0.items()},
@@ -218,12 +228,16 @@ def main() -> None:
         "distill_overhead_ratio": round(split["step"] / split0["step"], 3),
         "ot_solve_share": round(split["ot_solve"] / split["step"], 4),
         "teacher_fwd_share": round(split["teacher_fwd"] / split["step"], 4),
-        "ot_batched_vs_loop": {"pairs": len(pairs), "tokens_max": [int(t_mask.shape[1]), int(s_mask.shape[1])],
+        "ot_batched_vs_loop": {"pairs": len(pairs),
+                               "tokens_max": [int(t_mask.shape[1]), int(s_mask.shape[1])],
                                **solve, "iters": stats["iters"],
-                               "loss_batched": round(lb.item(), 6), "loss_loop": round(ll.item(), 6)},
-        "eval_quick_subset": {"questions_per_lang": args.eval_subset, "max_length": args.eval_max_length,
+                               "loss_batched": round(lb.item(), 6),
+                               "loss_loop": round(ll.item(), 6)},
+        "eval_quick_subset": {"questions_per_lang": args.eval_subset,
+                              "max_length": args.eval_max_length,
                               "texts": n_texts,
-                              "seconds": round(eval_s, 2), "texts_per_s": round(n_texts / eval_s, 1)},
+                              "seconds": round(eval_s, 2),
+                              "texts_per_s": round(n_texts / eval_s, 1)},
         "targets": {"ot_batched_speedup_ge": 5, "distill_overhead_le": 1.5, "ot_share_le": 0.10},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ Measures, with a naive full re-read measured in the same run as the baseline:
   appending the points and redrawing its plot (b + c is what the UI thread spends per update).
   Target: each well under 100 ms.
 
-    python benchmarks/bench_tui.py [--experiments 200] [--points 500] [--out benchmarks/results/tui.json]
-                                   [--db EMPTY_DB_PATH_OR_URL]
+    python benchmarks/bench_tui.py [--experiments 200] [--points 500]
+                                   [--out benchmarks/results/tui.json] [--db EMPTY_DB_PATH_OR_URL]
 
 `--db` measures another store (e.g. an empty PostgreSQL database) instead of a temporary SQLite
 file; benchmarks/bench_store_backends.py runs it on both side by side.
@@ -58,14 +58,16 @@ def seed(db: Path | str, n_exp: int, points: int) -> int:
     config = Config().to_dict()
     rows = 0
     with open_store(db) as store:
-        store.add_experiments([NewExperiment(f"sweep-{i % 10}", ("1:0", "1:1", "0:1", "1:3", "3:1")[i % 5],
+        store.add_experiments([NewExperiment(f"sweep-{i % 10}",
+                                             ("1:0", "1:1", "0:1", "1:3", "3:1")[i % 5],
                                              i // 50, config) for i in range(n_exp)])
         for i in range(n_exp):
             e = store.claim_next("bench", "cuda:0")
             assert e is not None
             batch = [(lang_key(lang), step, 0.3 + step / (points * 4) + j / 100, 1e9 + step)
                      for step in range(points) for j, lang in enumerate(MLQA_LANGS)]
-            batch += [(MACRO_KEY, step, 0.33 + step / (points * 4), 1e9 + step) for step in range(points)]
+            batch += [(MACRO_KEY, step, 0.33 + step / (points * 4), 1e9 + step)
+                      for step in range(points)]
             store.flush(e.lease, batch, step=points, total=points * 2)
             rows += len(batch)
             if i >= RUNNING:
@@ -166,7 +168,8 @@ async def measure(db: Path | str, points: int) -> dict:
         out["ui_thread_per_update_cpu"] = ms([b + c for b, c in zip(cpu_queue, cpu_exp)])
         out["apply_queue_cpu"] = ms(cpu_queue)
         out["apply_experiment_with_plot_cpu"] = ms(cpu_exp)
-        out["poll_with_new_rows_total"] = ms([a + b + c for a, b, c in zip(read, apply_queue, apply_exp)])
+        out["poll_with_new_rows_total"] = ms([a + b + c
+                                              for a, b, c in zip(read, apply_queue, apply_exp)])
     return out
 
 
@@ -175,7 +178,9 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=200)
     parser.add_argument("--points", type=int, default=500)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "tui.json")
-    parser.add_argument("--db", help="an empty database (path or URL) to use instead of a temporary SQLite file")
+    parser.add_argument("--db",
+                        help="an empty database (path or URL) to use instead of a temporary SQLite "
+                             "file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db: Path | str = args.db or Path(tmp) / "bench.db"
@@ -190,12 +195,14 @@ def main() -> None:
     results["ratios_vs_naive_full_reread"] = {
         "idle_poll": round(naive_ms / results["idle_poll"]["median_ms"], 1),
         "poll_read": round(naive_ms / results["poll_read"]["median_ms"], 1),
-        "poll_with_new_rows_total": round(naive_ms / results["poll_with_new_rows_total"]["median_ms"], 1),
+        "poll_with_new_rows_total": round(
+            naive_ms / results["poll_with_new_rows_total"]["median_ms"], 1),
     }
     results["setup"] = {
         "experiments": args.experiments, "languages": len(MLQA_LANGS), "eval_points": args.points,
         "metric_rows": n_rows, "running_experiments_writing": RUNNING, "repeats": REPEATS,
-        "seed_s": round(seed_s, 1), "python": platform.python_version(), "machine": platform.machine(),
+        "seed_s": round(seed_s, 1), "python": platform.python_version(),
+        "machine": platform.machine(),
         "cpus": __import__("os").cpu_count(),
         "store": redact(args.db) if args.db else "sqlite (temporary file)",
     }

@@ -46,8 +46,10 @@ from engine.store import NewExperiment, open_store
 
 SMOKE = REPO / "configs" / "smoke.toml"
 STEPS = 40
-OVERRIDES = [f"train.steps={STEPS}", "train.checkpoint_every=4", "eval.every=0", "train.log_every=1"]
-OPTICAL = [str(Path(sys.executable).parent / "optical")]  # the installed entry point, as a user types it
+OVERRIDES = [f"train.steps={STEPS}", "train.checkpoint_every=4", "eval.every=0",
+             "train.log_every=1"]
+# the installed entry point, as a user types it
+OPTICAL = [str(Path(sys.executable).parent / "optical")]
 # The benchmark data, read in place as the tests do (the Makefile exports the same default).
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), COLUMNS="200",
            OPTICAL_DATA=os.environ.get("OPTICAL_DATA") or str(REPO.parent / "shared" / "data"))
@@ -69,7 +71,8 @@ def children(pid: int) -> list[int]:
 
 
 class Chaos:
-    def __init__(self, db: str, folder: Path, workers: int, lease: float, rng: random.Random) -> None:
+    def __init__(self, db: str, folder: Path, workers: int, lease: float,
+                 rng: random.Random) -> None:
         self.db, self.folder, self.lease, self.rng = db, folder, lease, rng
         self.procs: list[subprocess.Popen[bytes]] = []
         self.killed: set[int] = set()
@@ -80,14 +83,17 @@ class Chaos:
 
     def start_worker(self) -> None:
         n = len(self.procs)
-        out = open(self.folder / f"worker-{n}.log", "wb")  # noqa: SIM115 - lives as long as the worker
+        # lives as long as the worker
+        out = open(self.folder / f"worker-{n}.log", "wb")  # noqa: SIM115
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "engine.running.worker", "--db", self.db, "--device", "cpu", "--lease", str(self.lease),
+            [sys.executable, "-m", "engine.running.worker", "--db", self.db, "--device", "cpu",
+             "--lease", str(self.lease),
              "--poll", "0.3", "--runs-dir", str(self.folder / "runs")],
             stdout=out, stderr=subprocess.STDOUT, env=ENV, cwd=self.folder, start_new_session=True))
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run([*OPTICAL, "--db", self.db, *args], capture_output=True, text=True, env=ENV,
+        res = subprocess.run([*OPTICAL, "--db", self.db, *args], capture_output=True, text=True,
+                             env=ENV,
                              cwd=self.folder, check=False, timeout=120)
         if "Traceback" in res.stdout + res.stderr:
             self.cli_tracebacks.append(f"{args}: {res.stdout}{res.stderr}")
@@ -101,7 +107,8 @@ class Chaos:
             exps = store.list_experiments()
         by = {s: [e for e in exps if e.status == s] for s in Status}
         # Kills and adds twice as often as each CLI write, so most runs live long enough to finish.
-        action = self.rng.choice(["kill_worker", "kill_worker", "kill_child", "kill_child", "rm", "cancel",
+        action = self.rng.choice(["kill_worker", "kill_worker", "kill_child", "kill_child", "rm",
+                                  "cancel",
                                   "retry", "retry_twice", "add", "add"])
         target: object = None
         if action == "kill_worker" and self.alive():
@@ -116,7 +123,8 @@ class Chaos:
                 target = self.rng.choice(kids)
                 os.kill(target, signal.SIGKILL)
         elif action == "rm":
-            pool = by[Status.DONE][-3:] + by[Status.QUEUED] + by[Status.CANCELLED]  # just-finished runs first
+            # just-finished runs first
+            pool = by[Status.DONE][-3:] + by[Status.QUEUED] + by[Status.CANCELLED]
             if pool:
                 target = self.rng.choice(pool).id
                 self.cli("queue", "rm", str(target))
@@ -156,7 +164,8 @@ def check(db: str, chaos: Chaos) -> dict[str, object]:
                     if live:
                         problems.append(f"#{e.id}: claimed again while an attempt was live")
                     live = True
-                elif ev.kind in (EventKind.REQUEUED, EventKind.FAILED, EventKind.DONE, EventKind.CANCELLED):
+                elif ev.kind in (EventKind.REQUEUED, EventKind.FAILED, EventKind.DONE,
+                                 EventKind.CANCELLED):
                     live = False
         statuses = {s.value: sum(e.status == s for e in exps) for s in Status}
     unexpected = []
@@ -167,22 +176,28 @@ def check(db: str, chaos: Chaos) -> dict[str, object]:
         if "Traceback" in text:
             unexpected.append(f"worker-{i} printed a traceback")
     resumed = sum(1 for e in exps if e.status == Status.DONE and e.attempts > 1)
-    return {"statuses": statuses, "done_runs_checked_step_by_step": verified, "done_after_a_lost_attempt": resumed,
+    return {"statuses": statuses, "done_runs_checked_step_by_step": verified,
+            "done_after_a_lost_attempt": resumed,
             "problems": problems, "worker_problems": unexpected,
-            "cli_tracebacks": chaos.cli_tracebacks, "ok": not (problems or unexpected or chaos.cli_tracebacks)}
+            "cli_tracebacks": chaos.cli_tracebacks,
+            "ok": not (problems or unexpected or chaos.cli_tracebacks)}
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--db", default=None, help="a postgresql:// URL (default: an SQLite file in a temp folder)")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", default=None,
+                   help="a postgresql:// URL (default: an SQLite file in a temp folder)")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--experiments", type=int, default=16)
     p.add_argument("--seconds", type=float, default=120)
-    p.add_argument("--every", type=float, default=2.0, help="mean seconds between two chaos actions")
+    p.add_argument("--every", type=float, default=2.0,
+                   help="mean seconds between two chaos actions")
     p.add_argument("--lease", type=float, default=6.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "chaos.json")
-    p.add_argument("--keep", type=Path, default=None, help="copy the working folder (logs, database) here")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="copy the working folder (logs, database) here")
     args = p.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="optical-chaos-") as tmp:

@@ -92,7 +92,8 @@ def run_numbers(store, exp: Experiment, samples: list[Sample]) -> RunNumbers:
         train_window_s=window[1] - window[0] if window else None,
         gpu_util_mean_pct=statistics.mean(training) if training else None,
         gpu_memory_peak_mib=max(during_run) if during_run else None,
-        full_eval_s=full[-1] if full else None, started_at=exp.started_at, finished_at=exp.finished_at)
+        full_eval_s=full[-1] if full else None, started_at=exp.started_at,
+        finished_at=exp.finished_at)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -100,12 +101,14 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--db", required=True)
     p.add_argument("--samples", type=Path, default=None, help="nvidia-smi samples (see above)")
     p.add_argument("--name", default=None, help="only the experiments of this sweep name")
     p.add_argument("--expect-devices", type=int, default=0,
-                   help="the runs of --name must have used this many distinct devices, overlapping in time")
+                   help="the runs of --name must have used this many distinct devices, overlapping "
+                        "in time")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     samples = read_samples(args.samples)
@@ -124,17 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"ok": ok, "runs": [asdict(r) for r in rows], "spread": spread}, indent=2))
         return 0 if ok else 1
-    print(f"{'id':>3} {'ratio':>5} {'status':>9} {'device':>7} {'steps':>5} {'step s':>7} {'ex/s':>7} "
+    print(f"{'id':>3} {'ratio':>5} {'status':>9} {'device':>7} {'steps':>5} {'step s':>7} "
+          f"{'ex/s':>7} "
           f"{'GPU util %':>10} {'peak MiB':>9} {'full eval s':>11}")
     for r in rows:
-        print(f"{r.id:>3} {r.ratio:>5} {r.status:>9} {r.device:>7} {r.steps:>5} {_fmt(r.step_s_median, '.3f'):>7} "
+        print(f"{r.id:>3} {r.ratio:>5} {r.status:>9} {r.device:>7} {r.steps:>5} "
+              f"{_fmt(r.step_s_median, '.3f'):>7} "
               f"{_fmt(r.examples_per_s_median, '.0f'):>7} {_fmt(r.gpu_util_mean_pct, '.0f'):>10} "
               f"{_fmt(r.gpu_memory_peak_mib, '.0f'):>9} {_fmt(r.full_eval_s, '.1f'):>11}")
     if not samples:
         print("(no nvidia-smi samples: GPU utilisation and memory are n/a)")
     if spread is not None:
-        print(f"workers: devices {', '.join(spread['devices'])}; runs overlapped in time: {spread['overlapped']}")
-    print("OK" if ok else "NOT OK: a run is not done, or the workers did not spread over the devices")
+        print(f"workers: devices {', '.join(spread['devices'])}; runs overlapped in time: "
+              f"{spread['overlapped']}")
+    print("OK" if ok
+          else "NOT OK: a run is not done, or the workers did not spread over the devices")
     return 0 if ok else 1
 
 

@@ -44,7 +44,8 @@ def baseline_dir() -> Path:
 
 
 def model_identity(name: str) -> str | None:
-    """A string that changes whenever the weights or tokenizer behind `name` do; None when unknown."""
+    """A string that changes whenever the weights or tokenizer behind `name` do; None when
+    unknown."""
     if name.startswith("embedded:"):
         from engine.models.bundled import embedded_model_dir
 
@@ -71,13 +72,15 @@ def sets_digest(sets: Mapping[str, LangSet]) -> str:
     h = hashlib.sha256()
     for lang in sorted(sets):
         s = sets[lang]
-        h.update(json.dumps([lang, [(q.id, q.text) for q in s.questions], [c.text for c in s.candidates],
+        h.update(json.dumps([lang, [(q.id, q.text) for q in s.questions],
+                             [c.text for c in s.candidates],
                              sorted(s.answer.items())], ensure_ascii=False).encode())
     return h.hexdigest()
 
 
 def baseline_key(*, model: str, query_prefix: str, passage_prefix: str, split: str,
-                 sets: Mapping[str, LangSet], settings: Sequence[str], groups: Mapping[str, Sequence[str]],
+                 sets: Mapping[str, LangSet], settings: Sequence[str],
+                 groups: Mapping[str, Sequence[str]],
                  batch_size: int, max_length: int, device: str) -> dict[str, Any] | None:
     """What a step-0 evaluation depends on, or None when the model cannot be pinned down."""
     identity = model_identity(model)
@@ -87,11 +90,14 @@ def baseline_key(*, model: str, query_prefix: str, passage_prefix: str, split: s
     import transformers
 
     kind = device.split(":")[0]
-    hardware = torch.cuda.get_device_name(torch.device(device)) if kind == "cuda" and torch.cuda.is_available() else ""
-    return {"format": _FORMAT, "model": identity, "query_prefix": query_prefix, "passage_prefix": passage_prefix,
+    hardware = (torch.cuda.get_device_name(torch.device(device)) if kind == "cuda"
+                and torch.cuda.is_available() else "")
+    return {"format": _FORMAT, "model": identity, "query_prefix": query_prefix,
+            "passage_prefix": passage_prefix,
             "split": str(split), "sets": sets_digest(sets), "settings": sorted(map(str, settings)),
             "groups": {g: list(m) for g, m in sorted(groups.items())}, "batch_size": batch_size,
-            "max_length": max_length, "device": kind, "hardware": hardware, "torch": torch.__version__,
+            "max_length": max_length, "device": kind, "hardware": hardware,
+            "torch": torch.__version__,
             "transformers": transformers.__version__}
 
 
@@ -101,7 +107,8 @@ def _path(key: Mapping[str, Any]) -> Path:
 
 
 def load_baseline(key: Mapping[str, Any] | None) -> dict[str, float] | None:
-    """The cached metrics for `key`, or None (no key, no file, unreadable, or another key's file)."""
+    """The cached metrics for `key`, or None (no key, no file, unreadable, or another key's
+    file)."""
     if key is None:
         return None
     try:
@@ -111,7 +118,8 @@ def load_baseline(key: Mapping[str, Any] | None) -> dict[str, float] | None:
     if not isinstance(data, dict) or data.get("key") != json.loads(json.dumps(key)):
         return None
     metrics = data.get("metrics")
-    if not isinstance(metrics, dict) or not all(isinstance(v, int | float) for v in metrics.values()):
+    if not isinstance(metrics,
+                      dict) or not all(isinstance(v, int | float) for v in metrics.values()):
         return None
     return {str(k): float(v) for k, v in metrics.items()}
 
@@ -127,7 +135,8 @@ def save_baseline(key: Mapping[str, Any] | None, metrics: Mapping[str, float]) -
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"key": key, "metrics": values}, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps({"key": key, "metrics": values}, sort_keys=True) + "\n",
+                       encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)

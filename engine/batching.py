@@ -118,7 +118,8 @@ class HybridSampler:
         if mixing not in tuple(Mixing):
             raise ConfigError(f"train.mixing: {mixing!r} is not one of {', '.join(Mixing)}")
         if cross_pairs not in tuple(CrossPairs):
-            raise ConfigError(f"train.cross_pairs: {cross_pairs!r} is not one of {', '.join(CrossPairs)}")
+            raise ConfigError(f"train.cross_pairs: {cross_pairs!r} is not one of "
+                              f"{', '.join(CrossPairs)}")
         if hard_negatives < 0:
             raise ConfigError(f"train.hard_negatives: must be 0 or more, got {hard_negatives}")
         self.mixing = Mixing(mixing)
@@ -144,8 +145,10 @@ class HybridSampler:
         n_groups = len(set(self._groups))
         if batch_size > n_groups:
             raise ConfigError(
-                f"train.batch_size: {batch_size} exceeds the {n_groups} distinct answer sentences of the "
-                f"{len(self.records)} parallel QA records available in {', '.join(self.langs)} (a batch "
+                f"train.batch_size: {batch_size} exceeds the {n_groups} distinct answer sentences "
+                "of the "
+                f"{len(self.records)} parallel QA records available in {', '.join(self.langs)} (a "
+                "batch "
                 "never holds two questions with the same answer)"
             )
         self.batch_size = batch_size
@@ -178,7 +181,8 @@ class HybridSampler:
         return chosen
 
     def _take(self, n: int) -> list[int]:
-        """n record indices with distinct answer groups; a new permutation rather than straddle two."""
+        """n record indices with distinct answer groups; a new permutation rather than straddle
+        two."""
         out = self._pick(n)
         if out is None:
             self._perm = [int(i) for i in self._rng.permutation(len(self.records))]
@@ -200,7 +204,8 @@ class HybridSampler:
 
     def _row(self, idx: int, q_lang: str, a_lang: str) -> Row:
         rec = self.records[idx]
-        return Row(rec.question[q_lang], rec.answer[a_lang], q_lang, a_lang, rec.id, q_lang != a_lang)
+        return Row(rec.question[q_lang], rec.answer[a_lang], q_lang, a_lang, rec.id,
+                   q_lang != a_lang)
 
     def _with_negatives(self, rows: list[Row]) -> list[Row]:
         """Each row with up to k hard negatives: its paragraph's other sentences in its answer's
@@ -254,7 +259,8 @@ class HybridSampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["n_records"] != len(self.records):
             raise ConfigError(
-                f"checkpoint sampler saw {state['n_records']} records, this run has {len(self.records)}: "
+                f"checkpoint sampler saw {state['n_records']} records, this run has "
+                f"{len(self.records)}: "
                 "the training data or languages changed since the checkpoint"
             )
         self._rng = _rng_from_state(state["rng"])
@@ -303,7 +309,8 @@ def split_holdout(records: Sequence[ParallelRecord], n: int, seed: int = 0, *, s
 
 
 class OTPair(NamedTuple):
-    """A bitext pair drawn from a batch row: the row's text on `side` and its teacher-language twin."""
+    """A bitext pair drawn from a batch row: the row's text on `side` and its teacher-language
+    twin."""
 
     row: int
     side: str  # "question" | "answer"

@@ -107,16 +107,20 @@ class Checkpoints:
         self.guard = guard or (lambda: None)
 
     @classmethod
-    def for_attempt(cls, run_folder: Path, attempt: int, guard: Callable[[], None] | None = None) -> Checkpoints:
+    def for_attempt(cls, run_folder: Path, attempt: int,
+                    guard: Callable[[], None] | None = None) -> Checkpoints:
         """A worker attempt: writes in `attempt-<n>/checkpoints`, resumes from attempts ≤ n."""
-        earlier = [attempt_dir(run_folder, n) / CHECKPOINTS for n in reversed(attempts_in(run_folder)) if n < attempt]
+        earlier = [attempt_dir(run_folder, n) / CHECKPOINTS
+                   for n in reversed(attempts_in(run_folder)) if n < attempt]
         legacy = Path(run_folder) / CHECKPOINTS  # the single-folder layout of older versions
-        return cls(attempt_dir(run_folder, attempt) / CHECKPOINTS, [*earlier, legacy], keep=2, guard=guard)
+        return cls(attempt_dir(run_folder, attempt) / CHECKPOINTS, [*earlier, legacy], keep=2,
+                   guard=guard)
 
     # ----------------------------------------------------------------- reading
 
     def candidates(self) -> list[Path]:
-        """Checkpoint files to try, best first: this attempt's newest, ..., the oldest attempt's oldest."""
+        """Checkpoint files to try, best first: this attempt's newest, ..., the oldest attempt's
+        oldest."""
         out: list[Path] = []
         for folder in (self.own, *self.earlier):
             out += [p for _, p in reversed(list_checkpoints(folder))]
@@ -135,19 +139,22 @@ class Checkpoints:
                 continue  # removed meanwhile (pruned by a run that finished elsewhere)
             except Exception as exc:  # noqa: BLE001 - any unreadable file: fall back to an older one
                 size = path.stat().st_size if path.exists() else 0
-                warn(f"checkpoint {path} is unusable ({type(exc).__name__}: {str(exc)[:200]}; {size} bytes); "
+                warn(f"checkpoint {path} is unusable ({type(exc).__name__}: {str(exc)[:200]}; "
+                     f"{size} bytes); "
                      "falling back to an older checkpoint")
                 continue
             return state, path
         if tried:
-            warn(f"none of the {tried} checkpoint file(s) could be loaded; training restarts from step 0")
+            warn(f"none of the {tried} checkpoint file(s) could be loaded; training restarts from "
+                 "step 0")
         return None
 
     # ----------------------------------------------------------------- writing
 
     def save(self, step: int, state: dict[str, Any]) -> Path:
         """Write atomically (after a lease check), then prune; returns the new file. Raises
-        OSError when the disk refuses the write (nothing is left behind), LeaseLost from the guard."""
+        OSError when the disk refuses the write (nothing is left behind), LeaseLost from the
+        guard."""
         self.own.mkdir(parents=True, exist_ok=True)
         final = checkpoint_path(self.own, step)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")

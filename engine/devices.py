@@ -34,7 +34,9 @@ def resolve_device(setting: str) -> str:
         return "cuda:0" if n else "cpu"
     index = int(setting.split(":", 1)[1]) if ":" in setting else 0
     if not n:
-        raise ConfigError(f"device {setting!r} requested but no CUDA device is visible; use cpu or auto")
+        raise ConfigError(f"device {setting!r} requested but no CUDA device is visible; use cpu or "
+                          "auto")
     if index >= n:
-        raise ConfigError(f"device {setting!r}: {n} CUDA device(s) visible; use cuda:0..cuda:{n - 1} or cpu")
+        raise ConfigError(f"device {setting!r}: {n} CUDA device(s) visible; use "
+                          f"cuda:0..cuda:{n - 1} or cpu")
     return f"cuda:{index}"

@@ -77,11 +77,13 @@ def distinct_texts(
     q_index: dict[str, int] = {}
     p_index: dict[str, int] = {}
     q_rows = {
-        lang: np.array([q_index.setdefault(q.text, len(q_index)) for q in s.questions], dtype=np.int64)
+        lang: np.array([q_index.setdefault(q.text, len(q_index)) for q in s.questions],
+                       dtype=np.int64)
         for lang, s in sets.items()
     }
     c_rows = {
-        lang: np.array([p_index.setdefault(c.text, len(p_index)) for c in s.candidates], dtype=np.int64)
+        lang: np.array([p_index.setdefault(c.text, len(p_index)) for c in s.candidates],
+                       dtype=np.int64)
         for lang, s in sets.items()
     }
     return tuple(q_index), tuple(p_index), q_rows, c_rows
@@ -93,7 +95,8 @@ def _normalise(vecs: Any) -> np.ndarray:
     return arr / np.maximum(norms, 1e-12)
 
 
-def encoded_from_vectors(sets: Mapping[str, LangSet], query_vecs: Any, passage_vecs: Any) -> EncodedSets:
+def encoded_from_vectors(sets: Mapping[str, LangSet], query_vecs: Any,
+                         passage_vecs: Any) -> EncodedSets:
     """Wrap precomputed embeddings of `distinct_texts(sets)` (e.g. a benchmark's .npy cache)."""
     q_texts, p_texts, q_rows, c_rows = distinct_texts(sets)
     qv, pv = _normalise(query_vecs), _normalise(passage_vecs)
@@ -113,7 +116,8 @@ def encode_sets(
     max_length: int = 128,
     progress: Progress | None = None,
 ) -> EncodedSets:
-    """Two `encoder.embed` calls in all: distinct questions ("query"), distinct sentences ("passage")."""
+    """Two `encoder.embed` calls in all: distinct questions ("query"), distinct sentences
+    ("passage")."""
     q_texts, p_texts, _, _ = distinct_texts(sets)
     total = len(q_texts) + len(p_texts)
 
@@ -122,7 +126,8 @@ def encode_sets(
             if progress is not None:
                 progress(offset + done, total)
 
-        vecs = encoder.embed(list(texts), kind, batch_size=batch_size, max_length=max_length, progress=report)
+        vecs = encoder.embed(list(texts), kind, batch_size=batch_size, max_length=max_length,
+                             progress=report)
         report(len(texts), len(texts))  # completes the bar even if embed reports nothing
         return vecs
 
@@ -177,7 +182,8 @@ def score_encoded(
         for x in langs:
             pair_means: list[dict[str, float]] = []
             for y in langs:
-                if (x == y and Setting.MO not in settings) or (x != y and Setting.CR not in settings):
+                if (x == y and Setting.MO not in settings) or (x != y
+                                                               and Setting.CR not in settings):
                     continue
                 means, skipped = run_pair(x, [y], enc.candidates(y), {y: 0})
                 if x == y:
@@ -191,7 +197,8 @@ def score_encoded(
                 if means:
                     pair_means.append(means)
             if Setting.CR in settings and pair_means:
-                per_lang[Setting.CR][x] = {n: _mean([m[n] for m in pair_means]) for n in RANKING_METRICS}
+                per_lang[Setting.CR][x] = {n: _mean([m[n] for m in pair_means])
+                                           for n in RANKING_METRICS}
     if Setting.MUL in settings:
         pool = np.concatenate([enc.candidates(y) for y in langs])  # [all sentences, H]
         sizes = np.cumsum([0] + [len(sets[y].candidates) for y in langs])
@@ -207,12 +214,14 @@ def score_encoded(
         for lang, values in by_lang.items():
             for metric in names:
                 out[metric_key(prefix, setting, lang_unit(lang), metric)] = values[metric]
-        buckets = {group_unit(g): [lang for lang in members if lang in by_lang] for g, members in groups.items()}
+        buckets = {group_unit(g): [lang for lang in members if lang in by_lang]
+                   for g, members in groups.items()}
         buckets[MACRO] = list(by_lang)
         for unit, members in buckets.items():
             if members:
                 for metric in names:
-                    out[metric_key(prefix, setting, unit, metric)] = _mean([by_lang[m][metric] for m in members])
+                    out[metric_key(prefix, setting, unit,
+                                   metric)] = _mean([by_lang[m][metric] for m in members])
     return out
 
 
@@ -232,7 +241,8 @@ def evaluate(
     """Encode once, score every requested setting; subset_questions > 0 uses `select_subset`."""
     if subset_questions > 0:
         sets = select_subset(sets, subset_questions, subset_seed)
-    enc = encode_sets(encoder, sets, batch_size=batch_size, max_length=max_length, progress=progress)
+    enc = encode_sets(encoder, sets, batch_size=batch_size, max_length=max_length,
+                      progress=progress)
     return score_encoded(sets, enc, settings=settings, groups=groups, prefix=prefix)
 
 
@@ -278,16 +288,21 @@ def restrict_to_ids(sets: Mapping[str, LangSet], picked: Mapping[str, set[str]],
     selected = set().union(*picked.values()) if picked else set()
     out: dict[str, LangSet] = {}
     for lang, s in sets.items():
-        answer_paras = {s.candidates[s.answer[qid]].paragraph for qid in selected if qid in s.answer}
+        answer_paras = {s.candidates[s.answer[qid]].paragraph for qid in selected
+                        if qid in s.answer}
         others = sorted({c.paragraph for c in s.candidates} - answer_paras)
         rng = np.random.default_rng([seed, zlib.crc32(lang.encode())])
         n = min(len(others), n_distract)
-        distract = {int(p) for p in rng.choice(others, size=n, replace=False)} if others and n > 0 else set()
-        keep = [i for i, c in enumerate(s.candidates) if c.paragraph in answer_paras or c.paragraph in distract]
+        distract = {int(p)
+                    for p in rng.choice(others, size=n,
+                                        replace=False)} if others and n > 0 else set()
+        keep = [i for i, c in enumerate(s.candidates) if c.paragraph in answer_paras
+                or c.paragraph in distract]
         new_index = {old: new for new, old in enumerate(keep)}
         answer = {qid: new_index[s.answer[qid]] for qid in sorted(selected) if qid in s.answer}
         questions = tuple(q for q in s.questions if q.id in picked.get(lang, set()))
         out[lang] = replace(
-            s, questions=questions, candidates=tuple(s.candidates[i] for i in keep), answer=MappingProxyType(answer)
+            s, questions=questions, candidates=tuple(s.candidates[i] for i in keep),
+            answer=MappingProxyType(answer)
         )
     return out

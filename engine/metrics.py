@@ -51,7 +51,8 @@ def _relevant_positions(relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, valid
 
 
-def _chunk_stats(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _chunk_stats(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray]:
     """Per relevant item: pessimistic 1-based rank, sklearn AP precision, validity mask."""
     idx, valid = _relevant_positions(relevant)
     rel_scores = np.take_along_axis(scores, idx, axis=1)  # [q, m]
@@ -73,7 +74,8 @@ def _chunk_stats(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, 
     return np.where(valid, ranks, 0), np.where(valid, precision, 0.0), valid
 
 
-def _from_stats(ranks: np.ndarray, precision: np.ndarray, valid: np.ndarray, k: int) -> dict[str, np.ndarray]:
+def _from_stats(ranks: np.ndarray, precision: np.ndarray, valid: np.ndarray, k: int) -> dict[str,
+                                                                                             np.ndarray]:
     n_rel = valid.sum(axis=1)
     best = np.where(valid, ranks, np.iinfo(np.int64).max).min(axis=1)
     worst = np.where(valid, ranks, 0).max(axis=1)
@@ -93,7 +95,8 @@ def _from_stats(ranks: np.ndarray, precision: np.ndarray, valid: np.ndarray, k: 
 
 def _names(k: int) -> tuple[str, ...]:
     """The metric names at cut-off k (k = 10 gives exactly RANK_METRICS)."""
-    return (MetricName.MAP, MetricName.R1, f"r@{k}", f"mrr@{k}", f"ndcg@{k}", MetricName.RANK_DISTANCE)
+    return (MetricName.MAP, MetricName.R1, f"r@{k}", f"mrr@{k}", f"ndcg@{k}",
+            MetricName.RANK_DISTANCE)
 
 
 def ranking_metrics(
@@ -108,7 +111,8 @@ def ranking_metrics(
     scores = np.asarray(scores)
     relevant = np.asarray(relevant, dtype=bool)
     if scores.shape != relevant.shape or scores.ndim != 2:
-        raise ValueError(f"scores {scores.shape} and relevant {relevant.shape} must be equal 2-D shapes")
+        raise ValueError(f"scores {scores.shape} and relevant {relevant.shape} must be equal 2-D "
+                         "shapes")
     if not relevant.any(axis=1).all():
         raise ValueError("every query needs at least one relevant candidate")
     if k < 1:

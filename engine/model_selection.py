@@ -40,10 +40,12 @@ class ModelSelection:
         if not self.keeps_best:
             return False
         value = values.get(self.key)
-        if value is None or not math.isfinite(value) or (self.step is not None and value <= self.value):
+        if value is None or not math.isfinite(value) or (self.step is not None
+                                                         and value <= self.value):
             return False
         self.step, self.value = step, float(value)
-        self._weights = {k: v.detach().to("cpu", copy=True) for k, v in trainable_state(model).items()}
+        self._weights = {k: v.detach().to("cpu", copy=True)
+                         for k, v in trainable_state(model).items()}
         return True
 
     def selected_step(self, last_step: int) -> int:

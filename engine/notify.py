@@ -1,4 +1,5 @@
-"""Telling people what happened: a run failed, a sweep finished, the queue is empty, a worker was lost.
+"""Telling people what happened: a run failed, a sweep finished, the queue is empty, a worker was
+lost.
 
 The worker sends through apprise (one URL scheme per service: `ntfy://`, `slack://`, `mailto://`,
 `matrix://`, `tgram://`, `json://host:port/` …; https://github.com/caronc/Apprise/wiki). Where to
@@ -48,7 +49,8 @@ class Notice:
 
 
 def targets_from(values: Iterable[str], env: Mapping[str, str] | None = None) -> list[str]:
-    """The notification targets: `values` (--notify), then OPTICAL_NOTIFY's whitespace-separated ones."""
+    """The notification targets: `values` (--notify), then OPTICAL_NOTIFY's whitespace-separated
+    ones."""
     env = os.environ if env is None else env
     out = [v.strip() for v in values if v.strip()]
     out += env.get(ENV, "").split()
@@ -65,17 +67,20 @@ def last_error_line(error: str | None) -> str:
 
 def run_failed(exp: Experiment) -> Notice:
     return Notice(f"optical: run #{exp.id} failed",
-                  f"{exp.name} (ratio {exp.ratio}, seed {exp.seed}) failed at step {exp.step}/{exp.total_steps}"
+                  f"{exp.name} (ratio {exp.ratio}, seed {exp.seed}) failed at step "
+                  f"{exp.step}/{exp.total_steps}"
                   f": {last_error_line(exp.error)}", failure=True)
 
 
 def sweep_finished(name: str, runs: Sequence[Experiment], primary: Mapping[int, float]) -> Notice:
     """`primary`: experiment id → its Mul macro mAP (the headline metric, engine/metric_keys.py)."""
-    counts = {s: sum(1 for e in runs if e.status == s) for s in (Status.DONE, Status.FAILED, Status.CANCELLED)}
+    counts = {s: sum(1 for e in runs if e.status == s)
+              for s in (Status.DONE, Status.FAILED, Status.CANCELLED)}
     outcome = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     values = [primary[e.id] for e in runs if e.status == Status.DONE and e.id in primary]
     if len(values) > 1:
-        headline = (f"Mul macro mAP {statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f} "
+        headline = (f"Mul macro mAP {statistics.fmean(values):.4f} ± "
+                    f"{statistics.stdev(values):.4f} "
                     f"(mean ± sd over {len(values)} runs; best {max(values):.4f})")
     elif values:
         headline = f"Mul macro mAP {values[0]:.4f}"
@@ -86,13 +91,16 @@ def sweep_finished(name: str, runs: Sequence[Experiment], primary: Mapping[int, 
 
 
 def queue_empty(worker_id: str, completed: int) -> Notice:
-    return Notice("optical: queue empty", f"worker {worker_id} ran {completed} experiment(s); nothing is queued")
+    return Notice("optical: queue empty",
+                  f"worker {worker_id} ran {completed} experiment(s); nothing is queued")
 
 
 def worker_lost(exp: Experiment, lease_s: float) -> Notice:
-    now = "failed (no attempts left)" if exp.status == Status.FAILED else "requeued to resume from its checkpoint"
+    now = ("failed (no attempts left)" if exp.status == Status.FAILED
+           else "requeued to resume from its checkpoint")
     return Notice(f"optical: a worker was lost (run #{exp.id})",
-                  f"run #{exp.id} {exp.name} had no heartbeat for {lease_s:g}s: its worker is gone; {now}",
+                  f"run #{exp.id} {exp.name} had no heartbeat for {lease_s:g}s: its worker is "
+                  f"gone; {now}",
                   failure=True)
 
 
@@ -132,7 +140,8 @@ class Notifier:
         self._queue.put(None)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            self.say(f"notifications: gave up waiting after {timeout:g}s for a service that does not answer")
+            self.say(f"notifications: gave up waiting after {timeout:g}s for a service that does "
+                     "not answer")
         self._thread = None
 
     def _loop(self) -> None:
@@ -147,12 +156,14 @@ class Notifier:
             with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as log:
                 ok = bool(self._apprise.notify(
                     title=notice.title, body=notice.body,
-                    notify_type=apprise.NotifyType.FAILURE if notice.failure else apprise.NotifyType.INFO))
+                    notify_type=apprise.NotifyType.FAILURE if notice.failure
+                    else apprise.NotifyType.INFO))
                 why = " ".join(log.getvalue().split())
         except Exception as exc:  # noqa: BLE001 - a plugin's bug must not end the worker
             ok, why = False, f"{type(exc).__name__}: {exc}"
         if not ok:
-            self.say(f"notification {notice.title!r} could not be sent: {why or 'no service accepted it'}")
+            self.say(f"notification {notice.title!r} could not be sent: "
+                     f"{why or 'no service accepted it'}")
 
 
 def _build(targets: Sequence[str]) -> Any:
@@ -166,7 +177,8 @@ def _build(targets: Sequence[str]) -> Any:
         if Path(target).is_file():
             config = apprise.AppriseConfig()
             if not config.add(str(Path(target).resolve())) or not obj.add(config) or not len(obj):
-                raise ConfigError(f"--notify {target}: not an apprise configuration file with a usable URL")
+                raise ConfigError(f"--notify {target}: not an apprise configuration file with a "
+                                  "usable URL")
         elif not obj.add(target):
             raise ConfigError(f"--notify {_redact(target)}: not a notification URL apprise knows "
                               "(e.g. ntfy://topic, json://host:port/, mailto://user:pass@host; "

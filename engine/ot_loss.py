@@ -87,7 +87,8 @@ def ot_distill_loss(
     b = uniform_marginals(student_mask)  # [P,m]
     solve_on = cost.detach() if grad == "detach" else cost
     res = ot.solve_batch(
-        solve_on, reg=epsilon, a=_solver_marginals(a, teacher_mask), b=_solver_marginals(b, student_mask),
+        solve_on, reg=epsilon, a=_solver_marginals(a, teacher_mask),
+        b=_solver_marginals(b, student_mask),
         max_iter=max_iter, tol=tol, method="log_sinkhorn", reg_type="entropy", grad=grad,
     )
     # Padding carried PAD_MASS only; cut it so masked tokens get exactly no plan (and no gradient).

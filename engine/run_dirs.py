@@ -59,7 +59,8 @@ def runs_root(db_location: str, setting: str | Path | None = None) -> Path:
 def runs_root_is_default(db_location: str, setting: str | Path | None = None) -> bool:
     """True when a database server's runs go to `./runs` only because nothing else was said: other
     boxes cannot resume from there unless it is a shared filesystem."""
-    return is_url(db_location) and sqlite_path(db_location) is None and not (setting or os.environ.get("OPTICAL_RUNS"))
+    return (is_url(db_location) and sqlite_path(db_location) is None
+            and not (setting or os.environ.get("OPTICAL_RUNS")))
 
 
 def check_runs_root(root: Path) -> Path:
@@ -133,8 +134,8 @@ def owned_by(run_folder: Path, exp: Experiment) -> bool:
 
 
 def claim_run_dir(root: Path, exp: Experiment) -> Path:
-    """Create (or check) the experiment's folder; raises ConfigError when it belongs to an experiment
-    of another database sharing this runs root."""
+    """Create (or check) the experiment's folder; raises ConfigError when it belongs to an
+    experiment of another database sharing this runs root."""
     folder = run_dir(root, exp.id)
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / MARKER).exists():
@@ -142,7 +143,8 @@ def claim_run_dir(root: Path, exp: Experiment) -> Path:
             other = _read_marker(folder) or {}
             raise ConfigError(
                 f"run folder {folder} belongs to another experiment #{exp.id} "
-                f"({other.get('name')!r}, created at {other.get('created_at')}): another database uses the "
+                f"({other.get('name')!r}, created at {other.get('created_at')}): another database "
+                "uses the "
                 "same runs dir; give each database its own --runs-dir (or OPTICAL_RUNS)")
         return folder
     tmp = folder / f".{MARKER}.tmp-{os.getpid()}"

@@ -97,14 +97,17 @@ def _split_values(raw: str) -> list[str]:
 def parse_sweep(text: str) -> Factor:
     """`section.key=v1,v2,…` → a Factor whose values are typed and checked like `--set` values."""
     if "=" not in text:
-        raise ConfigError(f"--sweep {text!r}: expected section.key=value1,value2, e.g. ot.weight=0,1")
+        raise ConfigError(f"--sweep {text!r}: expected section.key=value1,value2, e.g. "
+                          "ot.weight=0,1")
     path, raw = (part.strip() for part in text.split("=", 1))
     sec, key = config_key(path, "--sweep")
     if f"{sec}.{key}" in OWN_FACTORS:
-        raise ConfigError(f"--sweep {path}: give {key}s with {OWN_FACTORS[f'{sec}.{key}']}, not --sweep")
+        raise ConfigError(f"--sweep {path}: give {key}s with {OWN_FACTORS[f'{sec}.{key}']}, not "
+                          "--sweep")
     pieces = _split_values(raw)
     if not raw or any(not p for p in pieces):
-        raise ConfigError(f"--sweep {path}={raw}: give one or more comma-separated values, e.g. {path}=a,b")
+        raise ConfigError(f"--sweep {path}={raw}: give one or more comma-separated values, e.g. "
+                          f"{path}=a,b")
     values: list[Any] = []
     for piece in pieces:
         if is_list_key(sec, key):
@@ -148,9 +151,11 @@ def new_experiments(ratios: Sequence[str], seeds: Sequence[int] = (), config: Pa
         if not 0 <= seed <= SEED_MAX:
             raise ConfigError(f"--seed {seed}: must be between 0 and {SEED_MAX} (2^32 - 1)")
     if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise ConfigError(f"--priority {priority}: must be between {PRIORITY_MIN} and {PRIORITY_MAX}")
+        raise ConfigError(f"--priority {priority}: must be between {PRIORITY_MIN} and "
+                          f"{PRIORITY_MAX}")
     if not 1 <= max_attempts <= MAX_ATTEMPTS_MAX:
-        raise ConfigError(f"--max-attempts {max_attempts}: must be between 1 and {MAX_ATTEMPTS_MAX}")
+        raise ConfigError(f"--max-attempts {max_attempts}: must be between 1 and "
+                          f"{MAX_ATTEMPTS_MAX}")
     base = load_config(config, list(overrides))
     factors = [parse_sweep(text) for text in sweeps]
     _no_repeats("--sweep key", [f.key for f in factors])
@@ -163,7 +168,8 @@ def new_experiments(ratios: Sequence[str], seeds: Sequence[int] = (), config: Pa
         raise ConfigError("--name must not be empty")
     size = len(normalised) * len(seeds) * math.prod(len(f.values) for f in factors)
     if size > MAX_EXPERIMENTS:
-        raise ConfigError(f"this grid has {size:,} experiments; at most {MAX_EXPERIMENTS:,} per queue add")
+        raise ConfigError(f"this grid has {size:,} experiments; at most {MAX_EXPERIMENTS:,} per "
+                          "queue add")
     specs = []
     for ratio in normalised:
         for combo in itertools.product(*(f.values for f in factors)):

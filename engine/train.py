@@ -1,6 +1,6 @@
 """One training run: hybrid batches + OPTICAL-style OT distillation, top to bottom.
 
-    loss = InfoNCE(question -> answer, in-batch negatives, temperature)  +  λ · OT(teacher ‖ student)
+    loss = InfoNCE(question -> answer, in-batch negatives, temperature) + λ · OT(teacher ‖ student)
 
 The task loss is one-directional (question → answer): retrieval ranks answers for a question,
 which is exactly what MLQA-R scores; each question's positive is its answer and the other B-1

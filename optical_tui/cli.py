@@ -77,7 +77,8 @@ class OpticalGroup(TyperGroup):
             # A bad option value (an unknown --status, a non-integer seed): the same one line and
             # exit status as any other bad input, with the command to ask for help.
             where = exc.ctx.command_path if exc.ctx is not None else "optical"
-            print(f"error: {safe(exc.format_message())} (see: {safe(where)} --help)", file=sys.stderr)
+            print(f"error: {safe(exc.format_message())} (see: {safe(where)} --help)",
+                  file=sys.stderr)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -32,7 +32,8 @@ def submit(app: App[Any], title: str, op: Callable[[Store], str]) -> None:
             with open_store(location) as store:
                 message = op(store)
         except OpticalError as exc:
-            app.call_from_thread(partial(app.notify, safe(str(exc)), title=title, severity="error", timeout=8,
+            app.call_from_thread(partial(app.notify, safe(str(exc)), title=title, severity="error",
+                                         timeout=8,
                                        markup=False))
             return
         app.call_from_thread(partial(app.notify, safe(message), title=title, markup=False))
@@ -51,7 +52,8 @@ def _describe(e: Experiment) -> str:
     return safe(f"#{e.id} {e.name} (ratio {e.ratio}{factors}, seed {e.seed}, {e.status})")
 
 
-def confirm_then(app: App[Any], question: str, yes_label: str, title: str, op: Callable[[Store], str]) -> None:
+def confirm_then(app: App[Any], question: str, yes_label: str, title: str,
+                 op: Callable[[Store], str]) -> None:
     def answered(yes: bool | None) -> None:
         if yes:
             submit(app, title, op)
@@ -62,7 +64,8 @@ def confirm_then(app: App[Any], question: str, yes_label: str, title: str, op: C
 def cancel(app: App[Any], e: Experiment) -> None:
     def op(store: Store) -> str:
         (done,) = store.request_cancel([e.id])
-        return f"#{e.id} cancelled" if done.status == Status.CANCELLED else f"#{e.id}: cancel requested"
+        return (f"#{e.id} cancelled" if done.status == Status.CANCELLED
+                else f"#{e.id}: cancel requested")
     what = "stop the run within seconds" if e.status == Status.RUNNING else "never run"
     confirm_then(app, f"Cancel {_describe(e)}?\nIt will {what}.", "Cancel it", "cancel", op)
 
@@ -88,7 +91,9 @@ def delete(app: App[Any], e: Experiment) -> None:
         store.remove([e.id])
         remove_run_dirs([e], runs_root(store.location))  # checkpoints and logs: it never runs again
         return f"removed #{e.id} with its metrics and events"
-    confirm_then(app, f"Delete {_describe(e)}?\nIts metrics and events are deleted too. This cannot be undone.",
+    confirm_then(app,
+                 f"Delete {_describe(e)}?\nIts metrics and events are deleted too. This cannot be "
+                 "undone.",
                  "Delete", "delete", op)
 
 

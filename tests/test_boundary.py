@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _loaded_after(imports: str) -> set[str]:
     code = f"import sys; {imports}; print(' '.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
     return set(out.stdout.split())
 
 
@@ -34,7 +35,8 @@ def test_engine_never_loads_ui_libraries():
 def test_source_level_boundaries():
     ui_heavy = re.compile(r"^\s*(import|from)\s+(torch|transformers|ot)\b", re.MULTILINE)
     engine_ui = re.compile(r"^\s*(import|from)\s+(textual|typer)\b", re.MULTILINE)
-    sql = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+TABLE)\b", re.IGNORECASE)
+    sql = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET"
+                     r"|DELETE\s+FROM|CREATE\s+TABLE)\b", re.IGNORECASE)
     for p in (ROOT / "optical_tui").rglob("*.py"):
         text = p.read_text()
         assert not ui_heavy.search(text), f"{p} imports torch/transformers/ot"
@@ -49,6 +51,7 @@ def test_source_level_boundaries():
             checked += 1
             assert not sql.search(text), f"{p} contains SQL (only the engine/store/ package may)"
             assert "import sqlite3" not in text, f"{p} talks to SQLite directly"
-            assert not re.search(r"^\s*(import|from)\s+psycopg\b", text, re.MULTILINE), f"{p} talks to PostgreSQL"
+            assert not re.search(r"^\s*(import|from)\s+psycopg\b", text,
+                                 re.MULTILINE), f"{p} talks to PostgreSQL"
     assert checked > 20  # the glob found the engine's modules
     assert sql.search((store / "sqlite.py").read_text())  # and the pattern does match real SQL

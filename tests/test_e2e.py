@@ -20,7 +20,8 @@ def optical(db: Path, *args: str, timeout: float = 240) -> subprocess.CompletedP
     # worker and its training children through the subprocess environment; a wide COLUMNS
     # keeps Rich from wrapping the table output the test reads.
     return subprocess.run([str(OPTICAL), "--db", str(db), *args], capture_output=True, text=True,
-                          check=False, timeout=timeout, cwd=REPO, env={**os.environ, "COLUMNS": "250"})
+                          check=False, timeout=timeout, cwd=REPO,
+                          env={**os.environ, "COLUMNS": "250"})
 
 
 # Four training processes (torch start-up, data loading, 6 steps, three quick evaluations each):
@@ -37,13 +38,16 @@ def test_queue_worker_report_through_the_cli(tmp_path: Path, data_dir: Path) -> 
     res = optical(db, "worker", "--device", "cpu", "--max-experiments", "4", "--poll", "0.2")
     assert res.returncode == 0, res.stdout + res.stderr
     listed = json.loads(optical(db, "queue", "list", "--json").stdout)
-    assert [e["status"] for e in listed] == ["done"] * 4, [(e["id"], e["status"], e["error"]) for e in listed]
+    assert [e["status"] for e in listed] == ["done"] * 4, [(e["id"], e["status"], e["error"])
+                                                           for e in listed]
 
-    res = optical(db, "report", "--sweep", "e2e", "--format", "json", "--plot", str(tmp_path / "study.png"))
+    res = optical(db, "report", "--sweep", "e2e", "--format", "json", "--plot",
+                  str(tmp_path / "study.png"))
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     # smoke.toml has eval.full_at_end = false: the report must say it used the quick subset.
-    assert report["source"] == "eval" and report["subset"] and any("quick-curve" in n for n in report["notes"])
+    assert report["source"] == "eval" and report["subset"] and any("quick-curve" in n
+                                                                   for n in report["notes"])
     assert report["ratios"] == ["1:0", "1:1"]
     assert report["setup"]["model"] == "embedded:tiny-random" and report["setup"]["steps"] == "6"
     assert "10 questions per language" in report["setup"]["scored on"]
@@ -63,11 +67,13 @@ def test_queue_worker_report_through_the_cli(tmp_path: Path, data_dir: Path) -> 
     assert table.returncode == 0 and "QUICK SUBSET" in table.stdout and "R@10" in table.stdout
 
 
-# --------------------------------------------------------------------------- `optical demo` planning
+# --------------------------------------------------------------------------- `optical demo`
+# planning
 
 
 def test_demo_plan_is_idempotent_and_fresh_starts_over(tmp_path: Path) -> None:
-    """Queueing only (no training): a second `optical demo` continues the sweep, never duplicates."""
+    """Queueing only (no training): a second `optical demo` continues the sweep, never
+    duplicates."""
     from engine.store import open_store
     from optical_tui.commands.demo import RATIOS, SWEEP, plan_sweep
 
@@ -75,8 +81,10 @@ def test_demo_plan_is_idempotent_and_fresh_starts_over(tmp_path: Path) -> None:
     with open_store(tmp_path / "experiments.db") as store:
         plan_sweep(store, config, seeds=2, fresh=False)
         first = store.list_experiments(name=SWEEP)
-        assert sorted((e.ratio, e.seed) for e in first) == sorted((r, s) for r in RATIOS for s in (0, 1))
-        assert all(e.config["train"]["ratio"] == e.ratio and e.config["train"]["seed"] == e.seed for e in first)
+        assert sorted((e.ratio, e.seed) for e in first) == sorted((r, s) for r in RATIOS
+                                                                  for s in (0, 1))
+        assert all(e.config["train"]["ratio"] == e.ratio and e.config["train"]["seed"] == e.seed
+                   for e in first)
         lines = plan_sweep(store, config, seeds=2, fresh=False)
         assert len(store.list_experiments(name=SWEEP)) == 10 and "nothing new to queue" in lines[-1]
         plan_sweep(store, config, seeds=3, fresh=False)  # more seeds: only the new ones are queued

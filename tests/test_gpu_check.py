@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("data_dir")
 
 def check(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     # The venv's entry point, whichever python runs the tests.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, check=False,
                           timeout=timeout, cwd=REPO, env=env)
 

@@ -30,12 +30,15 @@ from engine.metric_keys import (
 from engine.statuses import TERMINAL, Status
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [p for folder in ("engine", "optical_tui", "benchmarks") for p in (ROOT / folder).rglob("*.py")]
+SOURCES = [p for folder in ("engine", "optical_tui", "benchmarks")
+           for p in (ROOT / folder).rglob("*.py")]
 STATUS_LITERAL = re.compile(r"""["'](queued|running|done|failed|cancelled)["']""")
 KEY_LITERAL = re.compile(
     r"""["'](eval|full|dev|train)/"""                                     # a literal key
-    r"""|f["'][^"'\n]*\}/(mo|cr|mul|macro|group)/"""                        # a key built by formatting
-    r"""|/(map|r@1|r@10|mrr@10|ndcg@10|rank_distance|skipped|n_questions|n_candidates)["']""")  # a key tail
+    # a key built by formatting
+    r"""|f["'][^"'\n]*\}/(mo|cr|mul|macro|group)/"""
+    # a key tail
+    r"""|/(map|r@1|r@10|mrr@10|ndcg@10|rank_distance|skipped|n_questions|n_candidates)["']""")
 
 
 def test_no_status_or_metric_key_literal_outside_its_owner() -> None:
@@ -47,12 +50,14 @@ def test_no_status_or_metric_key_literal_outside_its_owner() -> None:
             if path.name != "statuses.py" and STATUS_LITERAL.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: status literal: {line.strip()}")
             if path.name != "metric_keys.py" and KEY_LITERAL.search(line):
-                offenders.append(f"{path.relative_to(ROOT)}:{n}: metric key literal: {line.strip()}")
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: metric key literal: "
+                                 f"{line.strip()}")
     assert not offenders, "\n".join(offenders)
 
 
 def test_the_patterns_do_catch_what_they_are_for() -> None:
-    for line in ('x == "running"', "k = 'eval/macro/mul/map'", 'f"{prefix}/macro/{s}/map"', 'k + "/rank_distance"'):
+    for line in ('x == "running"', "k = 'eval/macro/mul/map'", 'f"{prefix}/macro/{s}/map"',
+                 'k + "/rank_distance"'):
         assert STATUS_LITERAL.search(line) or KEY_LITERAL.search(line), line
 
 
@@ -70,9 +75,12 @@ def test_keys_round_trip(key: str, parts: ParsedKey) -> None:
 
 
 def test_builders_write_the_documented_scheme() -> None:
-    assert metric_key(Split.QUICK, Setting.MUL, lang_unit("hi"), MetricName.MAP) == "eval/mul/hi/map"
-    assert metric_key(Split.FULL, Setting.CR, group_unit("low"), MetricName.MAP) == "full/group/low/cr/map"
-    assert metric_key(Split.FULL, Setting.MUL, MACRO, MetricName.RANK_DISTANCE) == "full/macro/mul/rank_distance"
+    assert metric_key(Split.QUICK, Setting.MUL, lang_unit("hi"),
+                      MetricName.MAP) == "eval/mul/hi/map"
+    assert metric_key(Split.FULL, Setting.CR, group_unit("low"),
+                      MetricName.MAP) == "full/group/low/cr/map"
+    assert metric_key(Split.FULL, Setting.MUL, MACRO,
+                      MetricName.RANK_DISTANCE) == "full/macro/mul/rank_distance"
     assert pair_key(Split.QUICK, "ar", "en", MetricName.MAP) == "eval/cr/ar->en/map"
     assert skipped_key(Split.QUICK, Setting.CR, "ar", "en") == "eval/cr/ar->en/skipped"
     assert skipped_key(Split.QUICK, Setting.MUL, "ar") == "eval/mul/ar/skipped"
@@ -85,7 +93,8 @@ def test_lang_setting_table_rows_columns_and_rank_distance() -> None:
     values = {metric_key("eval", s, lang_unit(x), "map"): 0.1 * i for i, (s, x) in enumerate(
         (s, x) for s in ("mo", "cr", "mul") for x in ("ar", "en"))}
     values[metric_key("eval", "mul", MACRO, "rank_distance")] = 12.5
-    t = lang_setting_table(values.get, "eval", ("ar", "en"), ("mul", "mo"), {"low": ("ar", "hi")}, zero_shot=("ar",))
+    t = lang_setting_table(values.get, "eval", ("ar", "en"), ("mul", "mo"), {"low": ("ar", "hi")},
+                           zero_shot=("ar",))
     assert isinstance(t, LangSettingTable)
     assert t.columns == ("Mo mAP", "Mul mAP", "Mul rank dist.")  # always Mo, Cr, Mul order
     assert [r.label for r in t.rows] == ["ar*", "en", "low (ar)", "macro"]
@@ -99,13 +108,15 @@ def test_lang_setting_table_rows_columns_and_rank_distance() -> None:
 def test_statuses_are_the_stored_strings() -> None:
     assert [s.value for s in Status] == ["queued", "running", "done", "failed", "cancelled"]
     assert Status("done") is Status.DONE and Status.DONE == "done" and Status.DONE.terminal
-    assert TERMINAL == {Status.DONE, Status.FAILED, Status.CANCELLED} and not Status.RUNNING.terminal
+    assert TERMINAL == {Status.DONE, Status.FAILED,
+                        Status.CANCELLED} and not Status.RUNNING.terminal
 
 
 def test_type_checker_passes() -> None:
     mypy = shutil.which("mypy", path=str(Path(sys.executable).parent)) or shutil.which("mypy")
     assert mypy, "mypy is a dev dependency: pip install -e '.[dev]'"
-    out = subprocess.run([mypy], cwd=ROOT, capture_output=True, text=True, check=False)  # config: pyproject
+    # config: pyproject
+    out = subprocess.run([mypy], cwd=ROOT, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
 
 

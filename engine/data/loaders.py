@@ -13,7 +13,6 @@ every N steps, tests) cost nothing and an edited file is re-read.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import json
 import os
 import re
@@ -127,16 +126,21 @@ def cjk_spaces(text: str) -> int:
 
 
 def clean_training_text(text: str, lang: str) -> str:
-    """Training text as the model should see it: zh without spaces inserted between CJK characters."""
+    """Training text as the model should see it: zh without spaces inserted between CJK
+    characters."""
     return _CJK_SPACE.sub("", text) if lang in CJK_SPACED_LANGS else text
 
 
 def clean_training_set(s: LangSet) -> LangSet:
-    """A LAReQA language set (XQuAD-R, for training and dev only) with `clean_training_text` applied."""
+    """A LAReQA language set (XQuAD-R, for training and dev only) with `clean_training_text`
+    applied."""
     if s.lang not in CJK_SPACED_LANGS:
         return s
-    return LangSet(s.lang, tuple(Question(q.id, q.lang, clean_training_text(q.text, s.lang)) for q in s.questions),
-                   tuple(Candidate(c.lang, c.paragraph, c.sentence, clean_training_text(c.text, s.lang), c.context)
+    return LangSet(s.lang,
+                   tuple(Question(q.id, q.lang, clean_training_text(q.text, s.lang))
+                         for q in s.questions),
+                   tuple(Candidate(c.lang, c.paragraph, c.sentence,
+                                   clean_training_text(c.text, s.lang), c.context)
                          for c in s.candidates), s.answer)
 
 
@@ -256,7 +260,8 @@ def _paragraphs(doc: Any, path: str) -> list[dict[str, Any]]:
         if not isinstance(paras, list):
             raise _malformed(path, f"article {a} has no 'paragraphs' list")
         for p in paras:
-            ok = isinstance(p, dict) and isinstance(p.get("context"), str) and isinstance(p.get("qas"), list)
+            ok = isinstance(p, dict) and isinstance(p.get("context"),
+                                                    str) and isinstance(p.get("qas"), list)
             if not ok:
                 raise _malformed(path, f"article {a}: a paragraph lacks 'context' or 'qas'")
             out.append(p)
@@ -285,13 +290,17 @@ def _parse_lareqa(path: str, mtime: int, size: int, lang: str) -> LangSet:
     answer: dict[str, int] = {}
     for pi, p in enumerate(_paragraphs(_read_json(path, mtime, size), path)):
         sents, breaks = p.get("sentences"), p.get("sentence_breaks")
-        if not (isinstance(sents, list) and isinstance(breaks, list) and len(sents) == len(breaks) and sents):
-            raise _malformed(path, f"paragraph {pi}: 'sentences'/'sentence_breaks' missing or unequal")
+        if not (isinstance(sents, list) and isinstance(breaks, list) and len(sents) == len(breaks)
+                and sents):
+            raise _malformed(path,
+                             f"paragraph {pi}: 'sentences'/'sentence_breaks' missing or unequal")
         try:
             starts = [int(b[0]) for b in breaks]
             ends = [int(b[1]) for b in breaks]
         except (TypeError, ValueError, IndexError):
-            raise _malformed(path, f"paragraph {pi}: sentence_breaks must be [start, end] pairs") from None
+            raise _malformed(path,
+                             f"paragraph {pi}: sentence_breaks must be [start, end] "
+                             "pairs") from None
         first = len(candidates)
         for si, s in enumerate(sents):
             candidates.append(Candidate(lang, pi, si, str(s), p["context"]))
@@ -300,7 +309,8 @@ def _parse_lareqa(path: str, mtime: int, size: int, lang: str) -> LangSet:
             if qid in answer:
                 raise _malformed(path, f"duplicate question id {qid}")
             if not 0 <= start <= len(p["context"]):
-                raise _malformed(path, f"question {qid}: answer_start {start} outside its paragraph")
+                raise _malformed(path,
+                                 f"question {qid}: answer_start {start} outside its paragraph")
             # The sentence whose span contains answer_start (the last one starting at or before it).
             si = max(0, bisect.bisect_right(starts, start) - 1)
             if start >= ends[si] and si + 1 < len(starts):
@@ -315,9 +325,11 @@ def load_lareqa(
 ) -> dict[str, LangSet]:
     """{lang: LangSet} for "mlqa-r" or "xquad-r" (default: all seven MLQA languages)."""
     if dataset not in LAREQA_DATASETS:
-        raise ConfigError(f"unknown LAReQA dataset {dataset!r}; valid: {', '.join(LAREQA_DATASETS)}")
+        raise ConfigError(f"unknown LAReQA dataset {dataset!r}; valid: "
+                          f"{', '.join(LAREQA_DATASETS)}")
     chosen = _check_langs(langs)
-    return {lang: _parse_lareqa(*_stat(lareqa_path(dataset, lang, data_dir)), lang) for lang in chosen}
+    return {lang: _parse_lareqa(*_stat(lareqa_path(dataset, lang, data_dir)), lang)
+            for lang in chosen}
 
 
 def load_parallel_qa(
@@ -336,7 +348,8 @@ def load_parallel_qa(
     chosen = _check_langs(langs)
     if not chosen:
         raise ConfigError("load_parallel_qa: name at least one language")
-    sets = {lang: clean_training_set(s) for lang, s in load_lareqa(dataset, chosen, data_dir).items()}
+    sets = {lang: clean_training_set(s)
+            for lang, s in load_lareqa(dataset, chosen, data_dir).items()}
     texts = {lang: {q.id: q.text for q in s.questions} for lang, s in sets.items()}
     paragraphs: dict[str, dict[int, list[int]]] = {}
     for lang, s in sets.items():
@@ -345,7 +358,8 @@ def load_parallel_qa(
             by_para.setdefault(c.paragraph, []).append(ci)
     kept = [q for q in sets[chosen[0]].questions if all(q.id in texts[lang] for lang in chosen)]
     # An answer sentence is (language, candidate index): the same index is the same sentence.
-    groups = _union_groups([q.id for q in kept], [[(lang, sets[lang].answer[q.id]) for lang in chosen]
+    groups = _union_groups([q.id for q in kept],
+                           [[(lang, sets[lang].answer[q.id]) for lang in chosen]
                                                   for q in kept])
     out = []
     for q in kept:
@@ -353,135 +367,13 @@ def load_parallel_qa(
         for lang in chosen:
             s, ai = sets[lang], sets[lang].answer[q.id]
             answers[lang] = s.candidates[ai].text
-            negatives[lang] = tuple(s.candidates[ci].text for ci in paragraphs[lang][s.candidates[ai].paragraph]
+            negatives[lang] = tuple(s.candidates[ci].text
+                                    for ci in paragraphs[lang][s.candidates[ai].paragraph]
                                     if ci != ai)
         questions = {lang: texts[lang][q.id] for lang in chosen}
         out.append(ParallelQA(q.id, MappingProxyType(questions), MappingProxyType(answers),
                               groups[q.id], MappingProxyType(negatives)))
     return out
-
-
-# --------------------------------------------------------------------------- your own training data
-
-#: Problems listed in one error before "… and N more" (the CLI prints one line).
-_MAX_LISTED = 5
-
-
-def train_file_path(setting: str, data_dir: str | Path | None = None) -> Path:
-    """`data.train_file`: an absolute path, or one relative to the data folder."""
-    path = Path(setting).expanduser()
-    return path if path.is_absolute() else _root(data_dir) / path
-
-
-def _record_problem(obj: Any) -> str | None:
-    """Why one parsed JSONL line is not a parallel QA record (None when it is)."""
-    if not isinstance(obj, dict):
-        return f"expected a JSON object, got {type(obj).__name__}"
-    qid = obj.get("id")
-    if not isinstance(qid, str) or not qid.strip():
-        return "'id' must be a non-empty string"
-    for side in ("question", "answer"):
-        texts = obj.get(side)
-        if not isinstance(texts, dict) or not texts:
-            return f"'{side}' must be an object of language → text, e.g. {{\"en\": \"…\"}}"
-        bad = [lang for lang, t in texts.items() if not isinstance(t, str) or not t.strip()]
-        if bad:
-            return f"'{side}' text for {', '.join(map(repr, bad))} must be a non-empty string"
-    group = obj.get("group")
-    if group is not None and (not isinstance(group, str) or not group.strip()):
-        return "'group' (optional) must be a non-empty string"
-    negatives = obj.get("negatives")
-    if negatives is not None:
-        if not isinstance(negatives, dict):
-            return "'negatives' (optional) must be an object of language → list of texts"
-        bad = [lang for lang, ts in negatives.items()
-               if not isinstance(ts, list) or not all(isinstance(t, str) and t.strip() for t in ts)]
-        if bad:
-            return f"'negatives' for {', '.join(map(repr, bad))} must be a list of non-empty strings"
-    return None
-
-
-@lru_cache(maxsize=8)
-def _parse_jsonl(path: str, _mtime: int, _size: int) -> tuple[ParallelQA, ...]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataMissing(f"training file {path} is not UTF-8 text: {exc}") from None
-    records: list[ParallelQA] = []
-    first_line: dict[str, int] = {}
-    problems: list[str] = []
-    for n, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue  # blank lines (a trailing newline, spacing) carry nothing
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"line {n}: not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        why = _record_problem(obj)
-        if why is None and obj["id"] in first_line:
-            why = f"duplicate id {obj['id']!r} (first on line {first_line[obj['id']]})"
-        if why is not None:
-            problems.append(f"line {n}: {why}")
-            continue
-        first_line[obj["id"]] = n
-        negatives = {lang: tuple(ts) for lang, ts in (obj.get("negatives") or {}).items()}
-        records.append(ParallelQA(obj["id"], MappingProxyType(dict(obj["question"])),
-                                  MappingProxyType(dict(obj["answer"])), obj.get("group") or "",
-                                  MappingProxyType(negatives)))
-    if problems:
-        more = f"; … and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-        raise DataMissing(f"training file {path}: {len(problems)} malformed line(s): "
-                          + "; ".join(problems[:_MAX_LISTED]) + more
-                          + ' (each line: {"id": "…", "question": {"en": "…"}, "answer": {"en": "…"}})')
-    if not records:
-        raise DataMissing(f"training file {path} holds no records")
-    return tuple(records)
-
-
-def load_parallel_jsonl(path: str | Path, langs: Iterable[str]) -> list[ParallelQA]:
-    """Parallel QA records from a JSONL file (one `{"id", "question": {lang: text}, "answer":
-    {lang: text}}` object a line, e.g. mMARCO converted), checked line by line.
-
-    Only records with a question and an answer in every language of `langs` are returned, each
-    restricted to those languages, in file order (like `load_parallel_qa`)."""
-    chosen = _check_langs(langs)
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise DataMissing(f"training file not found: {p} (data.train_file: an absolute path, or one "
-                          "relative to the data folder)") from None
-    if not p.is_file():
-        raise DataMissing(f"training file is not a file: {p}")
-    out = []
-    seen: dict[str, int] = {}
-    for rec in _parse_jsonl(str(p), st.st_mtime_ns, st.st_size):
-        for lang in rec.question.keys() & rec.answer.keys():
-            seen[lang] = seen.get(lang, 0) + 1
-        if all(lang in rec.question and lang in rec.answer for lang in chosen):
-            out.append(ParallelQA(rec.id, MappingProxyType({lg: rec.question[lg] for lg in chosen}),
-                                  MappingProxyType({lg: rec.answer[lg] for lg in chosen}), rec.group,
-                                  MappingProxyType({lg: rec.negatives.get(lg, ()) for lg in chosen})))
-    # Records with the same "group", or else the same normalised answer text in some language,
-    # share an answer: one group, so a batch never holds both (engine/batching.py).
-    groups = _union_groups([r.id for r in out], [[("group", r.group)] if r.group else
-                                                 [(lg, normalise_answer(r.answer[lg])) for lg in chosen]
-                                                 for r in out])
-    out = [dataclasses.replace(r, group=groups[r.id]) for r in out]
-    if not out:
-        found = ", ".join(f"{lang} ({n})" for lang, n in sorted(seen.items())) or "none"
-        raise DataMissing(f"training file {p}: no record has a question and an answer in every training "
-                          f"language ({', '.join(chosen)}); records per language: {found}")
-    return out
-
-
-def load_training_qa(train_source: str, train_file: str, langs: Iterable[str],
-                     data_dir: str | Path | None = None) -> list[ParallelQA]:
-    """The parallel QA to train on: `data.train_file` when set, else the `data.train_source` dataset."""
-    if train_file:
-        return load_parallel_jsonl(train_file_path(train_file, data_dir), langs)
-    return load_parallel_qa(train_source, langs, data_dir)
 
 
 # --------------------------------------------------------------------------- XQuAD, Tatoeba
@@ -501,7 +393,8 @@ def load_xquad(
     langs: Iterable[str] | None = None, data_dir: str | Path | None = None
 ) -> dict[str, tuple[SquadQA, ...]]:
     """{lang: questions} from plain XQuAD (SQuAD v1.1 format; ids shared across languages)."""
-    return {lang: _parse_squad(*_stat(xquad_path(lang, data_dir)), lang) for lang in _check_langs(langs)}
+    return {lang: _parse_squad(*_stat(xquad_path(lang, data_dir)), lang)
+            for lang in _check_langs(langs)}
 
 
 def load_bitext(langs: Iterable[str], data_dir: str | Path | None = None) -> list[BitextPair]:
@@ -513,7 +406,8 @@ def load_bitext(langs: Iterable[str], data_dir: str | Path | None = None) -> lis
         eng_path, tgt_path = tatoeba_paths(lang, data_dir)
         eng, tgt = _read_lines(*_stat(eng_path)), _read_lines(*_stat(tgt_path))
         if len(eng) != len(tgt):
-            why = f"{len(tgt)} lines but {eng_path.name} has {len(eng)}; the files must be line-aligned"
+            why = (f"{len(tgt)} lines but {eng_path.name} has {len(eng)}; the files must be "
+                   "line-aligned")
             raise _malformed(tgt_path, why)
         # An empty side carries no signal for distillation; the rest stay aligned.
         pairs = ((e.strip(), t.strip()) for e, t in zip(eng, tgt, strict=True))
@@ -545,15 +439,18 @@ def _status_row(dataset: str, lang: str, paths: Sequence[Path], count: Any) -> d
 
 
 def data_status(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per dataset and language: status ok|missing|malformed|unexpected counts, and counts."""
+    """One row per dataset and language: status ok|missing|malformed|unexpected counts, and
+    counts."""
     root = _root(data_dir)
     rows = []
     for ds in LAREQA_DATASETS:
         for lang in MLQA_LANGS:
             def count(ds: str = ds, lang: str = lang) -> dict[str, Any]:
                 s = load_lareqa(ds, [lang], root)[lang]
-                out: dict[str, Any] = {"questions": len(s.questions), "candidates": len(s.candidates)}
-                if lang in CJK_SPACED_LANGS:  # the raw files' count; training removes them (XQuAD-R)
+                out: dict[str, Any] = {"questions": len(s.questions),
+                                       "candidates": len(s.candidates)}
+                # the raw files' count; training removes them (XQuAD-R)
+                if lang in CJK_SPACED_LANGS:
                     answers = {s.candidates[i].text for i in s.answer.values()}
                     out["cjk_spaced_answers"] = sum(cjk_spaces(a) > 0 for a in answers)
                     out["answers"] = len(answers)
@@ -561,7 +458,8 @@ def data_status(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
             rows.append(_status_row(ds, lang, [lareqa_path(ds, lang, root)], count))
     for lang in MLQA_LANGS:
         rows.append(_status_row("xquad", lang, [xquad_path(lang, root)],
-                                lambda lang=lang: {"questions": len(load_xquad([lang], root)[lang])}))
+                                lambda lang=lang: {"questions": len(load_xquad([lang],
+                                                                               root)[lang])}))
     for lang in TATOEBA_CODES:
         rows.append(_status_row("tatoeba", lang, list(tatoeba_paths(lang, root)),
                                 lambda lang=lang: {"pairs": len(load_bitext([lang], root))}))

@@ -23,6 +23,7 @@ from types import MappingProxyType
 
 from engine.batching import HybridSampler, split_holdout
 from engine.config import Config
+from engine.data.jsonl import load_training_qa
 from engine.data.loaders import (
     Candidate,
     LangSet,
@@ -30,7 +31,6 @@ from engine.data.loaders import (
     Question,
     clean_training_set,
     load_lareqa,
-    load_training_qa,
 )
 from engine.evaluate import restrict_to_ids
 
@@ -44,13 +44,16 @@ def split_dev(records: Sequence[ParallelQA], n: int) -> tuple[list[ParallelQA], 
     return split_holdout(records, n, DEV_SEED, stream=_DEV_STREAM, key="data.dev_questions")
 
 
-def training_records(cfg: Config, data_dir: str | Path) -> tuple[list[ParallelQA], list[ParallelQA]]:
+def training_records(cfg: Config, data_dir: str | Path) -> tuple[list[ParallelQA],
+                                                                 list[ParallelQA]]:
     """(training records, dev records) exactly as a run of `cfg` uses them: its training data in
     the training languages (plus the OT teacher's when OT is on), minus the dev split and the
     `data.holdout` ids. `optical batches` previews the sampler over the same list."""
     use_ot = cfg.ot.weight > 0
-    langs = tuple(dict.fromkeys((*cfg.data.train_langs, *((cfg.ot.teacher_lang,) if use_ot else ()))))
-    records, dev = split_dev(load_training_qa(cfg.data.train_source, cfg.data.train_file, langs, data_dir),
+    langs = tuple(dict.fromkeys((*cfg.data.train_langs,
+                                 *((cfg.ot.teacher_lang,) if use_ot else ()))))
+    records, dev = split_dev(load_training_qa(cfg.data.train_source, cfg.data.train_file, langs,
+                                              data_dir),
                              cfg.data.dev_questions)
     records, _held_out = split_holdout(records, cfg.data.holdout)
     return records, dev
@@ -85,6 +88,7 @@ def dev_sets(dev: Sequence[ParallelQA], langs: Sequence[str], *, train_source: s
         return parallel_sets(dev, langs)
     ids = {r.id for r in dev}
     # Cleaned like the training text (zh spacing): dev is training-side data, never MLQA-R.
-    sets = {lang: clean_training_set(s) for lang, s in load_lareqa(train_source, langs, data_dir).items()}
+    sets = {lang: clean_training_set(s)
+            for lang, s in load_lareqa(train_source, langs, data_dir).items()}
     picked = {lang: ids & {q.id for q in s.questions} for lang, s in sets.items()}
     return restrict_to_ids(sets, picked, max(1, len(ids) // 4), DEV_SEED)

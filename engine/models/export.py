@@ -51,15 +51,20 @@ def _sentence_transformers_files(folder: Path, *, dim: int, max_length: int, que
                                  passage_prefix: str) -> None:
     _write_json(folder / "modules.json", [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize",
+         "type": "sentence_transformers.models.Normalize"},
     ])
-    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
+    _write_json(folder / "sentence_bert_config.json",
+                {"max_seq_length": max_length, "do_lower_case": False})
     (folder / "1_Pooling").mkdir()
     _write_json(folder / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": dim, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+        "word_embedding_dimension": dim, "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
         "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": False, "include_prompt": True})
+        "pooling_mode_weightedmean_tokens": False, "pooling_mode_lasttoken": False,
+        "include_prompt": True})
     (folder / "2_Normalize").mkdir()
     _write_json(folder / "config_sentence_transformers.json", {
         "prompts": {"query": query_prefix, "passage": passage_prefix}, "default_prompt_name": None,
@@ -75,8 +80,10 @@ def _replace_dir(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def export_encoder(encoder: Any, out: Path, *, max_length: int, info: Mapping[str, Any] | None = None) -> Path:
-    """Write `encoder` (engine.models.encoders.Encoder: its model, tokenizer and prefixes) to `out`."""
+def export_encoder(encoder: Any, out: Path, *, max_length: int,
+                   info: Mapping[str, Any] | None = None) -> Path:
+    """Write `encoder` (engine.models.encoders.Encoder: its model, tokenizer and prefixes) to
+    `out`."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -85,10 +92,13 @@ def export_encoder(encoder: Any, out: Path, *, max_length: int, info: Mapping[st
         tmp.mkdir()
         encoder.model.save_pretrained(str(tmp))
         encoder.tokenizer.save_pretrained(str(tmp))
-        _sentence_transformers_files(tmp, dim=int(encoder.model.config.hidden_size), max_length=max_length,
-                                     query_prefix=encoder.query_prefix, passage_prefix=encoder.passage_prefix)
+        _sentence_transformers_files(tmp, dim=int(encoder.model.config.hidden_size),
+                                     max_length=max_length,
+                                     query_prefix=encoder.query_prefix,
+                                     passage_prefix=encoder.passage_prefix)
         _write_json(tmp / INFO_FILE, {
-            "format": _FORMAT, "query_prefix": encoder.query_prefix, "passage_prefix": encoder.passage_prefix,
+            "format": _FORMAT, "query_prefix": encoder.query_prefix,
+            "passage_prefix": encoder.passage_prefix,
             "pooling": "mean", "normalize": True, "max_length": max_length, **dict(info or {})})
         _replace_dir(tmp, out)
     finally:
@@ -110,7 +120,8 @@ def find_model(run_folder: Path) -> Path | None:
     (a worker attempt writes inside its own folder, engine/run_dirs.py)."""
     run_folder = Path(run_folder)
     candidates = [run_folder / MODEL_DIR]
-    candidates += [attempt_dir(run_folder, n) / MODEL_DIR for n in reversed(attempts_in(run_folder))]
+    candidates += [attempt_dir(run_folder, n) / MODEL_DIR
+                   for n in reversed(attempts_in(run_folder))]
     return next((c for c in candidates if read_info(c) is not None), None)
 
 

@@ -1,11 +1,11 @@
 """The README.md an exported model carries: a Hugging Face model card that explains itself.
 
-Its YAML front matter is the Hub's model-card metadata (https://huggingface.co/docs/hub/model-cards):
-base model, languages, training data sets, licence, library and pipeline tags, and a
-`model-index` with the run's MLQA-R macro numbers, so the Hub shows them. The text says how the model
-was trained (ratio, OT weight λ, mixing, seed, steps, selection, the code's commit), how to load it
-with its prompts, and the query language × setting table of its MLQA-R evaluation (the table every
-front end renders, engine/metric_keys.py).
+Its YAML front matter is the Hub's model-card metadata
+(https://huggingface.co/docs/hub/model-cards): base model, languages, training data sets, licence,
+library and pipeline tags, and a `model-index` with the run's MLQA-R macro numbers, so the Hub shows
+them. The text says how the model was trained (ratio, OT weight λ, mixing, seed, steps, selection,
+the code's commit), how to load it with its prompts, and the query language × setting table of its
+MLQA-R evaluation (the table every front end renders, engine/metric_keys.py).
 
 Plain text from the store's rows: no torch here (`optical export` runs in the CLI process).
 """
@@ -91,16 +91,21 @@ def _yaml_list(name: str, items: Sequence[str]) -> list[str]:
     return [f"{name}:", *(f"- {x}" for x in items)] if items else []
 
 
-def _front_matter(exp: Experiment, title: str, found: tuple[str, int, LangSettingTable] | None) -> list[str]:
+def _front_matter(exp: Experiment, title: str,
+                  found: tuple[str, int, LangSettingTable] | None) -> list[str]:
     cfg = exp.config
     base, licence = base_model(str(cfg.get("model", {}).get("name", "")))
     hub_data, _ = training_data(cfg)
-    langs = sorted(set(cfg.get("eval", {}).get("langs", ())) | set(cfg.get("data", {}).get("train_langs", ())))
+    langs = sorted(set(cfg.get("eval", {}).get("langs", ())) | set(cfg.get("data",
+                                                                           {}).get("train_langs",
+                                                                                   ())))
     lines = ["---", *([f"base_model: {base}"] if base else []), *_yaml_list("language", langs),
              *_yaml_list("datasets", hub_data)]
-    lines += [f"license: {licence}"] if licence else ["license: other", "license_name: same-as-base-model"]
+    lines += [f"license: {licence}"] if licence else ["license: other",
+                                                      "license_name: same-as-base-model"]
     lines += ["library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
-              *_yaml_list("tags", ["sentence-transformers", "feature-extraction", "sentence-similarity",
+              *_yaml_list("tags",
+                          ["sentence-transformers", "feature-extraction", "sentence-similarity",
                                    "cross-lingual-retrieval", "optimal-transport", "optical-tui"])]
     if found is not None:
         scope, _step, table = found
@@ -112,7 +117,8 @@ def _front_matter(exp: Experiment, title: str, found: tuple[str, int, LangSettin
             # hold ':' or '#').
             lines += ["model-index:", f"- name: {json.dumps(title)}", "  results:",
                       "  - task: {type: sentence-similarity, name: cross-lingual answer retrieval}",
-                      f"    dataset: {{type: mlqa-r, name: {json.dumps(scope)}, split: test}}", "    metrics:",
+                      f"    dataset: {{type: mlqa-r, name: {json.dumps(scope)}, split: test}}",
+                      "    metrics:",
                       *metrics]
     return [*lines, "---"]
 
@@ -125,12 +131,14 @@ def _markdown_table(table: LangSettingTable) -> list[str]:
     head = ["query language", *table.columns]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
-        cells = ("–" if v is None else f"{v:.1f}" if abs(v) >= 10 else f"{v:.4f}" for v in row.values)
+        cells = ("–" if v is None else f"{v:.1f}" if abs(v) >= 10 else f"{v:.4f}"
+                 for v in row.values)
         out.append("| " + " | ".join([row.label, *cells]) + " |")
     return out
 
 
-def model_card(exp: Experiment, values: Mapping[tuple[str, int], float], info: Mapping[str, Any]) -> str:
+def model_card(exp: Experiment, values: Mapping[tuple[str, int], float],
+               info: Mapping[str, Any]) -> str:
     """README.md for the model of run `exp`; `values`: its stored points, (key, step) → value;
     `info`: the folder's optical_model.json."""
     cfg, train, ot = exp.config, exp.config.get("train", {}), exp.config.get("ot", {})
@@ -141,14 +149,17 @@ def model_card(exp: Experiment, values: Mapping[tuple[str, int], float], info: M
     _, data_text = training_data(cfg)
     commit = exp.code_version or str(exp.provenance.get("code_version", "unknown"))
     q, p = info.get("query_prefix", "query: "), info.get("passage_prefix", "passage: ")
-    start = f"[{base}](https://huggingface.co/{base})" if base else f"`{cfg.get('model', {}).get('name')}`"
-    intro = (f"A multilingual sentence encoder for cross-lingual answer retrieval, fine-tuned from {start} "
+    start = (f"[{base}](https://huggingface.co/{base})" if base
+             else f"`{cfg.get('model', {}).get('name')}`")
+    intro = ("A multilingual sentence encoder for cross-lingual answer retrieval, fine-tuned from "
+             f"{start} "
              "with hybrid monolingual / cross-lingual batches and optimal-transport distillation: "
              f"optical-tui run #{exp.id} (sweep `{exp.name}`).")
     prompts = (f"The prompts are `{q}` for questions and `{p}` for answer sentences "
                "(config_sentence_transformers.json); embeddings are mean-pooled and L2-normalised.")
     lines = _front_matter(exp, title, found) + [
-        "", f"# {title}", "", intro, "", "## Use", "", "```python", "from sentence_transformers import SentenceTransformer", "",
+        "", f"# {title}", "", intro, "", "## Use", "", "```python",
+        "from sentence_transformers import SentenceTransformer", "",
         "model = SentenceTransformer(\"path/to/this/folder\")",
         "questions = model.encode([\"Who wrote Faust?\"], prompt_name=\"query\")",
         "answers = model.encode([\"Goethe wrote Faust.\"], prompt_name=\"passage\")",
@@ -160,7 +171,8 @@ def model_card(exp: Experiment, values: Mapping[tuple[str, int], float], info: M
         f"| mixing (`train.mixing`) | {train.get('mixing')} |",
         f"| seed | {exp.seed} |",
         f"| steps | {train.get('steps')} (batch {train.get('batch_size')}, lr {train.get('lr')}) |",
-        f"| selection (`train.select`) | {info.get('select', train.get('select'))}: step {selected} |",
+        (f"| selection (`train.select`) | {info.get('select', train.get('select'))}: step "
+         f"{selected} |"),
         f"| training languages | {', '.join(cfg.get('data', {}).get('train_langs', ()))} |",
         f"| training data | {'; '.join(data_text)} |",
         f"| code commit | `{commit}` |",
@@ -171,7 +183,8 @@ def model_card(exp: Experiment, values: Mapping[tuple[str, int], float], info: M
     else:
         scope, step, table = found
         metric = MetricName(table.metric).label
-        caption = (f"{metric} by query language and setting: {scope}, at step {step} (* zero-shot: a "
+        caption = (f"{metric} by query language and setting: {scope}, at step {step} (* zero-shot: "
+                   "a "
                    "language never seen in training). Mo: X→X, Cr: X→Y, Mul: X→all.")
         lines += [caption, "", *_markdown_table(table)]
     lines += ["", "The run's full frozen configuration is in `optical_model.json`.", ""]

@@ -21,12 +21,14 @@ from engine.store import Store, open_store, sqlite_path
 def detached_paths(db: str, device: str, folder: Path | None = None) -> tuple[Path, Path]:
     """Log and pid file of a detached worker, one pair per database and device (or device list):
     beside an SQLite database; for a database server, in the current folder (`folder`), never in
-    the runs dir: that may be shared by many boxes, and a pid means something only on its own box."""
+    the runs dir: that may be shared by many boxes, and a pid means something only on its own
+    box."""
     path = sqlite_path(db)
     tag = device.replace(":", "").replace(",", "-")
     if path is not None:
         path = path.resolve()
-        return path.with_name(f"{path.stem}.worker-{tag}.log"), path.with_name(f"{path.stem}.worker-{tag}.pid")
+        return (path.with_name(f"{path.stem}.worker-{tag}.log"),
+                path.with_name(f"{path.stem}.worker-{tag}.pid"))
     here = (folder or Path.cwd()).resolve()
     return here / f"optical-worker-{tag}.log", here / f"optical-worker-{tag}.pid"
 
@@ -66,9 +68,9 @@ def pid_alive(pid: int) -> bool:
 
 def start_detached(db: str, options: WorkerOptions,
                    module: str = "engine.running.worker") -> tuple[int, Path, Path]:
-    """Re-launch the worker (or, with module engine.running.pool, the per-device supervisor) in a new
-    session (survives the SSH session); returns pid, log, pid file. `options.device` is the device
-    (or, for the pool, the device list)."""
+    """Re-launch the worker (or, with module engine.running.pool, the per-device supervisor) in a
+    new session (survives the SSH session); returns pid, log, pid file. `options.device` is the
+    device (or, for the pool, the device list)."""
     open_store(db).close()  # a bad --db fails here, in the user's terminal, not in a log file
     path = sqlite_path(db)
     db_arg = str(path.resolve()) if path is not None else db
@@ -76,12 +78,14 @@ def start_detached(db: str, options: WorkerOptions,
     old = read_pid_file(pid_path) if pid_path.exists() else None
     if old is not None and _is_worker(old):
         raise ConfigError(f"a detached worker for {options.device} on this database is already "
-                          f"running (pid {old}, log {log_path}); stop it with `optical worker stop` first")
+                          f"running (pid {old}, log {log_path}); stop it with `optical worker "
+                          "stop` first")
     options = options.replace(pid_file=str(pid_path), log_path=str(log_path))
     cmd, env = engine_command(module, db_arg, *options.argv())
     try:
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL,
                                     start_new_session=True, env=env, cwd=str(log_path.parent))
         # A stale or garbage pid file from a dead worker is simply replaced.
         pid_path.write_text(f"{proc.pid}\n")
@@ -94,7 +98,8 @@ def start_detached(db: str, options: WorkerOptions,
     return proc.pid, log_path, pid_path
 
 
-def worker_rows(store: Store, lease_s: float, include_stopped: bool = False) -> list[dict[str, Any]]:
+def worker_rows(store: Store, lease_s: float,
+                include_stopped: bool = False) -> list[dict[str, Any]]:
     """Workers with their heartbeat age and state: alive, stale (no heartbeat within the lease,
     or its process is gone on this host), stopping (stop requested), stopped, or gone (silent for
     GONE_AFTER_LEASES leases, whether or not a worker has marked it yet). The live view
@@ -114,7 +119,10 @@ def worker_rows(store: Store, lease_s: float, include_stopped: bool = False) -> 
             state = WorkerState.STALE
         else:
             state = WorkerState.STOPPING if w.stop_requested else WorkerState.ALIVE
-        rows.append({"id": w.id, "host": w.host, "pid": w.pid, "device": w.device, "status": w.status,
-                     "experiment_id": w.experiment_id, "heartbeat_age_s": round(age, 1), "state": state,
-                     "started_at": w.started_at, "stop_requested": w.stop_requested, "log_path": w.log_path})
+        rows.append({"id": w.id, "host": w.host, "pid": w.pid, "device": w.device,
+                     "status": w.status,
+                     "experiment_id": w.experiment_id, "heartbeat_age_s": round(age, 1),
+                     "state": state,
+                     "started_at": w.started_at, "stop_requested": w.stop_requested,
+                     "log_path": w.log_path})
     return rows

@@ -1,9 +1,9 @@
 """One worker per device on this box: `optical worker --device all` (every visible GPU) or a list
 (`--device cuda:0,cuda:2`; `cpu,cpu` runs two CPU workers).
 
-The supervisor starts `python -m engine.running.worker --device D …` for each device, each in its own
-process group, so a Ctrl-C in the terminal reaches only the supervisor, which forwards exactly one
-drain (a second signal to a worker means "kill the run now"). Each worker's output comes back
+The supervisor starts `python -m engine.running.worker --device D …` for each device, each in its
+own process group, so a Ctrl-C in the terminal reaches only the supervisor, which forwards exactly
+one drain (a second signal to a worker means "kill the run now"). Each worker's output comes back
 prefixed with its device. A worker that crashed (non-zero exit) is restarted after a pause that
 doubles, at most `max_restarts` times (the count starts over after `STABLE_S` of good running); a
 worker that exited 0 (drained, `--once`, `--until-empty`) is not. SIGTERM, SIGINT and SIGHUP drain
@@ -59,7 +59,8 @@ def expand_devices(setting: str, count: Callable[[], int] = cuda_device_count) -
     devices: list[str] = []
     for item in items:
         if item in ("", "auto", "all"):
-            raise ConfigError(f"--device {setting!r}: list devices as cpu, cuda or cuda:N, comma-separated "
+            raise ConfigError(f"--device {setting!r}: list devices as cpu, cuda or cuda:N, "
+                              "comma-separated "
                               f"(not {item!r})")
         check_device_setting(item, "--device")
         device = resolve_device(item)  # a GPU that is not there fails here, once, not in N restarts
@@ -86,7 +87,8 @@ class WorkerPool:
                  max_restarts: int = MAX_RESTARTS, first_pause_s: float = FIRST_PAUSE_S,
                  out: IO[str] | None = None) -> None:
         self.db = db
-        labels = [d if devices.count(d) == 1 else f"{d}#{devices[:i].count(d) + 1}" for i, d in enumerate(devices)]
+        labels = [d if devices.count(d) == 1 else f"{d}#{devices[:i].count(d) + 1}"
+                  for i, d in enumerate(devices)]
         self.slots = [_Slot(d, label) for d, label in zip(devices, labels, strict=True)]
         # Every worker gets the pool's options but its own device; the pid file and a forced id
         # belong to the supervisor (a detached pool), not to each of its workers.
@@ -148,7 +150,8 @@ class WorkerPool:
             slot.restarts = 0
         if slot.restarts >= self.max_restarts:
             slot.finished, self.gave_up = True, True
-            self.say(f"{slot.label}: worker {_describe(code)}; not restarting it after {slot.restarts} restart(s)")
+            self.say(f"{slot.label}: worker {_describe(code)}; not restarting it after "
+                     f"{slot.restarts} restart(s)")
             return
         pause = self.first_pause_s * 2 ** slot.restarts
         slot.restarts += 1
@@ -169,7 +172,8 @@ class WorkerPool:
                         self._reap(slot, now)
                     if slot.proc is None and not slot.finished:
                         if self._signals:
-                            slot.finished = True  # draining: a worker waiting for its restart stays down
+                            # draining: a worker waiting for its restart stays down
+                            slot.finished = True
                         elif now >= slot.next_start:
                             self._start(slot)
                 time.sleep(0.2)
@@ -186,7 +190,8 @@ class WorkerPool:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
-        what = "draining every worker" if self._signals == 1 else "telling every worker to stop its run now"
+        what = ("draining every worker" if self._signals == 1
+                else "telling every worker to stop its run now")
         self.say(f"{signal.Signals(signum).name}: {what}")
         for slot in self.slots:
             if slot.proc is not None and slot.proc.poll() is None:

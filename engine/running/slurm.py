@@ -1,9 +1,9 @@
 """Workers on a Slurm cluster: `optical launch slurm --gpus N` submits one job array via submitit.
 
-Each array task gets one GPU and runs `python -m engine.running.worker --until-empty --device cuda:0`
-(Slurm sets CUDA_VISIBLE_DEVICES per task, so inside it its GPU is always cuda:0). Tasks claim
-from the shared database like any other worker: the array size is how many GPUs work at once, not
-how many experiments there are, and a task exits once the queue is empty (after waiting for runs
+Each array task gets one GPU and runs `python -m engine.running.worker --until-empty --device
+cuda:0` (Slurm sets CUDA_VISIBLE_DEVICES per task, so inside it its GPU is always cuda:0). Tasks
+claim from the shared database like any other worker: the array size is how many GPUs work at once,
+not how many experiments there are, and a task exits once the queue is empty (after waiting for runs
 of dead workers, which it then runs). The database location travels in the job's environment
 (OPTICAL_DB, exported by sbatch), not in job files on a shared disk: a URL may hold a password.
 
@@ -112,21 +112,26 @@ def check_plan(plan: SlurmPlan, executor: str) -> None:
     if plan.gpus < 1:
         raise ConfigError(f"--gpus {plan.gpus}: at least 1")
     if executor == "slurm" and (not is_url(plan.db) or sqlite_path(plan.db) is not None):
-        raise ConfigError(f"--db {plan.db}: Slurm tasks run on other nodes and need a database server they all "
-                          "reach (--db postgresql://…; start one with `optical db serve`); an SQLite file on a "
+        raise ConfigError(f"--db {plan.db}: Slurm tasks run on other nodes and need a database "
+                          "server they all "
+                          "reach (--db postgresql://…; start one with `optical db serve`); an "
+                          "SQLite file on a "
                           "shared filesystem is not safe with many writers")
 
 
 def sbatch_script(plan: SlurmPlan) -> str:
     """The sbatch file submitit would write for this plan (what `--dry-run` shows)."""
-    submit_cmd = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(plan.logs))])
-    return submitit_slurm._make_sbatch_string(command=submit_cmd, folder=plan.logs, map_count=plan.gpus,
+    submit_cmd = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
+                           shlex.quote(str(plan.logs))])
+    return submitit_slurm._make_sbatch_string(command=submit_cmd, folder=plan.logs,
+                                              map_count=plan.gpus,
                                               **plan.sbatch_parameters())
 
 
 class WorkerTask:
     """One array task: runs the worker until the queue is empty; a signal from Slurm (or submitit's
-    SIGUSR2 before the time limit) drains it. Raises if the worker failed, so the task shows as failed."""
+    SIGUSR2 before the time limit) drains it. Raises if the worker failed, so the task shows as
+    failed."""
 
     def __init__(self, command: list[str]) -> None:
         self.command = list(command)
@@ -140,7 +145,8 @@ class WorkerTask:
 
         previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
+            previous = {s: signal.signal(s, forward)
+                        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
         try:
             code = proc.wait()
         finally:
@@ -157,7 +163,8 @@ def make_executor(kind: str, plan: SlurmPlan) -> submitit.Executor:
         try:
             executor: submitit.Executor = submitit.SlurmExecutor(folder=plan.logs)
         except RuntimeError as exc:  # no srun on this machine
-            raise ConfigError(f"cannot submit to Slurm from here: {exc} (--dry-run shows the job script)") from None
+            raise ConfigError(f"cannot submit to Slurm from here: {exc} (--dry-run shows the job "
+                              "script)") from None
         executor.update_parameters(**plan.sbatch_parameters())
         return executor
     if kind == "local":

@@ -48,7 +48,8 @@ T = TypeVar("T")
 
 
 def _warn(message: str) -> None:
-    # The disk that refused the database write may refuse this line too: never let logging end a run.
+    # The disk that refused the database write may refuse this line too: never let logging end a
+    # run.
     try:
         print(message, file=sys.stderr, flush=True)
     except (OSError, ValueError):

@@ -160,9 +160,11 @@ class QueueWorker:
         self.id = self.id or f"{self.host}:{os.getpid()}:{self.device}"
         store.register_worker(self.id, self.host, os.getpid(), self.device, self.log_path)
         previous = self._install_signal_handlers()
-        self.say(f"worker {self.id} serving {store.location} (lease {self.lease_s:g}s, runs in {self.runs})")
+        self.say(f"worker {self.id} serving {store.location} (lease {self.lease_s:g}s, runs in "
+                 f"{self.runs})")
         if self.runs_is_default:
-            self.say(f"runs dir {self.runs} is the default for a database server: a run resumes on another box "
+            self.say(f"runs dir {self.runs} is the default for a database server: a run resumes on "
+                     "another box "
                      "only if that box sees this folder; share one with --runs-dir or OPTICAL_RUNS")
         try:
             while not self._should_exit(store, None, WorkerStatus.IDLE):
@@ -212,10 +214,10 @@ class QueueWorker:
         return store.claim_next(self.id, self.device, skip=self._lacking)
 
     def _waiting_for_lost_runs(self, store: Store) -> bool:
-        """True while a running experiment may belong to a dead worker: a batch job must wait for its
-        lease to expire, requeue it and run it, or that run is orphaned. A run counts as alive only
-        once its heartbeat has been seen fresh for SUSPECT_HEARTBEAT_S after the queue went empty:
-        a worker killed a second ago still has a fresh heartbeat."""
+        """True while a running experiment may belong to a dead worker: a batch job must wait for
+        its lease to expire, requeue it and run it, or that run is orphaned. A run counts as alive
+        only once its heartbeat has been seen fresh for SUSPECT_HEARTBEAT_S after the queue went
+        empty: a worker killed a second ago still has a fresh heartbeat."""
         try:
             ages = store.heartbeat_ages()
         except StoreError as exc:
@@ -226,12 +228,14 @@ class QueueWorker:
         quiet = {i: age for i, age in ages.items() if age > SUSPECT_HEARTBEAT_S}
         if quiet:
             ids = ", ".join(f"#{i} ({age:.0f}s)" for i, age in sorted(quiet.items()))
-            self.say(f"queue empty, but waiting for silent run(s) {ids} to reach the {self.lease_s:g}s lease")
+            self.say(f"queue empty, but waiting for silent run(s) {ids} to reach the "
+                     f"{self.lease_s:g}s lease")
             return True
         now = time.monotonic()
         if self._quiet_since is None:
             self._quiet_since = now
-            self.say(f"queue empty; watching {len(ages)} running experiment(s) for {SUSPECT_HEARTBEAT_S:g}s "
+            self.say(f"queue empty; watching {len(ages)} running experiment(s) for "
+                     f"{SUSPECT_HEARTBEAT_S:g}s "
                      "in case their worker just died")
         return now - self._quiet_since <= SUSPECT_HEARTBEAT_S
 
@@ -248,7 +252,8 @@ class QueueWorker:
             self.say(f"could not clean up finished runs' checkpoints (will retry): {exc}")
             return
         if cleaned:
-            self.say("deleted the checkpoints of finished run(s) " + ", ".join(f"#{i}" for i in cleaned))
+            self.say("deleted the checkpoints of finished run(s) "
+                     + ", ".join(f"#{i}" for i in cleaned))
 
     def _should_exit(self, store: Store, exp_id: int | None, status: WorkerStatus) -> bool:
         try:
@@ -274,7 +279,8 @@ class QueueWorker:
         except ConfigError as exc:  # another database's run owns the folder: never mix them
             self._record(store, lease, Status.FAILED, str(exc))
             return
-        except OSError as exc:  # a shared filesystem that is not there (yet): retry within its attempts
+        # a shared filesystem that is not there (yet): retry within its attempts
+        except OSError as exc:
             self._release(store, lease, f"could not create its run folder under {self.runs}: {exc}",
                           count_attempt=True)
             return
@@ -282,7 +288,8 @@ class QueueWorker:
             own = attempt_dir(folder, lease.attempt)
             own.mkdir(parents=True, exist_ok=True)
             child_log = own / "child.log"
-            self.say(f"#{exp.id} {exp.name} ratio {exp.ratio} seed {exp.seed}: attempt {exp.attempts}, "
+            self.say(f"#{exp.id} {exp.name} ratio {exp.ratio} seed {exp.seed}: attempt "
+                     f"{exp.attempts}, "
                      f"log {child_log}")
             cmd, env = engine_command(
                 "engine.running.run_process", self.db, "--experiment", str(exp.id),
@@ -290,14 +297,18 @@ class QueueWorker:
                 "--parent-pid", str(os.getpid()), "--runs-dir", str(self.runs),
                 "--lease", f"{self.lease_s:g}")
             with open(child_log, "ab") as log:
-                log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} worker {self.id} attempt {exp.attempts}\n"
+                log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} worker {self.id} attempt "
+                          f"{exp.attempts}\n"
                           .encode())
                 log.flush()
                 oom_before = oom_kills()
-                self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL,
                                               env=env)
-        except OSError as exc:  # could not create the attempt folder or start the child: keep serving
-            self._release(store, lease, f"could not start the training process: {exc}", count_attempt=True)
+        # could not create the attempt folder or start the child: keep serving
+        except OSError as exc:
+            self._release(store, lease, f"could not start the training process: {exc}",
+                          count_attempt=True)
             return
         signalled_at: float | None = None
         try:
@@ -308,28 +319,34 @@ class QueueWorker:
                 except subprocess.TimeoutExpired:
                     pass
                 if self._should_exit(store, exp.id, WorkerStatus.RUNNING) and signalled_at is None:
-                    self.say(f"#{exp.id}: stopping: asking the run to checkpoint and hand itself back")
+                    self.say(f"#{exp.id}: stopping: asking the run to checkpoint and hand itself "
+                             "back")
                     self._proc.send_signal(signal.SIGTERM)
                     signalled_at = time.monotonic()
-                if self._kill_child or (signalled_at is not None and time.monotonic() - signalled_at > self.grace_s):
+                if self._kill_child or (signalled_at is not None
+                                        and time.monotonic() - signalled_at > self.grace_s):
                     self._proc.kill()
         finally:
             self._proc = None
         oom_after = oom_kills()
         oom = oom_before is not None and oom_after is not None and oom_after > oom_before
-        self._settle(store, lease, returncode, signalled_at is not None or self._terminate, oom, child_log)
+        self._settle(store, lease, returncode, signalled_at is not None or self._terminate, oom,
+                     child_log)
         try:
             row = store.get(exp.id)
-        except OpticalError as exc:  # removed meanwhile (`queue rm` right after it finished), or unreachable
+        # removed meanwhile (`queue rm` right after it finished), or unreachable
+        except OpticalError as exc:
             self.say(f"#{exp.id}: finished after {time.monotonic() - started:.1f}s ({exc})")
             return
         self.say(f"#{exp.id}: {row.status} after {time.monotonic() - started:.1f}s "
-                 f"(step {row.step}/{row.total_steps})" + (f": {row.error.splitlines()[0]}" if row.error else ""))
+                 f"(step {row.step}/{row.total_steps})"
+                 + (f": {row.error.splitlines()[0]}" if row.error else ""))
         if self.notifier:
             self._announce(store, row)
 
     def _announce(self, store: Store, row: Experiment) -> None:
-        """Notices for a run that just ended: it failed; it was its sweep's last; the queue is empty."""
+        """Notices for a run that just ended: it failed; it was its sweep's last; the queue is
+        empty."""
         if row.status == Status.FAILED:
             self.notifier.send(notify.run_failed(row))
         if row.status in ACTIVE:
@@ -346,7 +363,8 @@ class QueueWorker:
         except StoreError as exc:
             self.say(f"#{row.id}: could not read its sweep for notifications: {exc}")
 
-    def _settle(self, store: Store, lease: RunLease, returncode: int, asked_to_stop: bool, oom: bool,
+    def _settle(self, store: Store, lease: RunLease, returncode: int, asked_to_stop: bool,
+                oom: bool,
                 child_log: Path) -> None:
         """Record an outcome for a child that exited without recording one itself."""
         if returncode == EXIT_LEASE_LOST:
@@ -382,7 +400,8 @@ class QueueWorker:
         except StoreError as exc:  # its lease will expire and another worker will retry it
             self.say(f"#{lease.experiment_id}: could not record {status}: {exc}")
 
-    def _release(self, store: Store, lease: RunLease, reason: str, count_attempt: bool = False) -> None:
+    def _release(self, store: Store, lease: RunLease, reason: str,
+                 count_attempt: bool = False) -> None:
         try:
             store.release(lease, reason, count_attempt=count_attempt)
         except LeaseLost:

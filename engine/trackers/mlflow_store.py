@@ -54,7 +54,8 @@ def _write_run(client: Any, run: RunRecord) -> str:
     for old in client.search_runs([experiment_id], filter_string=f"tags.`optical.id` = '{e.id}'"):
         client.delete_run(old.info.run_id)
     tags = {**run.tags(), "mlflow.source.git.commit": e.code_version or "unknown"}
-    created = client.create_run(experiment_id, start_time=int((e.started_at or e.created_at) * 1000),
+    created = client.create_run(experiment_id,
+                                start_time=int((e.started_at or e.created_at) * 1000),
                                 tags=tags, run_name=run.label)
     run_id = created.info.run_id
     params = [Param(k, str(v)) for k, v in run.params().items()]

@@ -3,9 +3,9 @@
     DIR/<sweep>/<id>-<ratio>-s<seed>/events.out.tfevents.*
 
 One run folder per experiment (`tensorboard --logdir DIR` lists them, grouped by sweep). Every
-point is a scalar under its metric key (`tracker_key`) at its step and wall time. The run's hyperparameters (its
-flattened config) and its final evaluation metrics go to the HParams dashboard, whose metric
-columns are those scalar tags, so the table and the curves agree.
+point is a scalar under its metric key (`tracker_key`) at its step and wall time. The run's
+hyperparameters (its flattened config) and its final evaluation metrics go to the HParams dashboard,
+whose metric columns are those scalar tags, so the table and the curves agree.
 """
 
 from __future__ import annotations

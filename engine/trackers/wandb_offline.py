@@ -3,9 +3,9 @@
     DIR/wandb/offline-run-<time>-<run id>/run-<run id>.wandb
 
 One W&B run per experiment: project `--wandb-project` (default: optical-tui), group = the sweep,
-name `<id>-<ratio>-s<seed>`, config = the frozen config plus ratio and seed, tags = sweep and status.
-Each step's points are one history row at that step (W&B steps only grow, so rows go out in step
-order); the summary holds the final evaluation metrics. The W&B run id is derived from the
+name `<id>-<ratio>-s<seed>`, config = the frozen config plus ratio and seed, tags = sweep and
+status. Each step's points are one history row at that step (W&B steps only grow, so rows go out in
+step order); the summary holds the final evaluation metrics. The W&B run id is derived from the
 experiment id and its creation time, so a second export of the same run is the same W&B run.
 """
 
@@ -40,7 +40,8 @@ def write_wandb(runs: Sequence[RunRecord], out: Path, project: str = PROJECT) ->
         e = run.experiment
         w = wandb.init(dir=str(out), project=project, group=e.name, name=run.label, id=run_id(run),
                        config={**run.experiment.config, "ratio": e.ratio, "seed": e.seed},
-                       tags=[e.name[:64], str(e.status)], job_type="optical-export", settings=settings,
+                       tags=[e.name[:64], str(e.status)], job_type="optical-export",
+                       settings=settings,
                        reinit="create_new")
         try:
             rows: dict[int, dict[str, float]] = defaultdict(dict)

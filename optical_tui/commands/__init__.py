@@ -19,5 +19,6 @@ from optical_tui.commands import (
 )
 
 # Order is the order of `optical --help`.
-COMMAND_MODULES = [queue, tags, worker, launch, run, eval, export, export_runs, report, compare, batches,
+COMMAND_MODULES = [queue, tags, worker, launch, run, eval, export, export_runs, report, compare,
+                   batches,
                    demo, ui, data, db]

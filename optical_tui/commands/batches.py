@@ -28,24 +28,40 @@ _SNIPPET = 48  # characters of a hard negative shown in the table (--json has th
 
 
 def _row_table(batch: dict[str, Any]) -> Table:
-    table = Table(title=f"batch {batch['batch']} ({batch['kind']}): false negatives {batch['false_negatives']}, "
+    table = Table(title=f"batch {batch['batch']} ({batch['kind']}): false negatives "
+                        f"{batch['false_negatives']}, "
                         f"hard negatives {batch['hard_negatives']}", title_justify="left")
     for col in ("#", "id", "q -> a", "kind", "hard negatives"):
         table.add_column(col, justify="right" if col == "#" else "left", overflow="fold")
     for i, row in enumerate(batch["rows"]):
         negs = row["hard_negatives"]
         shown = "; ".join(n if len(n) <= _SNIPPET else n[: _SNIPPET - 1] + "…" for n in negs)
-        table.add_row(str(i), safe_text(row["id"]), f"{row['q_lang']} -> {row['a_lang']}", row["kind"],
+        table.add_row(str(i), safe_text(row["id"]), f"{row['q_lang']} -> {row['a_lang']}",
+                      row["kind"],
                       safe_text(f"{len(negs)}: {shown}" if negs else "0"))
     return table
 
 
 def batches(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
-    ratio: Annotated[str | None, typer.Option("--ratio", "-r", help="Mono:cross batch ratio, e.g. 1:3 (overrides train.ratio).")] = None,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set train.hard_negatives=2. Repeatable.")] = None,
-    n: Annotated[int, typer.Option("-n", "--batches", min=1, max=100_000, help="How many batches to draw.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object: config, totals, and a list of batches, each with its rows.")] = False,
+    config: Annotated[Path | None,
+                      typer.Option("--config", "-c",
+                                   help="TOML file overriding the defaults (see "
+                                        "configs/).")] = None,
+    ratio: Annotated[str | None,
+                     typer.Option("--ratio", "-r",
+                                  help="Mono:cross batch ratio, e.g. 1:3 (overrides "
+                                       "train.ratio).")] = None,
+    overrides: Annotated[list[str] | None,
+                         typer.Option("--set",
+                                      help="Override one key, e.g. --set train.hard_negatives=2. "
+                                           "Repeatable.")] = None,
+    n: Annotated[int,
+                 typer.Option("-n", "--batches", min=1, max=100_000,
+                              help="How many batches to draw.")] = 3,
+    as_json: Annotated[bool,
+                       typer.Option("--json",
+                                    help="Print a JSON object: config, totals, and a list of "
+                                         "batches, each with its rows.")] = False,
 ) -> None:
     """Print the first N batches a config would draw, without loading a model."""
     sets = list(overrides or [])
@@ -59,8 +75,10 @@ def batches(
         print_json(preview)
         return
     c = preview["config"]
-    console.print(safe(f"ratio {c['ratio']} · mixing {c['mixing']} · cross_pairs {c['cross_pairs']} · batch "
-                       f"{c['batch_size']} · hard negatives {c['hard_negatives']} · seed {c['seed']} · "
+    console.print(safe(f"ratio {c['ratio']} · mixing {c['mixing']} · cross_pairs "
+                       f"{c['cross_pairs']} · batch "
+                       f"{c['batch_size']} · hard negatives {c['hard_negatives']} · seed "
+                       f"{c['seed']} · "
                        f"{c['records']} training records in {', '.join(c['train_langs'])}"))
     for batch in preview["batches"]:
         console.print(_row_table(batch))

@@ -24,7 +24,8 @@ def parse_ids(values: list[str]) -> list[int]:
         try:
             i = int(v)
         except ValueError:
-            raise ExperimentNotFound(f"{v[:40]!r} is not an experiment id (expected an integer)") from None
+            raise ExperimentNotFound(f"{v[:40]!r} is not an experiment id (expected an "
+                                     "integer)") from None
         if not 0 < i < 2**63:  # ids are positive 64-bit integers; a larger one cannot exist
             raise ExperimentNotFound(f"no experiment with id {v[:40]}")
         ids.append(i)

@@ -1,4 +1,5 @@
-"""`optical data check` and `optical data download`: what benchmark data is here, and fetching it."""
+"""`optical data check` and `optical data download`: what benchmark data is here, and fetching
+it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import typer
 
 from optical_tui.console import console, print_json
 
-data_app = typer.Typer(help="Check or download the benchmark and training data.", no_args_is_help=True)
+data_app = typer.Typer(help="Check or download the benchmark and training data.",
+                       no_args_is_help=True)
 
 _DATA_DIR_HELP = "Data folder (default: env OPTICAL_DATA, else ./data)."
 _STATUS_STYLE = {"ok": "green", "missing": "red", "malformed": "red", "unexpected counts": "yellow"}
@@ -35,15 +37,18 @@ def missing_folder_hint(root: Path, *, from_option: bool) -> str:
             "uses ../shared/data), or fetch it with `optical data download`.")
 
 
-@data_app.command("check")
+_CHECK_HELP = ("Report, per dataset and language, whether the files are present, parse, and "
+               "have the published counts.\n"
+               "\n"
+               "Exits 1 when anything is missing, malformed or has unexpected counts.")
+
+
+@data_app.command("check", help=_CHECK_HELP)
 def check(
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help=_DATA_DIR_HELP, show_default=False)] = None,
+    data_dir: Annotated[Path | None,
+                        typer.Option("--data-dir", help=_DATA_DIR_HELP, show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Report, per dataset and language, whether the files are present, parse, and have the published counts.
-
-    Exits 1 when anything is missing, malformed or has unexpected counts.
-    """
     from engine.data.loaders import HINT, data_status, resolve_data_dir
 
     root = resolve_data_dir(str(data_dir) if data_dir else "")
@@ -57,7 +62,9 @@ def check(
 
         table = Table(title=f"data in {root}", title_justify="left")
         for col in ("dataset", "lang", "status", "questions", "candidates", "pairs"):
-            table.add_column(col, justify="right" if col in ("questions", "candidates", "pairs") else "left")
+            table.add_column(col,
+                             justify="right" if col in ("questions", "candidates", "pairs")
+                             else "left")
         for r in rows:
             style = _STATUS_STYLE.get(r["status"], "")
             table.add_row(r["dataset"], r["lang"], f"[{style}]{r['status']}[/{style}]",
@@ -65,12 +72,16 @@ def check(
         console.print(table)
         for r in rows:
             if r.get("cjk_spaced_answers") is not None:
-                use = "removed from training text" if r["dataset"] == "xquad-r" else "evaluation text, kept as is"
-                console.print(f"{r['dataset']}/{r['lang']}: {r['cjk_spaced_answers']} of {r['answers']} distinct "
-                              f"answer sentences have spaces between CJK characters ({use})", markup=False)
+                use = ("removed from training text" if r["dataset"] == "xquad-r"
+                       else "evaluation text, kept as is")
+                console.print(f"{r['dataset']}/{r['lang']}: {r['cjk_spaced_answers']} of "
+                              f"{r['answers']} distinct "
+                              f"answer sentences have spaces between CJK characters ({use})",
+                              markup=False)
         for r in rows:
             if r["status"] != "ok" and folder is None:
-                console.print(f"{r['dataset']}/{r['lang']}: {r['error'] or r['status'] + ': ' + r['path']}",
+                console.print(f"{r['dataset']}/{r['lang']}: "
+                              f"{r['error'] or r['status'] + ': ' + r['path']}",
                               markup=False)
         if folder is not None:  # one cause for every row above: say it, not 20 missing files
             console.print(folder, markup=False)
@@ -82,8 +93,11 @@ def check(
 
 @data_app.command("download")
 def download(
-    dest: Annotated[Path | None, typer.Option("--dest", help=_DATA_DIR_HELP, show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-download files that are already present.")] = False,
+    dest: Annotated[Path | None,
+                    typer.Option("--dest", help=_DATA_DIR_HELP, show_default=False)] = None,
+    force: Annotated[bool,
+                     typer.Option("--force",
+                                  help="Re-download files that are already present.")] = False,
 ) -> None:
     """Fetch MLQA-R, XQuAD-R (LAReQA), XQuAD (DeepMind) and Tatoeba (LASER) from their pinned
     official commits, verifying each file's SHA-256. Needs internet access; files already present

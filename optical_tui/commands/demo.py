@@ -59,7 +59,8 @@ def plan_sweep(store: Store, config_path: Path, seeds: int, fresh: bool) -> list
     if fresh and existing:
         running = [e.id for e in existing if e.status == Status.RUNNING]
         if running:
-            raise InvalidTransition(f"sweep {SWEEP!r} has running experiments ({', '.join(map(str, running))}); "
+            raise InvalidTransition(f"sweep {SWEEP!r} has running experiments "
+                                    f"({', '.join(map(str, running))}); "
                                     "stop their worker (optical worker stop) before --fresh")
         store.remove([e.id for e in existing])
         for e in existing:  # their checkpoints would only fill the disk
@@ -72,7 +73,8 @@ def plan_sweep(store: Store, config_path: Path, seeds: int, fresh: bool) -> list
         by_key.setdefault((e.ratio, e.seed), []).append(e)
     if any(_comparable(e.config) != _comparable(wanted[(e.ratio, e.seed)])
            for e in existing if (e.ratio, e.seed) in wanted):
-        lines.append(f"[yellow]warning: sweep {SWEEP!r} was queued with a different {config_path.name}; "
+        lines.append(f"[yellow]warning: sweep {SWEEP!r} was queued with a different "
+                     f"{config_path.name}; "
                      "use --fresh to rerun it with the current one[/yellow]")
     new, retry = [], []
     for (ratio, seed), config in wanted.items():
@@ -85,10 +87,12 @@ def plan_sweep(store: Store, config_path: Path, seeds: int, fresh: bool) -> list
             new.append(NewExperiment(SWEEP, ratio, seed, config, code_version=code_version()))
     if new:
         store.add_experiments(new)
-        lines.append(f"queued {len(new)} experiment(s): ratios {', '.join(RATIOS)} × seeds 0–{seeds - 1}")
+        lines.append(f"queued {len(new)} experiment(s): ratios {', '.join(RATIOS)} × seeds "
+                     f"0–{seeds - 1}")
     if retry:
         store.retry(retry)
-        lines.append(f"re-queued {len(retry)} failed or cancelled run(s): " + ", ".join(f"#{i}" for i in retry))
+        lines.append(f"re-queued {len(retry)} failed or cancelled run(s): "
+                     + ", ".join(f"#{i}" for i in retry))
     done = sum(1 for e in existing if e.status == Status.DONE)
     if existing and not new and not retry:
         lines.append(f"continuing sweep {SWEEP!r}: {done} run(s) done, nothing new to queue")
@@ -111,7 +115,8 @@ class SweepProgress:
         live = [e for e in exps if e.status != Status.CANCELLED]
         total = sum(e.config["train"]["steps"] for e in live)
         # A failed run will not advance any more: count it as finished so the bar can complete.
-        done_steps = sum(e.config["train"]["steps"] if e.status in (Status.DONE, Status.FAILED) else e.step for e in live)
+        done_steps = sum(e.config["train"]["steps"] if e.status in (Status.DONE, Status.FAILED)
+                         else e.step for e in live)
         n_done = sum(e.status == Status.DONE for e in exps)
         n_failed = sum(e.status == Status.FAILED for e in exps)
         self.progress.update(self.overall, total=total, completed=done_steps,
@@ -169,7 +174,8 @@ def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
     finished = False
     with progress, open_store(db) as store:
         bars = SweepProgress(progress)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
                                 text=True, env=env)
         echo = threading.Thread(target=_echo, args=(proc.stdout, progress), daemon=True)
         echo.start()
@@ -179,12 +185,14 @@ def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
                 if finished:
                     # Stop the worker once it is idle, so it never drains a run of another sweep.
                     for w in store.list_workers():
-                        if w.pid == proc.pid and w.status == WorkerStatus.IDLE and not w.stop_requested:
+                        if (w.pid == proc.pid and w.status == WorkerStatus.IDLE
+                                and not w.stop_requested):
                             store.request_worker_stop(w.id)
                 time.sleep(poll_s)
             finished = bars.update(store)
         except KeyboardInterrupt:
-            progress.console.print("stopping: the current run checkpoints and goes back to the queue "
+            progress.console.print("stopping: the current run checkpoints and goes back to the "
+                                   "queue "
                                    "(Ctrl-C again to stop at once)")
             try:
                 proc.wait()
@@ -197,16 +205,33 @@ def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
     return finished
 
 
+_DEMO_HELP = ("Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, "
+              "run it, report.")
+
+
 def demo(
     ctx: typer.Context,
-    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per ratio (0..N-1); paired comparisons need ≥ 2.", min=1)] = 3,
-    db: Annotated[str | None, typer.Option("--db", help="Database for the demo (default: the global --db, else ./experiments.db).")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Delete the demo sweep (runs, metrics, checkpoints) and start over.")] = False,
+    seeds: Annotated[int,
+                     typer.Option("--seeds",
+                                  help="Seeds per ratio (0..N-1); paired comparisons need ≥ 2.",
+                                  min=1)] = 3,
+    db: Annotated[str | None,
+                  typer.Option("--db",
+                               help="Database for the demo (default: the global --db, else "
+                                    "./experiments.db).")] = None,
+    fresh: Annotated[bool,
+                     typer.Option("--fresh",
+                                  help="Delete the demo sweep (runs, metrics, checkpoints) and "
+                                       "start over.")] = False,
     config: Annotated[Path, typer.Option("--config", "-c", help="Sweep config.")] = DEMO_CONFIG,
-    device: Annotated[str, typer.Option("--device", "-d", help="Worker device: auto, cpu, cuda or cuda:N.")] = "auto",
-    plot: Annotated[Path | None, typer.Option("--plot", help="Where to save the plot (default: ratio_study.png beside the database).")] = None,
+    device: Annotated[str,
+                      typer.Option("--device", "-d",
+                                   help="Worker device: auto, cpu, cuda or cuda:N.")] = "auto",
+    plot: Annotated[Path | None,
+                    typer.Option("--plot",
+                                 help="Where to save the plot (default: ratio_study.png beside the "
+                                      "database).")] = None,
 ) -> None:
-    """Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, run it, report."""
     from engine.study.core import build_report
     from engine.study.plot import save_plot
     from optical_tui.commands.report import print_report
@@ -219,7 +244,8 @@ def demo(
         file.parent.mkdir(parents=True, exist_ok=True)
         location = str(file)
     if not config.is_file():
-        raise ConfigError(f"demo config not found: {config} (run from the repository or pass --config)")
+        raise ConfigError(f"demo config not found: {config} (run from the repository or pass "
+                          "--config)")
     started = time.monotonic()
     with open_store(location) as store:
         for line in plan_sweep(store, config, seeds, fresh):
@@ -228,10 +254,12 @@ def demo(
     # dashboard by its full path so the hint works when pasted into another terminal.
     db_flag = f"--db {location}"
     tui = Path(sys.executable).parent / "optical-tui"
-    tui_cmd = str(tui) if tui.exists() and shutil.which("optical-tui") != str(tui) else "optical-tui"
+    tui_cmd = (str(tui) if tui.exists() and shutil.which("optical-tui") != str(tui)
+               else "optical-tui")
     console.print(f"[bold]Watch it live:[/bold] in another terminal (or SSH session) run  "
                   f"[cyan]{tui_cmd} --db {location}[/cyan]", markup=True, soft_wrap=True)
-    console.print("Ctrl-C stops cleanly: the current run checkpoints; `optical demo` again resumes it.")
+    console.print("Ctrl-C stops cleanly: the current run checkpoints; `optical demo` again resumes "
+                  "it.")
     with open_store(location) as store:
         pending = any(e.status in ACTIVE for e in store.list_experiments(name=SWEEP))
     completed = run_sweep(location, device) if pending else True
@@ -239,7 +267,8 @@ def demo(
     if not pending:
         console.print(f"sweep {SWEEP!r} is already complete (use --fresh to run it again)")
     elif not completed:
-        console.print(f"[yellow]stopped after {minutes:.1f} min before the sweep finished; run `optical demo` "
+        console.print(f"[yellow]stopped after {minutes:.1f} min before the sweep finished; run "
+                      "`optical demo` "
                       "again to continue it.[/yellow] Partial report:", markup=True)
     else:
         console.print(f"[green]sweep {SWEEP!r} finished in {minutes:.1f} min[/green]", markup=True)
@@ -249,15 +278,17 @@ def demo(
         except ExperimentNotFound:
             raise ExperimentNotFound(
                 f"no run of sweep {SWEEP!r} is done yet, so there is nothing to report; see "
-                f"`optical {db_flag} queue list --name {SWEEP}` and `optical {db_flag} queue show ID`") from None
+                f"`optical {db_flag} queue list --name {SWEEP}` and `optical {db_flag} queue show "
+                "ID`") from None
     console.print()
     print_report(report)
     plot_path = plot or (file.parent if file is not None else Path.cwd()) / "ratio_study.png"
     save_plot(report, plot_path)
     console.print(f"\nplot: {plot_path}")
     console.print(f"again, or other formats:  optical {db_flag} report --sweep {SWEEP} "
-                  "[--format md|csv|json|tex] [--setting mo|cr|mul] [--plot FILE.svg]", markup=False)
+                  "[--format md|csv|json|tex] [--setting mo|cr|mul] [--plot FILE.svg]",
+                  markup=False)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", help=_DEMO_HELP)(demo)

@@ -25,15 +25,20 @@ from optical_tui.console import console, print_json
 
 def export_command(
     ctx: typer.Context,
-    experiment: Annotated[str, typer.Argument(metavar="ID", help="Experiment id (see `optical queue list`).",
+    experiment: Annotated[str,
+                          typer.Argument(metavar="ID",
+                                         help="Experiment id (see `optical queue list`).",
                                                show_default=False)],
-    dest: Annotated[Path, typer.Argument(metavar="DIR", help="New folder for the model (must not exist, or be empty).",
+    dest: Annotated[Path,
+                    typer.Argument(metavar="DIR",
+                                   help="New folder for the model (must not exist, or be empty).",
                                          show_default=False)],
     runs_dir: Annotated[str | None, typer.Option("--runs-dir", show_default=False, help=(
         "Where the worker kept its runs (env OPTICAL_RUNS; default: <name>.runs/ beside an SQLite "
         "<name>.db, ./runs for a database server). The folder the run recorded is tried "
         "first."))] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print where the model went, as JSON.")] = False,
+    as_json: Annotated[bool,
+                       typer.Option("--json", help="Print where the model went, as JSON.")] = False,
 ) -> None:
     """Copy the model a run saved (train.save_model = true; the step train.select chose) to DIR.
 
@@ -47,10 +52,13 @@ def export_command(
     folders = folders_of(exp, runs_root(location, runs_dir))
     src = next((m for f in folders if (m := find_model(f)) is not None), None)
     if src is None:
-        why = ("its config has train.save_model = false (queue it again with --set train.save_model=true)"
+        why = ("its config has train.save_model = false (queue it again with --set "
+               "train.save_model=true)"
                if not exp.config.get("train", {}).get("save_model") else
-               f"it is {exp.status}, and a run saves its model when it is done" if exp.status != Status.DONE else
-               "no saved model was found under " + ", ".join(map(str, folders)) + " (another --runs-dir?)")
+               f"it is {exp.status}, and a run saves its model when it is done"
+               if exp.status != Status.DONE else
+               "no saved model was found under " + ", ".join(map(str, folders))
+               + " (another --runs-dir?)")
         raise ModelError(f"experiment {exp_id} has no saved model: {why}")
     card = model_card(exp, values, read_info(src) or {})
     out = copy_model(src, dest, extra_files={"README.md": card})
@@ -61,7 +69,8 @@ def export_command(
         return
     console.print(f"experiment {exp_id}: model of step {info.get('selected_step')} "
                   f"(train.select = {info.get('select')}) copied to {out}", markup=False)
-    console.print(f"load it with SentenceTransformer({str(out)!r}) or evaluate it: optical eval --model {out}",
+    console.print(f"load it with SentenceTransformer({str(out)!r}) or evaluate it: optical eval "
+                  f"--model {out}",
                   markup=False)
 
 

@@ -15,31 +15,58 @@ from engine.errors import ConfigError
 from optical_tui.commands.context import parse_ids, store_for
 from optical_tui.console import console, print_json
 
+_EXPORT_RUNS_HELP = ("Write runs (ids, --sweep, or the newest sweep) to TensorBoard, MLflow "
+                     "and/or W&B: every metric\n"
+                     "point with its step and time, the frozen config as hyperparameters, the "
+                     "final metrics.\n"
+                     "\n"
+                     "Exporting a run again replaces what an earlier export wrote for it.")
+
 
 def export_runs(
     ctx: typer.Context,
-    ids: Annotated[list[str] | None, typer.Argument(metavar="ID", help="Experiment ids (default: the newest sweep).", show_default=False)] = None,
-    sweep: Annotated[list[str] | None, typer.Option("--sweep", "-n", help="Every run of this sweep (repeatable).", show_default=False)] = None,
-    tensorboard: Annotated[Path | None, typer.Option("--tensorboard", metavar="DIR", help="Write TensorBoard event files: DIR/<sweep>/<id>-<ratio>-s<seed>/ (view: tensorboard --logdir DIR). Needs the tensorboard extra: pip install 'optical-tui\\[tensorboard]'.", show_default=False)] = None,
-    mlflow: Annotated[Path | None, typer.Option("--mlflow", metavar="DIR", help="Write an MLflow store DIR/mlflow.db, one MLflow experiment per sweep (view: mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db). Needs the mlflow extra: pip install 'optical-tui\\[mlflow]'.", show_default=False)] = None,
-    wandb: Annotated[Path | None, typer.Option("--wandb", metavar="DIR", help="Write W&B offline runs under DIR/wandb/ (upload later: wandb sync DIR/wandb/offline-run-*). Needs the wandb extra: pip install 'optical-tui\\[wandb]'.", show_default=False)] = None,
-    wandb_project: Annotated[str, typer.Option("--wandb-project", help="W&B project the offline runs belong to.")] = "optical-tui",
-    as_json: Annotated[bool, typer.Option("--json", help="Print what was written, as JSON.")] = False,
+    ids: Annotated[list[str] | None,
+                   typer.Argument(metavar="ID", help="Experiment ids (default: the newest sweep).",
+                                  show_default=False)] = None,
+    sweep: Annotated[list[str] | None,
+                     typer.Option("--sweep", "-n", help="Every run of this sweep (repeatable).",
+                                  show_default=False)] = None,
+    tensorboard: Annotated[Path | None,
+                           typer.Option("--tensorboard", metavar="DIR",
+                                        help="Write TensorBoard event files: "
+                                        "DIR/<sweep>/<id>-<ratio>-s<seed>/ (view: tensorboard "
+                                        "--logdir DIR). Needs the tensorboard extra: pip install "
+                                        "'optical-tui\\[tensorboard]'.",
+                                        show_default=False)] = None,
+    mlflow: Annotated[Path | None,
+                      typer.Option("--mlflow", metavar="DIR",
+                                   help="Write an MLflow store DIR/mlflow.db, one MLflow "
+                                   "experiment per sweep (view: mlflow ui --backend-store-uri "
+                                   "sqlite:///DIR/mlflow.db). Needs the mlflow extra: pip install "
+                                   "'optical-tui\\[mlflow]'.", show_default=False)] = None,
+    wandb: Annotated[Path | None,
+                     typer.Option("--wandb", metavar="DIR",
+                                  help="Write W&B offline runs under DIR/wandb/ (upload later: "
+                                  "wandb sync DIR/wandb/offline-run-*). Needs the wandb extra: pip "
+                                  "install 'optical-tui\\[wandb]'.", show_default=False)] = None,
+    wandb_project: Annotated[str,
+                             typer.Option("--wandb-project",
+                                          help="W&B project the offline runs belong "
+                                               "to.")] = "optical-tui",
+    as_json: Annotated[bool,
+                       typer.Option("--json", help="Print what was written, as JSON.")] = False,
 ) -> None:
-    """Write runs (ids, --sweep, or the newest sweep) to TensorBoard, MLflow and/or W&B: every metric
-    point with its step and time, the frozen config as hyperparameters, the final metrics.
-
-    Exporting a run again replaces what an earlier export wrote for it.
-    """
     from engine.study.core import select_experiments
     from engine.trackers import load_runs
 
     if tensorboard is None and mlflow is None and wandb is None:
-        raise ConfigError("choose where to write: --tensorboard DIR, --mlflow DIR and/or --wandb DIR")
+        raise ConfigError("choose where to write: --tensorboard DIR, --mlflow DIR and/or --wandb "
+                          "DIR")
     wanted = parse_ids(ids or [])
     with store_for(ctx) as store:
         if sweep:
-            experiments = [e for name in dict.fromkeys(sweep) for e in select_experiments(store, name, None)[0]]
+            experiments = [e for name in dict.fromkeys(sweep)
+                           for e in select_experiments(store, name, None)[0]]
             if wanted:
                 raise ConfigError("give either --sweep NAME or experiment ids, not both")
         else:
@@ -54,7 +81,8 @@ def export_runs(
     if mlflow is not None:
         from engine.trackers.mlflow_store import tracking_uri, write_mlflow
 
-        out["mlflow"] = {"tracking_uri": tracking_uri(mlflow), "run_ids": write_mlflow(runs, mlflow)}
+        out["mlflow"] = {"tracking_uri": tracking_uri(mlflow),
+                         "run_ids": write_mlflow(runs, mlflow)}
     if wandb is not None:
         from engine.trackers.wandb_offline import write_wandb
 
@@ -66,10 +94,12 @@ def export_runs(
     if tensorboard is not None:
         console.print(f"  tensorboard  tensorboard --logdir {tensorboard}", markup=False)
     if mlflow is not None:
-        console.print(f"  mlflow       mlflow ui --backend-store-uri {tracking_uri(mlflow)}", markup=False)
+        console.print(f"  mlflow       mlflow ui --backend-store-uri {tracking_uri(mlflow)}",
+                      markup=False)
     if wandb is not None:
-        console.print(f"  wandb        wandb sync {Path(wandb) / 'wandb'}/offline-run-*", markup=False)
+        console.print(f"  wandb        wandb sync {Path(wandb) / 'wandb'}/offline-run-*",
+                      markup=False)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export-runs")(export_runs)
+    app.command("export-runs", help=_EXPORT_RUNS_HELP)(export_runs)

@@ -39,30 +39,52 @@ def _fmt_time(t: float | None) -> str:
 @queue_app.command("add")
 def add(
     ctx: typer.Context,
-    ratio: Annotated[list[str], typer.Option("--ratio", "-r", help="Mono:cross batch ratio, e.g. 1:3. Repeat for a sweep.")],
-    seed: Annotated[list[int] | None, typer.Option("--seed", "-s", help="Seed (0 to 2^32-1); repeat for several. Default 0.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set train.lr=3e-5. Repeatable.")] = None,
+    ratio: Annotated[list[str],
+                     typer.Option("--ratio", "-r",
+                                  help="Mono:cross batch ratio, e.g. 1:3. Repeat for a sweep.")],
+    seed: Annotated[list[int] | None,
+                    typer.Option("--seed", "-s",
+                                 help="Seed (0 to 2^32-1); repeat for several. Default 0.")] = None,
+    config: Annotated[Path | None,
+                      typer.Option("--config", "-c",
+                                   help="TOML file overriding the defaults (see "
+                                        "configs/).")] = None,
+    overrides: Annotated[list[str] | None,
+                         typer.Option("--set",
+                                      help="Override one key, e.g. --set train.lr=3e-5. "
+                                           "Repeatable.")] = None,
     sweeps: Annotated[list[str] | None, typer.Option("--sweep", help=(
         "A factor: one key and its values, e.g. --sweep ot.weight=0,1 (a list key: --sweep "
         "'data.train_langs=\\[en,de],\\[en,de,es,zh]'). Repeatable: the full grid ratios × "
         "every factor's values × seeds is queued, and the study splits by each factor."
     ))] = None,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Sweep name shared by these experiments (default: the config file's stem).")] = None,
+    name: Annotated[str | None,
+                    typer.Option("--name", "-n",
+                                 help="Sweep name shared by these experiments (default: the config "
+                                      "file's stem).")] = None,
     priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Times a lost run is retried before it fails.", min=1)] = 3,
-    tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag every queued experiment (repeatable, or a,b). Change later with: optical tag ID +x -y")] = None,
+    max_attempts: Annotated[int,
+                            typer.Option("--max-attempts",
+                                         help="Times a lost run is retried before it fails.",
+                                         min=1)] = 3,
+    tags: Annotated[list[str] | None,
+                    typer.Option("--tag", "-t",
+                                 help="Tag every queued experiment (repeatable, or a,b). Change "
+                                      "later with: optical tag ID +x -y")] = None,
     allow_duplicate: Annotated[bool, typer.Option("--allow-duplicate", help=(
         "Queue even experiments the sweep already has queued, running or done with the same "
         "config (by default that is refused: a sweep queued twice trains every run twice, and "
         "the study counts only the newest)."
     ))] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the queued experiments as JSON.")] = False,
+    as_json: Annotated[bool,
+                       typer.Option("--json",
+                                    help="Print the queued experiments as JSON.")] = False,
 ) -> None:
     """Queue one experiment per ratio × factor values × seed. Everything is validated (by the same
     code as --set) before anything is written; repeating experiments the sweep already has is
     refused unless --allow-duplicate."""
-    specs = new_experiments(ratio, seed or [0], config, overrides or [], name, priority, max_attempts,
+    specs = new_experiments(ratio, seed or [0], config, overrides or [], name, priority,
+                            max_attempts,
                             code_version(), sweeps=sweeps or [])
     if tags:
         labels = parse_tags(tags)
@@ -79,9 +101,11 @@ def add(
         return
     for e in added:
         factors = factors_text(e.factors)
-        console.print(safe_text(f"queued #{e.id} ratio {e.ratio} seed {e.seed}" + (f" {factors}" if factors else "")
+        console.print(safe_text(f"queued #{e.id} ratio {e.ratio} seed {e.seed}"
+                                + (f" {factors}" if factors else "")
                                 + f" (priority {e.priority})"))
-    console.print(Text.assemble(f"{len(added)} experiment(s) in sweep ", safe_text(repr(sweep), "bold"),
+    console.print(Text.assemble(f"{len(added)} experiment(s) in sweep ",
+                                safe_text(repr(sweep), "bold"),
                                 ". Run them with: optical worker"))
 
 
@@ -90,8 +114,14 @@ def list_(
     ctx: typer.Context,
     status: Annotated[Status | None, typer.Option("--status", help="Only this status.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Only this sweep name.")] = None,
-    tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only experiments with this tag (repeatable: all of them).")] = None,
-    search: Annotated[str | None, typer.Option("--search", help="Only experiments whose name, factors, tags or note contain this text (any case).")] = None,
+    tags: Annotated[list[str] | None,
+                    typer.Option("--tag", "-t",
+                                 help="Only experiments with this tag (repeatable: all of "
+                                      "them).")] = None,
+    search: Annotated[str | None,
+                      typer.Option("--search",
+                                   help="Only experiments whose name, factors, tags or note "
+                                        "contain this text (any case).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List experiments (oldest first)."""
@@ -113,7 +143,8 @@ def list_(
     with_factors = any(e.factors for e in exps)
     with_tags = any(e.tags for e in exps)
     cells = [
-        [str(e.id), safe(e.name), e.ratio, *([safe(factors_text(e.factors, short=True)) or "-"] if with_factors else []),
+        [str(e.id), safe(e.name), e.ratio,
+         *([safe(factors_text(e.factors, short=True)) or "-"] if with_factors else []),
          *([safe(" ".join(e.tags)) or "-"] if with_tags else []),
          str(e.seed), e.status, f"{e.step}/{e.total_steps}" if e.total_steps else "-",
          f"{e.attempts}/{e.max_attempts}", str(e.priority), safe(e.device or "-"),
@@ -130,7 +161,8 @@ def list_(
     # share what is left of it (the full factors are in `queue show` and --json). Without a
     # terminal nothing is cut.
     flexible = [i for i, col in enumerate(headers) if col in ("name", "factors", "tags")]
-    room = console.width - sum(w for i, w in enumerate(widths) if i not in flexible) - 2 * (len(headers) - 1)
+    room = console.width - sum(w for i, w in enumerate(widths)
+                               if i not in flexible) - 2 * (len(headers) - 1)
     # Piped (`| grep`, a file): every name whole, however wide the line; only a terminal truncates.
     piped = not console.is_terminal
     wanted = {} if piped else {i: min(widths[i], 40) for i in flexible}
@@ -147,7 +179,8 @@ def list_(
     status_at = headers.index("status")
     for e, r in zip(exps, cells):
         # Text cells: a stored name is never read as Rich markup.
-        table.add_row(*(Text(c) for c in r[:status_at]), status_text(e.status), *(Text(c) for c in r[status_at + 1:]))
+        table.add_row(*(Text(c) for c in r[:status_at]), status_text(e.status),
+                      *(Text(c) for c in r[status_at + 1:]))
     # A console as wide as the table: print(width=…) is capped at the console's own width (80 in
     # a pipe), which would squeeze columns out.
     out = (Console(file=console.file, width=sum(widths) + 2 * len(headers), highlight=False)
@@ -178,7 +211,8 @@ def show(
         return
     # Stored strings (name, error, events, worker) go out as Text through `safe`: never markup,
     # never raw control characters.
-    console.print(Text.assemble(f"#{e.id} ", safe_text(e.name, "bold"), f"  ratio {e.ratio}  seed {e.seed}  ",
+    console.print(Text.assemble(f"#{e.id} ", safe_text(e.name, "bold"),
+                                f"  ratio {e.ratio}  seed {e.seed}  ",
                                 status_text(e.status)))
     if e.factors:
         console.print(safe_text(f"  factors {factors_text(e.factors)}"))
@@ -186,10 +220,13 @@ def show(
         console.print(safe_text(f"  tags {' '.join(e.tags)}"))
     if e.note:
         console.print(safe_text("  note: " + e.note, "italic", lines=True))
-    console.print(safe_text(f"  priority {e.priority}  attempts {e.attempts}/{e.max_attempts}  step {e.step}/"
-                            f"{e.total_steps}  device {e.device or '-'}  worker {e.worker_id or '-'}"))
+    console.print(safe_text(f"  priority {e.priority}  attempts {e.attempts}/{e.max_attempts}  "
+                            f"step {e.step}/"
+                            f"{e.total_steps}  device {e.device or '-'}  worker "
+                            f"{e.worker_id or '-'}"))
     console.print(f"  created {_fmt_time(e.created_at)}  started {_fmt_time(e.started_at)}  "
-                  f"finished {_fmt_time(e.finished_at)}  heartbeat {_fmt_time(e.heartbeat_at)}", markup=False)
+                  f"finished {_fmt_time(e.finished_at)}  heartbeat {_fmt_time(e.heartbeat_at)}",
+                  markup=False)
     console.print(Text.assemble(safe_text(f"  code {e.code_version or '-'}"),
                                 ("  cancel requested", "yellow") if e.cancel_requested else ""))
     if e.error:
@@ -227,7 +264,10 @@ def _print_config_and_provenance(e: Experiment) -> None:
 def cancel(
     ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the experiments after the request as JSON.")] = False,
+    as_json: Annotated[bool,
+                       typer.Option("--json",
+                                    help="Print the experiments after the request as "
+                                         "JSON.")] = False,
 ) -> None:
     """Cancel experiments: queued ones at once, running ones within seconds."""
     with store_for(ctx) as store:
@@ -236,14 +276,16 @@ def cancel(
         print_json([experiment_dict(e) for e in touched])
         return
     for e in touched:
-        what = Status.CANCELLED.value if e.status == Status.CANCELLED else "cancel requested (stops within seconds)"
+        what = (Status.CANCELLED.value if e.status == Status.CANCELLED
+                else "cancel requested (stops within seconds)")
         console.print(f"#{e.id}: {what}")
 
 
 @queue_app.command("retry")
 def retry(
     ctx: typer.Context,
-    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Failed or cancelled experiment ids.")],
+    ids: Annotated[list[str],
+                   typer.Argument(metavar="ID...", help="Failed or cancelled experiment ids.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the new copies as JSON.")] = False,
 ) -> None:
     """Queue a fresh copy of failed or cancelled experiments (terminal states stay final)."""
@@ -256,13 +298,16 @@ def retry(
         console.print(f"#{e.retry_of} retried as #{e.id} (queued)")
 
 
-@queue_app.command("rm")
+_RM_HELP = ("Delete experiments with their metrics, events and run folders (running ones must "
+            "be cancelled first).")
+
+
+@queue_app.command("rm", help=_RM_HELP)
 def rm(
     ctx: typer.Context,
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the removed ids as JSON.")] = False,
 ) -> None:
-    """Delete experiments with their metrics, events and run folders (running ones must be cancelled first)."""
     from engine.run_dirs import remove_run_dirs, runs_root
 
     with store_for(ctx) as store:

@@ -1,4 +1,5 @@
-"""`optical report`: the ratio study of a sweep as tables (terminal, md, csv, json, tex) and a plot."""
+"""`optical report`: the ratio study of a sweep as tables (terminal, md, csv, json, tex) and a
+plot."""
 
 from __future__ import annotations
 
@@ -64,10 +65,12 @@ def print_report(report: Study, grouped: Grouping | None = None) -> None:
     lines = caption(report)
     console.print(safe_text(lines[0], "bold"))
     for line in lines[1:]:
-        style = "yellow" if line.startswith(("Note:", "Not counted:")) or "QUICK SUBSET" in line else ""
+        style = "yellow" if line.startswith(("Note:",
+                                             "Not counted:")) or "QUICK SUBSET" in line else ""
         console.print(safe_text(line, style))
     for t in tables(report) if grouped is None else [grouping_table(grouped, report)]:
-        table = Table(title=safe_text(t.title), title_justify="left", header_style="bold", show_edge=False)
+        table = Table(title=safe_text(t.title), title_justify="left", header_style="bold",
+                      show_edge=False)
         labels = t.headers.index("ratio") + 1 if grouped is None else len(grouped.keys)
         for i, h in enumerate(t.headers):
             table.add_column(safe_text(h), justify="left" if i < labels else "right")
@@ -79,18 +82,54 @@ def print_report(report: Study, grouped: Grouping | None = None) -> None:
 
 def report(
     ctx: typer.Context,
-    ids: Annotated[list[str] | None, typer.Argument(metavar="ID", help="Experiment ids (default: the newest sweep).")] = None,
-    sweep: Annotated[str | None, typer.Option("--sweep", "-n", help="Sweep name (as given to queue add --name).")] = None,
-    metric: Annotated[MetricName, typer.Option("--metric", "-m", help="Per-query metric, averaged over queries (rank distance has its own table with --setting mul).")] = MetricName.MAP,
-    setting: Annotated[Setting, typer.Option("--setting", "-s", help="mo (X→X), cr (X→Y) or mul (X→all languages).")] = Setting.MUL,
-    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="table (terminal), md, csv, json or tex.")] = ReportFormat.TABLE,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Also save the metric-vs-ratio plot (.png, .svg or .pdf).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the md/csv/json/tex text to this file instead of stdout.")] = None,
-    source: Annotated[Source, typer.Option("--source", help="auto (the full benchmark when every run has it, else the last quick-subset evaluation), full, or eval (the quick subset).")] = Source.AUTO,
-    baseline: Annotated[str, typer.Option("--baseline", help="Ratio the paired differences are taken against.")] = "1:1",
-    group_by: Annotated[str | None, typer.Option("--group-by", "-g", metavar="KEY[,KEY]", help="Group the counted runs by config keys (e.g. ot.weight,train.mixing) or ratio, seed, name, tags: n, mean ± sd and 95% interval per group (table, md or json).")] = None,
-    tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Only runs with this tag (repeatable: all of them); without --sweep or ids, every tagged run.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the same as --format json).")] = False,
+    ids: Annotated[list[str] | None,
+                   typer.Argument(metavar="ID",
+                                  help="Experiment ids (default: the newest sweep).")] = None,
+    sweep: Annotated[str | None,
+                     typer.Option("--sweep", "-n",
+                                  help="Sweep name (as given to queue add --name).")] = None,
+    metric: Annotated[MetricName,
+                      typer.Option("--metric", "-m",
+                                   help="Per-query metric, averaged over queries (rank distance "
+                                        "has its own table with --setting mul).")] = MetricName.MAP,
+    setting: Annotated[Setting,
+                       typer.Option("--setting", "-s",
+                                    help="mo (X→X), cr (X→Y) or mul (X→all "
+                                         "languages).")] = Setting.MUL,
+    fmt: Annotated[ReportFormat,
+                   typer.Option("--format", "-f",
+                                help="table (terminal), md, csv, json or "
+                                     "tex.")] = ReportFormat.TABLE,
+    plot: Annotated[Path | None,
+                    typer.Option("--plot",
+                                 help="Also save the metric-vs-ratio plot (.png, .svg or "
+                                      ".pdf).")] = None,
+    output: Annotated[Path | None,
+                      typer.Option("--output", "-o",
+                                   help="Write the md/csv/json/tex text to this file instead of "
+                                        "stdout.")] = None,
+    source: Annotated[Source,
+                      typer.Option("--source",
+                                   help="auto (the full benchmark when every run has it, else the "
+                                        "last quick-subset evaluation), full, or eval (the quick "
+                                        "subset).")] = Source.AUTO,
+    baseline: Annotated[str,
+                        typer.Option("--baseline",
+                                     help="Ratio the paired differences are taken "
+                                          "against.")] = "1:1",
+    group_by: Annotated[str | None,
+                        typer.Option("--group-by", "-g", metavar="KEY[,KEY]",
+                                     help="Group the counted runs by config keys (e.g. "
+                                     "ot.weight,train.mixing) or ratio, seed, name, tags: n, mean "
+                                     "± sd and 95% interval per group (table, md or "
+                                     "json).")] = None,
+    tags: Annotated[list[str] | None,
+                    typer.Option("--tag", "-t",
+                                 help="Only runs with this tag (repeatable: all of them); without "
+                                      "--sweep or ids, every tagged run.")] = None,
+    as_json: Annotated[bool,
+                       typer.Option("--json",
+                                    help="Print JSON (the same as --format json).")] = False,
 ) -> None:
     """Per ratio (and level of each --sweep factor), group and language: mean, sd and 95% interval
     over seeds; paired differences from the baseline ratio and between factor levels.
@@ -101,17 +140,9 @@ def report(
     from engine.study.core import build_report
     from engine.tags import parse_tags
 
-    if as_json:
-        if fmt not in (ReportFormat.TABLE, ReportFormat.JSON):
-            raise ConfigError(f"--json and --format {fmt} disagree; give one of them")
-        fmt = ReportFormat.JSON
+    fmt = _json_format(fmt) if as_json else fmt
     keys = _group_keys(group_by, fmt)
-    if output is not None and fmt == ReportFormat.TABLE:
-        raise ConfigError("--output needs a text format: --format md, csv, json or tex")
-    if output is not None and output.is_dir():
-        raise ConfigError(f"--output {output}: is a directory; give a file name, e.g. {output / ('study.' + fmt)}")
-    if output is not None and not output.parent.is_dir():
-        raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+    _check_output(output, fmt)
     with store_for(ctx) as store:
         rep = build_report(store, sweep=sweep, ids=parse_ids(ids or []), metric=metric,
                            setting=setting, source=source, baseline=baseline,
@@ -120,22 +151,44 @@ def report(
     if fmt == ReportFormat.TABLE:
         print_report(rep, grouped)
     else:
-        text = _render(rep, fmt, grouped)
-        if output is not None:
-            try:
-                output.write_text(text, encoding="utf-8")
-            except OSError as exc:  # read-only folder, disk full: one line, not a traceback
-                raise ConfigError(f"--output {output}: cannot write: {exc.strerror or exc}") from None
-            err_console.print(safe_text(f"wrote {output}"))
-        else:
-            # Plain print: scripts parse this. Names stay verbatim for a pipe or a file, but a
-            # terminal never receives their control characters raw.
-            print(safe(text, lines=True) if sys.stdout.isatty() else text, end="")
+        _write_text(_render(rep, fmt, grouped), output)
     if plot is not None:
         from engine.study.plot import save_plot
 
         err_console.print(safe_text(f"wrote plot {save_plot(rep, plot)}"))
 
+
+
+def _json_format(fmt: ReportFormat) -> ReportFormat:
+    """--json: the same as --format json, refused beside another --format."""
+    if fmt not in (ReportFormat.TABLE, ReportFormat.JSON):
+        raise ConfigError(f"--json and --format {fmt} disagree; give one of them")
+    return ReportFormat.JSON
+
+
+def _check_output(output: Path | None, fmt: ReportFormat) -> None:
+    """--output: a writable file name for a text format (else one error line)."""
+    if output is not None and fmt == ReportFormat.TABLE:
+        raise ConfigError("--output needs a text format: --format md, csv, json or tex")
+    if output is not None and output.is_dir():
+        raise ConfigError(f"--output {output}: is a directory; give a file name, e.g. "
+                          f"{output / ('study.' + fmt)}")
+    if output is not None and not output.parent.is_dir():
+        raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+
+
+def _write_text(text: str, output: Path | None) -> None:
+    if output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:  # read-only folder, disk full: one line, not a traceback
+            raise ConfigError(f"--output {output}: cannot write: "
+                              f"{exc.strerror or exc}") from None
+        err_console.print(safe_text(f"wrote {output}"))
+    else:
+        # Plain print: scripts parse this. Names stay verbatim for a pipe or a file, but a
+        # terminal never receives their control characters raw.
+        print(safe(text, lines=True) if sys.stdout.isatty() else text, end="")
 
 def register(app: typer.Typer) -> None:
     app.command("report")(report)

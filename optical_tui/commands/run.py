@@ -42,7 +42,8 @@ from optical_tui.console import console, err_console, lang_setting_rich, print_j
 
 
 def default_run_dir(config: Path | None, cfg: Any) -> Path:
-    """runs/<config stem>-<ratio>-s<seed>-<config hash>: the same command resumes, a changed one starts afresh."""
+    """runs/<config stem>-<ratio>-s<seed>-<config hash>: the same command resumes, a changed one
+    starts afresh."""
     stem = config.stem if config else "defaults"
     ratio = str(parse_ratio(cfg.train.ratio)).replace(":", "-")
     digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:8]
@@ -50,7 +51,8 @@ def default_run_dir(config: Path | None, cfg: Any) -> Path:
 
 
 class CliReporter:
-    """Reporter for the foreground run: Rich progress bar, event lines, metrics.jsonl in the run dir.
+    """Reporter for the foreground run: Rich progress bar, event lines, metrics.jsonl in the run
+    dir.
 
     Like the store, metrics.jsonl holds each (key, step) once: a resumed run re-reports the steps
     after its checkpoint, and those already in the file are not written again."""
@@ -69,7 +71,8 @@ class CliReporter:
         new = {k: v for k, v in values.items() if (str(k), int(step)) not in self._written}
         self._written.update((str(k), int(step)) for k in new)
         with open(self._metrics_file, "a", encoding="utf-8") as fh:
-            fh.writelines(json.dumps({"step": step, "key": str(key), "value": value, "time": time.time()}) + "\n"
+            fh.writelines(json.dumps({"step": step, "key": str(key), "value": value,
+                                      "time": time.time()}) + "\n"
                           for key, value in new.items())
         if self._progress is not None and self._task is not None:
             quick = metric_key(Split.QUICK, PRIMARY_SETTING, MACRO, PRIMARY_METRIC)
@@ -85,9 +88,11 @@ class CliReporter:
 
     def event(self, kind: str, message: str) -> None:
         if self._progress is not None:
-            colour = {EventKind.WARNING: "yellow", EventKind.CHECKPOINT: "cyan", EventKind.EVAL: "green"}.get(
+            colour = {EventKind.WARNING: "yellow", EventKind.CHECKPOINT: "cyan",
+                      EventKind.EVAL: "green"}.get(
                 EventKind(kind) if kind in set(EventKind) else EventKind.INFO, "white")
-            self._progress.console.print(f"[{colour}]{kind:>10}[/{colour}] {message}", markup=True, highlight=False)
+            self._progress.console.print(f"[{colour}]{kind:>10}[/{colour}] {message}", markup=True,
+                                         highlight=False)
 
     def progress(self, step: int, total: int) -> None:
         self.final_step = step
@@ -119,21 +124,39 @@ def _points_in(path: Path) -> set[tuple[str, int]]:
 
 def summary_table(values: Mapping[str, float], cfg: Any) -> Table:
     """The final evaluation as query language × setting: the full benchmark when it ran."""
-    split = Split.FULL if any(k.startswith(split_prefix(Split.FULL)) for k in values) else Split.QUICK
+    split = Split.FULL if any(k.startswith(split_prefix(Split.FULL))
+                              for k in values) else Split.QUICK
     groups = {"high": tuple(cfg.eval.high), "low": tuple(cfg.eval.low)}
     zero_shot = [x for x in cfg.eval.langs if x not in cfg.data.train_langs]
-    table = lang_setting_table(values.get, split, cfg.eval.langs, cfg.eval.settings, groups, zero_shot=zero_shot)
+    table = lang_setting_table(values.get, split, cfg.eval.langs, cfg.eval.settings, groups,
+                               zero_shot=zero_shot)
     scope = "full MLQA-R" if split == Split.FULL else "MLQA-R quick subset"
     return lang_setting_rich(table, f"{scope} at the last step (* zero-shot)")
 
 
+_RUN_HELP = ("Train and evaluate one experiment in the foreground (resumes from the run "
+             "directory's checkpoint).")
+
+
 def run(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/).")] = None,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override one key, e.g. --set train.steps=20. Repeatable.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (checkpoints, metrics.jsonl). Default: runs/<config>-<ratio>-s<seed>-<hash>; rerunning resumes.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="No live display; print the outcome and final metrics as JSON.")] = False,
+    config: Annotated[Path | None,
+                      typer.Option("--config", "-c",
+                                   help="TOML file overriding the defaults (see "
+                                        "configs/).")] = None,
+    overrides: Annotated[list[str] | None,
+                         typer.Option("--set",
+                                      help="Override one key, e.g. --set train.steps=20. "
+                                           "Repeatable.")] = None,
+    out: Annotated[Path | None,
+                   typer.Option("--out", "-o",
+                                help="Run directory (checkpoints, metrics.jsonl). Default: "
+                                     "runs/<config>-<ratio>-s<seed>-<hash>; rerunning "
+                                     "resumes.")] = None,
+    as_json: Annotated[bool,
+                       typer.Option("--json",
+                                    help="No live display; print the outcome and final metrics as "
+                                         "JSON.")] = False,
 ) -> None:
-    """Train and evaluate one experiment in the foreground (resumes from the run directory's checkpoint)."""
     cfg = load_config(config, overrides or [])
     run_dir = out or default_run_dir(config, cfg)
     created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # to undo on early failure
@@ -141,8 +164,10 @@ def run(
     from engine.train import run_training  # heavy (torch, transformers, POT): only when running
 
     progress = None if as_json else Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console, transient=False)
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
+        transient=False)
     reporter = CliReporter(run_dir, progress)
 
     def on_sigint(_sig: int, _frame: Any) -> None:
@@ -170,7 +195,8 @@ def run(
     else:
         console.print(summary_table(reporter.latest, cfg))
         if status == RunOutcome.STOPPED:
-            console.print(f"stopped at step {reporter.final_step}; rerun the same command to resume")
+            console.print(f"stopped at step {reporter.final_step}; rerun the same command to "
+                          "resume")
     if status == RunOutcome.STOPPED:
         raise typer.Exit(130)
 
@@ -196,4 +222,4 @@ def _undo_folders(created: list[Path]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(run)
+    app.command("run", help=_RUN_HELP)(run)

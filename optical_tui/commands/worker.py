@@ -1,7 +1,7 @@
 """`optical worker …`: run the queue on a device, list workers, stop them.
 
-The worker itself lives in `engine.running.worker` (imported inside the commands: it pulls in torch to
-discover devices).
+The worker itself lives in `engine.running.worker` (imported inside the commands: it pulls in torch
+to discover devices).
 """
 
 from __future__ import annotations
@@ -29,24 +29,58 @@ worker_app = typer.Typer(
 )
 
 
+_HOST_NAME_HELP = ("Host name to register and show in `worker status` (default: this machine's; "
+                   "useful in containers).")
+_NOTIFY_TO_HELP = ("Tell a service when a run fails, a sweep finishes, the queue empties or a "
+                   "worker is lost: an apprise URL (ntfy://topic, json://host:port/, slack://…, "
+                   "mailto://…) or an apprise config file; repeatable. URLs with tokens belong in "
+                   "env OPTICAL_NOTIFY (space-separated) or a file, not on a command line.")
+
 
 @worker_app.callback()
 def run(
     ctx: typer.Context,
-    device: Annotated[str, typer.Option("--device", "-d", help=f"{DEVICE_FORMS} (auto: a GPU when visible, else cpu); all: one worker per visible GPU; or a list such as cuda:0,cuda:2 (one worker each).")] = "auto",
-    once: Annotated[bool, typer.Option("--once", help="Run one experiment (or none if the queue is empty), then exit.")] = False,
-    max_experiments: Annotated[int, typer.Option("--max-experiments", "-n", help="Exit after this many experiments (0 = no limit).", min=0)] = 0,
-    until_empty: Annotated[bool, typer.Option("--until-empty", help="Exit when the queue is empty instead of waiting for more (batch jobs).")] = False,
-    detach: Annotated[bool, typer.Option("--detach", help="Keep running after the terminal closes; log and pid file beside an SQLite database, else in the current folder.")] = False,
-    lease: Annotated[float, typer.Option("--lease", help="Seconds without a heartbeat after which a run counts as lost and is requeued.", min=2.0)] = DEFAULT_LEASE_S,
-    poll: Annotated[float, typer.Option("--poll", help="Seconds between queue checks while idle.", min=0.1)] = DEFAULT_POLL_S,
+    device: Annotated[str,
+                      typer.Option("--device", "-d",
+                                   help=f"{DEVICE_FORMS} (auto: a GPU when visible, else cpu); "
+                                   "all: one worker per visible GPU; or a list such as "
+                                   "cuda:0,cuda:2 (one worker each).")] = "auto",
+    once: Annotated[bool,
+                    typer.Option("--once",
+                                 help="Run one experiment (or none if the queue is empty), then "
+                                      "exit.")] = False,
+    max_experiments: Annotated[int,
+                               typer.Option("--max-experiments", "-n",
+                                            help="Exit after this many experiments (0 = no limit).",
+                                            min=0)] = 0,
+    until_empty: Annotated[bool,
+                           typer.Option("--until-empty",
+                                        help="Exit when the queue is empty instead of waiting for "
+                                             "more (batch jobs).")] = False,
+    detach: Annotated[bool,
+                      typer.Option("--detach",
+                                   help="Keep running after the terminal closes; log and pid file "
+                                        "beside an SQLite database, else in the current "
+                                        "folder.")] = False,
+    lease: Annotated[float,
+                     typer.Option("--lease",
+                                  help="Seconds without a heartbeat after which a run counts as "
+                                       "lost and is requeued.", min=2.0)] = DEFAULT_LEASE_S,
+    poll: Annotated[float,
+                    typer.Option("--poll", help="Seconds between queue checks while idle.",
+                                 min=0.1)] = DEFAULT_POLL_S,
     runs_dir: Annotated[str | None, typer.Option("--runs-dir", show_default=False, help=(
         "Where checkpoints and logs go (env OPTICAL_RUNS; default: <name>.runs/ beside an "
         "SQLite <name>.db, ./runs for a database server). Put it on a filesystem every box "
         "sees, so a run lost on one box resumes on another."
     ))] = None,
-    host_name: Annotated[str | None, typer.Option("--host-name", help="Host name to register and show in `worker status` (default: this machine's; useful in containers).", show_default=False)] = None,
-    notify_to: Annotated[list[str] | None, typer.Option("--notify", metavar="URL", help="Tell a service when a run fails, a sweep finishes, the queue empties or a worker is lost: an apprise URL (ntfy://topic, json://host:port/, slack://…, mailto://…) or an apprise config file; repeatable. URLs with tokens belong in env OPTICAL_NOTIFY (space-separated) or a file, not on a command line.", show_default=False)] = None,
+    host_name: Annotated[str | None,
+                         typer.Option("--host-name",
+                                      help=_HOST_NAME_HELP,
+                                      show_default=False)] = None,
+    notify_to: Annotated[list[str] | None,
+                         typer.Option("--notify", metavar="URL",
+                                      help=_NOTIFY_TO_HELP, show_default=False)] = None,
 ) -> None:
     """Claim queued experiments in priority order and run each in its own process.
 
@@ -64,8 +98,7 @@ def run(
     _notify_setting(notify_to or [])
     if runs_root_is_default(location, runs_dir) and (detach or is_pool_setting(device)):
         # A single foreground worker says this itself; a detached one would say it only in its log.
-        console.print(f"runs dir {runs} (the default for a database server): a run resumes on another box only "
-                      "if that box sees this folder; share one with --runs-dir or OPTICAL_RUNS", markup=False)
+        _warn_default_runs_dir(runs)
     options = WorkerOptions(device=device, lease_s=lease, poll_s=poll, once=once,
                             until_empty=until_empty, max_experiments=max_experiments,
                             runs_dir=runs_dir, host_name=host_name)
@@ -81,6 +114,12 @@ def run(
     from engine.running.worker import QueueWorker
 
     QueueWorker.from_options(location, options).run()
+
+
+def _warn_default_runs_dir(runs: Path) -> None:
+    console.print(f"runs dir {runs} (the default for a database server): a run resumes on "
+                  "another box only if that box sees this folder; share one with --runs-dir or "
+                  "OPTICAL_RUNS", markup=False)
 
 
 def _notify_setting(values: list[str]) -> None:
@@ -105,7 +144,8 @@ def _run_pool(location: str, options: WorkerOptions, detach: bool) -> None:
 
         _detached(*start_detached(location, options.replace(device=",".join(devices)),
                                   module="engine.running.pool"),
-                  what=f"{len(devices)} worker(s) ({', '.join(devices)}) started in the background under one "
+                  what=f"{len(devices)} worker(s) ({', '.join(devices)}) started in the background "
+                       "under one "
                        "supervisor")
         return
     open_store(location).close()  # a bad --db fails once, not in every worker
@@ -114,7 +154,8 @@ def _run_pool(location: str, options: WorkerOptions, detach: bool) -> None:
         raise typer.Exit(code)
 
 
-def _detached(pid: int, log: Path, pid_file: Path, what: str = "worker started in the background") -> None:
+def _detached(pid: int, log: Path, pid_file: Path,
+              what: str = "worker started in the background") -> None:
     console.print(f"{what}: pid {pid}")
     console.print(f"  log      {log}")
     console.print(f"  pid file {pid_file}")
@@ -155,32 +196,50 @@ def status(
     table = Table(box=None, header_style="bold")
     # The worker id is host:pid:device, so these three columns spell it out.
     for col in ("host", "pid", "device", "experiment", "heartbeat", "state", "started"):
-        table.add_column(col, justify="right" if col in ("pid", "experiment") else "left", no_wrap=True)
+        table.add_column(col, justify="right" if col in ("pid", "experiment") else "left",
+                         no_wrap=True)
     for r in rows:
         table.add_row(safe_text(r["host"]), str(r["pid"]), safe_text(r["device"]),
-                      f"#{r['experiment_id']}" if r["experiment_id"] else "-", _age(float(r["heartbeat_age_s"])),
-                      Text(str(r["state"]), style=WORKER_STATE_STYLE.get(WorkerState(str(r["state"])), "white")),
+                      f"#{r['experiment_id']}" if r["experiment_id"] else "-",
+                      _age(float(r["heartbeat_age_s"])),
+                      Text(str(r["state"]),
+                           style=WORKER_STATE_STYLE.get(WorkerState(str(r["state"])), "white")),
                       time.strftime("%m-%d %H:%M", time.localtime(float(r["started_at"]))))
     console.print(table)
 
 
-@worker_app.command("stop")
+_STOP_HELP = ("Ask workers to stop: the current run checkpoints and goes back to the queue, "
+              "then the worker exits.")
+
+
+@worker_app.command("stop", help=_STOP_HELP)
 def stop(
     ctx: typer.Context,
-    worker_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="Worker id host:pid:device (see `optical worker status`); default: all workers.")] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Stop every worker of this host (the host column of `optical worker status`): drains one box.", show_default=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print how many workers were asked to stop, as JSON.")] = False,
+    worker_id: Annotated[str | None,
+                         typer.Argument(metavar="[ID]",
+                                        help="Worker id host:pid:device (see `optical worker "
+                                             "status`); default: all workers.")] = None,
+    host: Annotated[str | None,
+                    typer.Option("--host",
+                                 help="Stop every worker of this host (the host column of `optical "
+                                      "worker status`): drains one box.",
+                                 show_default=False)] = None,
+    as_json: Annotated[bool,
+                       typer.Option("--json",
+                                    help="Print how many workers were asked to stop, as "
+                                         "JSON.")] = False,
 ) -> None:
-    """Ask workers to stop: the current run checkpoints and goes back to the queue, then the worker exits."""
     with store_for(ctx) as store:
         n = store.request_worker_stop(worker_id, host=host)
     if n == 0 and (worker_id is not None or host is not None):
-        which = " and ".join(w for w in (f"id {worker_id!r}" if worker_id else "", f"host {host!r}" if host else "") if w)
+        which = " and ".join(w for w in (f"id {worker_id!r}" if worker_id else "",
+                                         f"host {host!r}" if host else "") if w)
         raise OpticalError(f"no running worker with {which}; see `optical worker status`")
     if as_json:
         print_json({"stop_requested": n})
         return
-    console.print(f"stop requested for {n} worker(s); each checkpoints its run and exits within seconds")
+    console.print(f"stop requested for {n} worker(s); each checkpoints its run and exits within "
+                  "seconds")
 
 
 def register(app: typer.Typer) -> None:

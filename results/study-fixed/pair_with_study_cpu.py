@@ -52,7 +52,8 @@ def main() -> None:
         old = runs(ROOT / "results" / "study-cpu" / f"{setting}.json", lam0_only=True)
         new = runs(HERE / f"{setting}.json", lam0_only=False)
         print(f"## {setting.capitalize()}\n")
-        print("| unit | ratio | fixed − committed | 0:1 − 1:0, committed | 0:1 − 1:0, fixed | 1:1 − 1:0, committed "
+        print("| unit | ratio | fixed − committed | 0:1 − 1:0, committed | 0:1 − 1:0, fixed | 1:1 "
+              "− 1:0, committed "
               "| 1:1 − 1:0, fixed |")
         print("|---|---|---|---|---|---|---|")
         for unit in UNITS:
@@ -62,14 +63,16 @@ def main() -> None:
                 if ratio == "1:0":
                     for other in ("0:1", "1:1"):
                         for table in (old, new):
-                            d = paired_difference(by_seed(table, other, unit), by_seed(table, "1:0", unit))
+                            d = paired_difference(by_seed(table, other, unit),
+                                                  by_seed(table, "1:0", unit))
                             cells.append(fmt(d))
-                            payload.setdefault(setting, {}).setdefault(unit, {})[
-                                f"{other}-1:0/{'fixed' if table is new else 'committed'}"] = d.__dict__
+                            key = f"{other}-1:0/{'fixed' if table is new else 'committed'}"
+                            payload.setdefault(setting, {}).setdefault(unit, {})[key] = d.__dict__
                     cells = [cells[0], cells[1], cells[2], cells[3], cells[4]]
                 else:
                     cells += ["", "", "", ""]
-                payload.setdefault(setting, {}).setdefault(unit, {})[f"{ratio}/fixed-committed"] = fix.__dict__
+                by_unit = payload.setdefault(setting, {}).setdefault(unit, {})
+                by_unit[f"{ratio}/fixed-committed"] = fix.__dict__
                 print(f"| {unit} | {ratio} | " + " | ".join(cells) + " |")
         print()
     (HERE / "pairing.json").write_text(json.dumps(payload, indent=1, default=list) + "\n")

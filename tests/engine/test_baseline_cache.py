@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.baseline_cache import baseline_dir, baseline_key, load_baseline, model_identity, save_baseline
+from engine.baseline_cache import (
+    baseline_dir,
+    baseline_key,
+    load_baseline,
+    model_identity,
+    save_baseline,
+)
 from engine.config import load_config
 from engine.data.loaders import load_lareqa
 from engine.evaluate import select_subset
@@ -46,9 +52,11 @@ def test_a_second_run_of_the_sweep_reuses_the_baseline(tmp_path: Path, empty_cac
 
     # Another ratio and seed of the same sweep: the same untouched encoder at step 0.
     second = ListReporter()
-    assert run_training(cfg.replace(train={"ratio": "1:0", "seed": 1}), tmp_path / "b", second) == "done"
+    assert run_training(cfg.replace(train={"ratio": "1:0", "seed": 1}), tmp_path / "b",
+                        second) == "done"
     events = baseline_events(second)
-    assert len(events) == 2 and all("zero-shot baseline reused from cache" in m for m in events), events
+    assert len(events) == 2 and all("zero-shot baseline reused from cache" in m
+                                    for m in events), events
     for prefix in ("eval/", "dev/"):
         assert step0(second, prefix) == step0(first, prefix) and step0(first, prefix)
 
@@ -64,12 +72,15 @@ def test_a_second_run_of_the_sweep_reuses_the_baseline(tmp_path: Path, empty_cac
 
 def test_anything_that_changes_the_numbers_changes_the_key(tmp_path: Path, tiny_encoder) -> None:
     sets = select_subset(load_lareqa("mlqa-r", ["ar", "en"]), 3, 0)
-    base: dict = {"model": "embedded:tiny-random", "query_prefix": "query: ", "passage_prefix": "passage: ",
-                  "split": "eval", "sets": sets, "settings": ("mo", "cr", "mul"), "groups": {"low": ("ar",)},
+    base: dict = {"model": "embedded:tiny-random", "query_prefix": "query: ",
+                  "passage_prefix": "passage: ",
+                  "split": "eval", "sets": sets, "settings": ("mo", "cr", "mul"),
+                  "groups": {"low": ("ar",)},
                   "batch_size": 64, "max_length": 64, "device": "cpu"}
     key = baseline_key(**base)
     assert key is not None and baseline_key(**base) == key
-    for change in ({"query_prefix": ""}, {"passage_prefix": "doc: "}, {"split": "dev"}, {"max_length": 32},
+    for change in ({"query_prefix": ""}, {"passage_prefix": "doc: "}, {"split": "dev"},
+                   {"max_length": 32},
                    {"batch_size": 8}, {"settings": ("mul",)}, {"groups": {"low": ("ar", "en")}},
                    {"sets": select_subset(load_lareqa("mlqa-r", ["ar", "en"]), 3, 1)}):
         assert baseline_key(**{**base, **change}) != key, change
@@ -90,12 +101,15 @@ def test_anything_that_changes_the_numbers_changes_the_key(tmp_path: Path, tiny_
 
 def test_cache_files_round_trip_exactly_and_reject_strangers(empty_cache: Path) -> None:
     sets = select_subset(load_lareqa("mlqa-r", ["hi"]), 2, 0)
-    key = baseline_key(model="embedded:tiny-random", query_prefix="q: ", passage_prefix="p: ", split="eval",
-                       sets=sets, settings=("mul",), groups={}, batch_size=4, max_length=16, device="cpu")
+    key = baseline_key(model="embedded:tiny-random", query_prefix="q: ", passage_prefix="p: ",
+                       split="eval",
+                       sets=sets, settings=("mul",), groups={}, batch_size=4, max_length=16,
+                       device="cpu")
     values = {"eval/macro/mul/map": 0.1 + 0.2, "eval/n_questions": 2.0}
     path = save_baseline(key, values)
     assert path is not None and load_baseline(key) == values  # floats survive JSON bit for bit
-    assert not [p for p in empty_cache.iterdir() if p.name.startswith(".")]  # no temporary file left
+    # no temporary file left
+    assert not [p for p in empty_cache.iterdir() if p.name.startswith(".")]
     assert save_baseline(key, {"eval/macro/mul/map": float("nan")}) is None
     assert load_baseline(key) == values  # a NaN is never stored over a good baseline
     data = json.loads(path.read_text())

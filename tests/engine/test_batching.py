@@ -1,4 +1,5 @@
-"""Hybrid sampler: ratio frequencies, exact `within` counts, no duplicate ids, bit-for-bit resume."""
+"""Hybrid sampler: ratio frequencies, exact `within` counts, no duplicate ids, bit-for-bit
+resume."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class Rec:
 
 
 def records(n: int = 60, langs=LANGS) -> list[Rec]:
-    return [Rec(f"q{i}", {lg: f"Q{i}-{lg}" for lg in langs}, {lg: f"A{i}-{lg}" for lg in langs}) for i in range(n)]
+    return [Rec(f"q{i}", {lg: f"Q{i}-{lg}" for lg in langs}, {lg: f"A{i}-{lg}" for lg in langs})
+            for i in range(n)]
 
 
 def check_row(row) -> None:
@@ -70,7 +72,9 @@ def test_mono_language_uniform_and_cross_pairs_cover_all() -> None:
     assert pairs == {(x, y) for x in LANGS for y in LANGS if x != y}
 
 
-@pytest.mark.parametrize(("ratio", "bsz", "n_mono"), [("1:1", 8, 4), ("1:3", 8, 2), ("1:2", 10, 3), ("1:0", 6, 6), ("0:1", 6, 0)])
+@pytest.mark.parametrize(("ratio", "bsz", "n_mono"),
+                         [("1:1", 8, 4), ("1:3", 8, 2), ("1:2", 10, 3), ("1:0", 6, 6),
+                          ("0:1", 6, 0)])
 def test_within_counts_exact(ratio: str, bsz: int, n_mono: int) -> None:
     s = HybridSampler(records(), LANGS, ratio, batch_size=bsz, mixing="within", seed=1)
     for _ in range(200):
@@ -184,7 +188,8 @@ def grouped_records(n: int = 60, group_size: int = 3) -> list[GRec]:
 @pytest.mark.parametrize("cross_pairs", ["row", "batch"])
 def test_no_two_rows_of_a_batch_share_an_answer(mixing: str, cross_pairs: str) -> None:
     recs = grouped_records()
-    s = HybridSampler(recs, LANGS, "1:1", batch_size=16, mixing=mixing, seed=3, cross_pairs=cross_pairs)
+    s = HybridSampler(recs, LANGS, "1:1", batch_size=16, mixing=mixing, seed=3,
+                      cross_pairs=cross_pairs)
     group = {r.id: r.group for r in recs}
     seen: set[str] = set()
     for _ in range(300):
@@ -208,12 +213,14 @@ def test_cross_pairs_batch_draws_one_language_pair_per_batch() -> None:
         assert len({(r.q_lang, r.a_lang) for r in b.rows}) == 1
         pairs.add((b.rows[0].q_lang, b.rows[0].a_lang))
     assert len(pairs) == 12  # every ordered pair of 4 languages still occurs
-    within = HybridSampler(records(), LANGS, "1:1", batch_size=8, mixing="within", seed=1, cross_pairs="batch")
+    within = HybridSampler(records(), LANGS, "1:1", batch_size=8, mixing="within", seed=1,
+                           cross_pairs="batch")
     b = within.next_batch()
     assert len({(r.q_lang, r.a_lang) for r in b.rows if r.is_cross}) == 1
     assert sum(r.is_cross for r in b.rows) == 4
     row_mode = HybridSampler(records(), LANGS, "0:1", batch_size=8, seed=1)
-    assert any(len({(r.q_lang, r.a_lang) for r in row_mode.next_batch().rows}) > 1 for _ in range(5))
+    assert any(len({(r.q_lang, r.a_lang) for r in row_mode.next_batch().rows}) > 1
+               for _ in range(5))
 
 
 def test_hard_negatives_right_paragraph_and_language_never_a_positive() -> None:
@@ -244,7 +251,8 @@ def test_hard_negatives_off_keeps_rows_bare() -> None:
 
 @pytest.mark.parametrize("mixing", ["batch", "within"])
 def test_resume_draws_the_same_batches_with_groups_and_negatives(mixing: str) -> None:
-    kw = {"batch_size": 10, "mixing": mixing, "seed": 11, "cross_pairs": "batch", "hard_negatives": 1}
+    kw = {"batch_size": 10, "mixing": mixing, "seed": 11, "cross_pairs": "batch",
+          "hard_negatives": 1}
     full = HybridSampler(grouped_records(), LANGS, "1:1", **kw)
     expected = [full.next_batch() for _ in range(40)]
     first = HybridSampler(grouped_records(), LANGS, "1:1", **kw)
@@ -261,8 +269,10 @@ def test_real_paper_config_has_no_false_negatives(data_dir) -> None:
 
     for ratio in ("1:0", "1:1", "0:1"):
         for cross_pairs in ("row", "batch"):
-            cfg = load_config(CONFIGS / "paper.toml", [f"train.ratio={ratio}", f"train.cross_pairs={cross_pairs}",
-                                                       "train.hard_negatives=1", f"data.data_dir={data_dir}"])
+            cfg = load_config(CONFIGS / "paper.toml",
+                              [f"train.ratio={ratio}", f"train.cross_pairs={cross_pairs}",
+                                                       "train.hard_negatives=1",
+                               f"data.data_dir={data_dir}"])
             totals = preview_batches(cfg, 60)["totals"]
             assert totals["false_negatives"] == 0 and totals["rows"] == 6000
             assert totals["hard_negatives"] > 5000
@@ -274,6 +284,7 @@ def test_false_negative_counter_finds_shared_answers() -> None:
     from engine.batching import Batch, Row
 
     recs = {r.id: r for r in grouped_records()}
-    rows = (Row("Q0-en", "A0-de", "en", "de", "q0", True), Row("Q1-de", "A0-es", "de", "es", "q1", True),
+    rows = (Row("Q0-en", "A0-de", "en", "de", "q0", True),
+            Row("Q1-de", "A0-es", "de", "es", "q1", True),
             Row("Q3-en", "A3-en", "en", "en", "q3", False))
     assert false_negatives(Batch(rows), recs, LANGS) == 2

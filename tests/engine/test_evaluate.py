@@ -53,7 +53,8 @@ class FakeEncoder:
         return np.array(rows, dtype=np.float32).reshape(len(texts), len(CANDS))
 
 
-def _set(lang: str, questions: list[tuple[str, str]], cands: list[str], answer: dict[str, int]) -> LangSet:
+def _set(lang: str, questions: list[tuple[str, str]], cands: list[str],
+         answer: dict[str, int]) -> LangSet:
     return LangSet(
         lang,
         tuple(Question(qid, lang, text) for qid, text in questions),
@@ -122,7 +123,8 @@ def test_mul_hand_counted(sets: dict[str, LangSet]) -> None:
     # Qb-en, relevant E2 + A0: E2 .8, A1 .6, D0 .5, A0 .4 -> ranks 1, 4: AP (1 + 2/4)/2 = 3/4.
     assert m["t/mul/en/map"] == pytest.approx((7 / 12 + 3 / 4) / 2)
     assert m["t/mul/en/r@1"] == pytest.approx((0 + 1 / 2) / 2)  # recall of the 2 relevant at 1
-    assert m["t/mul/en/ndcg@10"] == pytest.approx(((1 / L3 + 1 / L4) / IDEAL2 + (1 + 1 / L5) / IDEAL2) / 2)
+    assert m["t/mul/en/ndcg@10"] == pytest.approx(((1 / L3 + 1 / L4) / IDEAL2
+                                                   + (1 + 1 / L5) / IDEAL2) / 2)
     assert m["t/mul/en/rank_distance"] == pytest.approx((1 + 3) / 2)
     # Qa-de, relevant E0 + D1: E0 .9, A1 .7, D0 .6, D1 .4 -> ranks 1, 4.
     assert m["t/mul/de/map"] == pytest.approx(3 / 4)
@@ -140,7 +142,8 @@ def test_mul_hand_counted(sets: dict[str, LangSet]) -> None:
 
 
 def test_groups_are_configurable(sets: dict[str, LangSet]) -> None:
-    m = evaluate(FakeEncoder(), sets, settings=("mo",), groups={"g": ("de", "ar"), "none": ("hi",)}, prefix="t")
+    m = evaluate(FakeEncoder(), sets, settings=("mo",), groups={"g": ("de", "ar"), "none": ("hi",)},
+                 prefix="t")
     assert m["t/group/g/mo/map"] == pytest.approx(0.5)
     assert not any("group/none" in k or "group/high" in k for k in m)
 
@@ -196,8 +199,10 @@ def test_subset_of_mlqa_is_fixed_and_complete(data_dir: Path) -> None:
         expected = {qid for qid in selected if qid in full[lang].answer}
         assert set(s.answer) == expected
         for qid in expected:
-            assert s.candidates[s.answer[qid]].text == full[lang].candidates[full[lang].answer[qid]].text
-        # Whole paragraphs are kept, and there are more of them than answer paragraphs (distractors).
+            whole = full[lang]
+            assert s.candidates[s.answer[qid]].text == whole.candidates[whole.answer[qid]].text
+        # Whole paragraphs are kept, and there are more of them than answer paragraphs
+        # (distractors).
         paras = {c.paragraph for c in s.candidates}
         answer_paras = {s.candidates[i].paragraph for i in s.answer.values()}
         assert paras > answer_paras
@@ -213,7 +218,8 @@ def test_subset_sizes_are_unchanged(data_dir: Path) -> None:
     full = load_lareqa("mlqa-r", data_dir=data_dir)
     for n, (questions, candidates) in {5: (35, 384), 10: (70, 751), 20: (140, 1330)}.items():
         sub = select_subset(full, n, seed=0)
-        assert (sum(len(s.questions) for s in sub.values()), sum(len(s.candidates) for s in sub.values())) == \
+        assert (sum(len(s.questions) for s in sub.values()),
+                sum(len(s.candidates) for s in sub.values())) == \
             (questions, candidates)
 
 
@@ -233,7 +239,8 @@ def test_xquad_r_dev_sets_hold_exactly_the_held_out_questions(data_dir: Path) ->
     for lang, s in sets.items():
         assert {q.id for q in s.questions} == dev_ids  # every dev question, in every language
         assert set(s.answer) == dev_ids
-        for qid in dev_ids:  # each answer is the same sentence as in XQuAD-R, cleaned as training text
+        # each answer is the same sentence as in XQuAD-R, cleaned as training text
+        for qid in dev_ids:
             raw = xq[lang].candidates[xq[lang].answer[qid]].text
             assert s.candidates[s.answer[qid]].text == clean_training_text(raw, lang)
         # Whole paragraphs: the answer paragraphs plus max(1, 30 // 4) = 7 distractors.
@@ -265,11 +272,14 @@ class PerfectEncoder:
     ranking is perfect, so each mAP is 1."""
 
     def __init__(self, sets: dict[str, LangSet]) -> None:
-        self.dims = {c.text: i for i, c in enumerate(c for s in sets.values() for c in s.candidates)}
-        self.answers = {q.text: [t.candidates[t.answer[q.id]].text for t in sets.values() if q.id in t.answer]
+        self.dims = {c.text: i
+                     for i, c in enumerate(c for s in sets.values() for c in s.candidates)}
+        self.answers = {q.text: [t.candidates[t.answer[q.id]].text for t in sets.values()
+                                 if q.id in t.answer]
                         for s in sets.values() for q in s.questions}
 
-    def embed(self, texts: Sequence[str], kind: str, batch_size: int = 64, max_length: int | None = None,
+    def embed(self, texts: Sequence[str], kind: str, batch_size: int = 64,
+              max_length: int | None = None,
               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         eye = np.eye(len(self.dims), dtype=np.float32)
         if kind == "query":
@@ -281,7 +291,8 @@ class PerfectEncoder:
 
 
 def _cli() -> typer.Typer:
-    """A root group like optical_tui.cli's, with only `eval` registered (independent of the list)."""
+    """A root group like optical_tui.cli's, with only `eval` registered (independent of the
+    list)."""
     from optical_tui.cli import OpticalGroup
     from optical_tui.commands import eval as eval_cmd
 
@@ -305,7 +316,8 @@ def test_cli_rejects_unknown_language_in_one_line() -> None:
 
 def test_cli_tiny_model_json_and_table(data_dir: Path, tiny_encoder: object) -> None:
     # tiny_encoder builds (and caches) embedded:tiny-random once, so the CLI only loads it.
-    args = ["eval", "--model", "embedded:tiny-random", "--subset", "5", "--device", "cpu", "--batch-size", "32"]
+    args = ["eval", "--model", "embedded:tiny-random", "--subset", "5", "--device", "cpu",
+            "--batch-size", "32"]
     result = CliRunner().invoke(_cli(), [*args, "--json"])
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)

@@ -1,4 +1,5 @@
-"""Ranking metrics: hand-counted cases, the tie policy, and cross-checks against sklearn/pytrec_eval."""
+"""Ranking metrics: hand-counted cases, the tie policy, and cross-checks against
+sklearn/pytrec_eval."""
 
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ def test_two_relevant_hand_counted() -> None:
     scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]])
     rel = np.array([[False, True, False, True, False]])
     m = ranking_metrics(scores, rel)
-    assert m["map"][0] == pytest.approx((1 / 2 + 2 / 4) / 2)  # precisions at the hits: 1/2, 2/4 -> 0.5
+    # precisions at the hits: 1/2, 2/4 -> 0.5
+    assert m["map"][0] == pytest.approx((1 / 2 + 2 / 4) / 2)
     assert m["r@1"][0] == 0.0  # nothing relevant at rank 1
     assert m["r@10"][0] == 1.0  # both relevant in the top 10
     assert m["mrr@10"][0] == pytest.approx(1 / 2)  # first hit at rank 2
-    # DCG = 1/log2(3) + 1/log2(5) = 1.0616; ideal (2 relevant) = 1/log2(2) + 1/log2(3) = 1.6309 -> 0.6509
+    # DCG = 1/log2(3) + 1/log2(5) = 1.0616; ideal (2 relevant) = 1/log2(2) + 1/log2(3) = 1.6309 ->
+    # 0.6509
     assert m["ndcg@10"][0] == pytest.approx((1 / L3 + 1 / L5) / (1 / L2 + 1 / L3))
     assert m["rank_distance"][0] == 4 - 2
 
@@ -140,7 +143,8 @@ def test_rank_metrics_agree_with_pytrec_eval() -> None:
         scores, rel = _random_case(seed, ties=False)
         m = ranking_metrics(scores, rel)
         qrels = {f"q{i}": {f"d{j}": 1 for j in np.flatnonzero(rel[i])} for i in range(len(scores))}
-        run = {f"q{i}": {f"d{j}": float(s) for j, s in enumerate(row)} for i, row in enumerate(scores)}
+        run = {f"q{i}": {f"d{j}": float(s) for j, s in enumerate(row)}
+               for i, row in enumerate(scores)}
         ref = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
         # MRR@10: trec_eval's recip_rank has no cutoff, so give it only each query's top 10.
         top10 = {q: dict(sorted(d.items(), key=lambda kv: -kv[1])[:10]) for q, d in run.items()}

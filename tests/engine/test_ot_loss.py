@@ -90,7 +90,8 @@ def test_gradient_is_the_plan() -> None:
     loss.backward()
     assert s.grad[~sm].abs().max() == 0  # masked tokens receive no gradient
     with torch.no_grad():
-        lower, _ = ot_distill_loss(t, tm, s - 0.5 * s.grad / s.grad.norm(), sm, epsilon=0.05, max_iter=500)
+        lower, _ = ot_distill_loss(t, tm, s - 0.5 * s.grad / s.grad.norm(), sm, epsilon=0.05,
+                                   max_iter=500)
     assert lower.item() < loss.item()
 
 

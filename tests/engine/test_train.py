@@ -60,7 +60,8 @@ def test_short_run_lowers_the_loss(tmp_path: Path) -> None:
     # A fixed, learnable setting: 30 training questions (the rest held out) in batches of 10,
     # mixing "within" so every batch has the same mono/cross make-up; 40 steps are ~13 passes,
     # so the training loss must fall well below its chance level ln(10) = 2.3.
-    cfg = smoke("train.steps=40", "train.mixing=within", "train.batch_size=10", "train.warmup_steps=4",
+    cfg = smoke("train.steps=40", "train.mixing=within", "train.batch_size=10",
+                "train.warmup_steps=4",
                 "train.lr=3e-3", "data.holdout=1160", "train.checkpoint_every=0", "eval.every=0",
                 "eval.subset_questions=3", "ot.weight=0")
     rep = ListReporter()
@@ -118,7 +119,8 @@ def test_resume_after_interruption_reproduces_the_run(tmp_path: Path, bitext: st
 def test_seeds_differ_and_repeat(tmp_path: Path) -> None:
     def losses(seed: int, d: str) -> list[float]:
         rep = ListReporter()
-        run_training(smoke("train.steps=3", f"train.seed={seed}", "eval.subset_questions=3"), tmp_path / d, rep)
+        run_training(smoke("train.steps=3", f"train.seed={seed}", "eval.subset_questions=3"),
+                     tmp_path / d, rep)
         return [v for _, v in rep.series("train/loss")]
 
     assert losses(1, "x") == losses(1, "y")
@@ -192,7 +194,8 @@ def test_default_encoder_demo_config_runs(tmp_path: Path) -> None:
 # 0.040 at 10, 0.036-0.038 later); Hindi only on MLQA-R keeps its full benchmark quick.
 PEAK_AT_10 = ("data.dev_questions=40", "train.select=best-dev", "train.steps=30", "eval.every=5",
               "train.lr=1e-3", "ot.weight=0", "train.checkpoint_every=0", "train.warmup_steps=5",
-              "train.batch_size=32", "train.ratio=1:0", "train.temperature=0.1", "eval.subset_questions=3",
+              "train.batch_size=32", "train.ratio=1:0", "train.temperature=0.1",
+              "eval.subset_questions=3",
               "eval.langs=hi")
 
 
@@ -208,7 +211,8 @@ def test_best_dev_selects_the_early_peak_and_evaluates_that_model(tmp_path: Path
     assert rep.series("train/selected_step") == [(30, 10.0)]
     assert any(m.startswith("selected step 10 by best-dev") for _, m in rep.events)
     # Dev is scored in the training languages only, on held-out XQuAD-R questions.
-    assert {k.split("/")[2] for _, k, _ in rep.rows if k.startswith("dev/mo/")} == {"en", "de", "es", "zh"}
+    assert {k.split("/")[2] for _, k, _ in rep.rows if k.startswith("dev/mo/")} == {"en", "de",
+                                                                                    "es", "zh"}
     assert dict(rep.series("dev/n_questions"))[0] == 160.0
 
     # The saved model is step 10's: it reproduces step 10's quick numbers (not step 30's) and
@@ -216,7 +220,8 @@ def test_best_dev_selects_the_early_peak_and_evaluates_that_model(tmp_path: Path
     saved = load_encoder(str(tmp_path / "model"), max_length=cfg.eval.max_length)
     sets = load_lareqa("mlqa-r", ["hi"])
     groups = {"low": ("hi",)}
-    quick = evaluate(saved, select_subset(sets, 3, 0), groups=groups, max_length=cfg.eval.max_length)
+    quick = evaluate(saved, select_subset(sets, 3, 0), groups=groups,
+                     max_length=cfg.eval.max_length)
     full = evaluate(saved, sets, groups=groups, max_length=cfg.eval.max_length, prefix="full")
     at = {(s, k): v for s, k, v in rep.rows}
     key = "eval/macro/mul/map"
@@ -236,7 +241,8 @@ def test_best_dev_resumes_with_its_best_so_far(tmp_path: Path) -> None:
     second = ListReporter()
     assert run_training(cfg, tmp_path / "b", second) == "done"
     assert ("info", "resumed from step 12") in second.events
-    assert full.series("train/selected_step") == second.series("train/selected_step") == [(30, 10.0)]
+    selected = full.series("train/selected_step")
+    assert selected == second.series("train/selected_step") == [(30, 10.0)]
     assert {**comparable(first), **comparable(second)} == comparable(full)
 
 
@@ -255,7 +261,8 @@ def test_dev_ids_never_reach_training(tmp_path: Path) -> None:
     records = load_parallel_qa("xquad-r", ("en", "de", "es", "zh"))
     train, dev = split_dev(records, 40)
     assert len(dev) == 40 and not {r.id for r in train} & {r.id for r in dev}
-    assert {r.id for r in split_dev(list(reversed(records)), 40)[1]} == {r.id for r in dev}  # order-free draw
+    # order-free draw
+    assert {r.id for r in split_dev(list(reversed(records)), 40)[1]} == {r.id for r in dev}
     sampler = HybridSampler(train, ("en", "de", "es", "zh"), "1:1", 32, seed=0)
     drawn = {row.id for _ in range(60) for row in sampler.next_batch().rows}
     assert drawn and not drawn & {r.id for r in dev}
@@ -268,7 +275,8 @@ def test_training_on_a_jsonl_file_with_its_own_dev_split(tmp_path: Path) -> None
     # 120 XQuAD-R records written as the JSONL an mMARCO conversion produces, plus one record
     # lacking German (skipped: not parallel in every training language).
     records = load_parallel_qa("xquad-r", ("en", "de", "es", "zh"))[:120]
-    lines = [json.dumps({"id": r.id, "question": dict(r.question), "answer": dict(r.answer)}, ensure_ascii=False)
+    lines = [json.dumps({"id": r.id, "question": dict(r.question), "answer": dict(r.answer)},
+                        ensure_ascii=False)
              for r in records]
     lines.append(json.dumps({"id": "only-en", "question": {"en": "q?"}, "answer": {"en": "a."}}))
     path = tmp_path / "train.jsonl"
@@ -291,8 +299,10 @@ def test_killed_and_resumed_run_draws_the_same_batches(tmp_path: Path) -> None:
     # A real SIGKILL mid-run (issue 18): the resumed run must train on exactly the batches the
     # uninterrupted run drew -- groups deferred, hard negatives and one (X, Y) per cross batch
     # included -- so every step's loss is bit-for-bit the uninterrupted run's.
-    sets = ["train.steps=40", "train.checkpoint_every=2", "train.hard_negatives=2", "train.cross_pairs=batch",
-            "train.ratio=1:1", "train.mixing=within", "eval.every=0", "eval.subset_questions=2", "ot.weight=0"]
+    sets = ["train.steps=40", "train.checkpoint_every=2", "train.hard_negatives=2",
+            "train.cross_pairs=batch",
+            "train.ratio=1:1", "train.mixing=within", "eval.every=0", "eval.subset_questions=2",
+            "ot.weight=0"]
     args = [str(Path(sys.executable).parent / "optical"), "run", "-c", str(SMOKE), "--json"]
     for s in sets:
         args += ["--set", s]

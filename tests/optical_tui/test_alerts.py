@@ -1,5 +1,5 @@
-"""The dashboard's toast and terminal bell when a run fails or a sweep finishes (optical_tui/alerts.py),
-driven by another writer committing to the store while the app is open."""
+"""The dashboard's toast and terminal bell when a run fails or a sweep finishes
+(optical_tui/alerts.py), driven by another writer committing to the store while the app is open."""
 
 from __future__ import annotations
 

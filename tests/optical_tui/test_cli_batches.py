@@ -1,4 +1,5 @@
-"""`optical batches`: the first N batches of a config, as a user and a script see them (issue 18)."""
+"""`optical batches`: the first N batches of a config, as a user and a script see them (issue
+18)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ pytestmark = pytest.mark.usefixtures("data_dir")
 
 
 def test_batches_json_is_the_documented_shape() -> None:
-    result = CliRunner().invoke(app, ["batches", "-c", str(CONFIGS / "paper.toml"), "-r", "1:1", "-n", "4",
-                                      "--set", "train.hard_negatives=2", "--set", "train.cross_pairs=batch",
+    result = CliRunner().invoke(app,
+                                ["batches", "-c", str(CONFIGS / "paper.toml"), "-r", "1:1", "-n",
+                                 "4",
+                                      "--set", "train.hard_negatives=2", "--set",
+                                 "train.cross_pairs=batch",
                                       "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)

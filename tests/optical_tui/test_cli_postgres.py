@@ -54,7 +54,8 @@ def test_env_var_selects_a_postgres_url(pg_url: str, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_db_check_on_both_stores(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_db_check_on_both_stores(backend: str, tmp_path: Path,
+                                 request: pytest.FixtureRequest) -> None:
     db = str(tmp_path / "x.db") if backend == "sqlite" else request.getfixturevalue("pg_url")
     run(db, "queue", "add", "-r", "1:1")
     r = run(db, "db", "check", "--json")
@@ -77,7 +78,8 @@ def test_db_copy_both_ways(tmp_path: Path, pg_url: str, pg_server: PgServer) -> 
     out = json.loads(r.stdout)
     assert out["experiments"] == 4 and out["events"] == 5 and pg_server.password not in r.stdout
     r = runner.invoke(app, ["db", "copy", pg_url, str(back)])
-    assert r.exit_code == 0 and "copied 4 experiments" in r.stdout and pg_server.password not in r.stdout
+    assert (r.exit_code == 0 and "copied 4 experiments" in r.stdout
+            and pg_server.password not in r.stdout)
     listings = [json.loads(run(db, "queue", "list", "--json").stdout) for db in (src, pg_url, back)]
     assert listings[0] == listings[1] == listings[2]
 
@@ -91,7 +93,9 @@ def test_db_copy_into_a_non_empty_study_is_refused(tmp_path: Path, pg_url: str) 
     with open_store(pg_url) as store:
         assert [e.name for e in store.list_experiments()] == ["already-here"]
     missing = tmp_path / "missing.db"
-    assert "no such database file" in one_error_line(runner.invoke(app, ["db", "copy", str(missing), pg_url]))
+    assert "no such database file" in one_error_line(runner.invoke(app,
+                                                                   ["db", "copy", str(missing),
+                                                                    pg_url]))
     assert not missing.exists()
 
 
@@ -122,8 +126,10 @@ def test_bad_urls_are_one_error_line_and_write_nothing(pg_server: PgServer, pg_u
 def test_a_newer_schema_is_refused_by_every_command(pg_url: str) -> None:
     run(pg_url, "queue", "add", "-r", "1:1")
     with psycopg.connect(pg_url) as conn:
-        conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,))
-    for args in (["queue", "add", "-r", "1:1"], ["queue", "list"], ["db", "check"], ["queue", "cancel", "1"]):
+        conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'",
+                     (SCHEMA_VERSION + 1,))
+    for args in (["queue", "add", "-r", "1:1"], ["queue", "list"], ["db", "check"],
+                 ["queue", "cancel", "1"]):
         assert "newer than this optical-tui" in one_error_line(run(pg_url, *args))
     with psycopg.connect(pg_url) as conn:
         row = conn.execute("SELECT count(*), min(status) FROM experiments").fetchone()

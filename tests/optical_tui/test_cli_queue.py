@@ -32,9 +32,11 @@ def test_add_sweep_json_and_list(db):
             "--set", "train.lr=3e-5", "--name", "sweep-a", "--priority", "4", "--json")
     assert r.exit_code == 0, r.output
     added = json.loads(r.stdout)
-    assert [(e["ratio"], e["seed"]) for e in added] == [("1:3", 1), ("1:3", 2), ("1:0", 1), ("1:0", 2)]
+    assert [(e["ratio"], e["seed"]) for e in added] == [("1:3", 1), ("1:3", 2), ("1:0", 1),
+                                                        ("1:0", 2)]
     assert all(e["config"]["train"]["lr"] == 3e-5 and e["priority"] == 4 for e in added)
-    assert added[0]["config"]["train"]["ratio"] == "1:3" and added[1]["config"]["train"]["seed"] == 2
+    assert (added[0]["config"]["train"]["ratio"] == "1:3"
+            and added[1]["config"]["train"]["seed"] == 2)
     listed = json.loads(run(db, "queue", "list", "--json").stdout)
     assert [e["id"] for e in listed] == [1, 2, 3, 4]
     table = run(db, "queue", "list")
@@ -87,7 +89,8 @@ def test_config_not_toml(db, tmp_path):
 
 def test_unknown_ids(db):
     run(db, "queue", "add", "-r", "1:1")
-    for cmd in (["show", "42"], ["cancel", "1", "42"], ["retry", "42"], ["rm", "42"], ["show", "abc"]):
+    for cmd in (["show", "42"], ["cancel", "1", "42"], ["retry", "42"], ["rm", "42"],
+                ["show", "abc"]):
         r = run(db, "queue", *cmd)
         assert r.exit_code == 1 and r.stderr.startswith("error:"), cmd
     assert rows(db)[0].status == "queued"  # the cancel of [1, 42] wrote nothing
@@ -135,7 +138,8 @@ def test_db_check(db):
     r = run(db, "db", "check", "--json")
     assert r.exit_code == 0
     report = json.loads(r.stdout)
-    assert report["ok"] and report["schema_version"] == SCHEMA_VERSION and report["experiments"]["queued"] == 1
+    assert (report["ok"] and report["schema_version"] == SCHEMA_VERSION
+            and report["experiments"]["queued"] == 1)
     assert "schema version" in run(db, "db", "check").stdout
 
 
@@ -179,8 +183,10 @@ def test_tables_fit_a_terminal_and_are_never_cut_without_one(db):
     assert max(map(len, piped)) > 120
     # On a real terminal (a pty, 100 columns) the table fits its width; piped output never is cut.
     import shlex
-    pty = subprocess.run(["script", "-qec", shlex.join(optical), "/dev/null"], env={**env, "COLUMNS": "100"},
-                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+    pty = subprocess.run(["script", "-qec", shlex.join(optical), "/dev/null"],
+                         env={**env, "COLUMNS": "100"},
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                         check=False)
     assert pty.returncode == 0, pty.stdout
     import re as _re
     narrow = [_re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in pty.stdout.splitlines()]

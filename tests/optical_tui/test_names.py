@@ -47,13 +47,17 @@ def db(tmp_path: Path) -> Path:
     with open_store(path) as store:
         for i, name in enumerate(HOSTILE.values()):
             cfg = with_run(Config().replace(model={"query_prefix": f"q{CLEAR}: "}), "1:1", i)
-            store.add_experiments([NewExperiment(name, "1:1", i, cfg.to_dict(), factors={"ot.weight": 1.0})])
+            store.add_experiments([NewExperiment(name, "1:1", i, cfg.to_dict(),
+                                                 factors={"ot.weight": 1.0})])
             lease = store.claim_next(f"box{TITLE}:1:cpu", "cpu").lease  # type: ignore[union-attr]
             for step in (0, 10):
-                store.flush(lease, [(k, step, v, 0.0) for k, v in eval_points("eval", "1:1", i, step).items()],
+                store.flush(lease,
+                            [(k, step, v, 0.0)
+                             for k, v in eval_points("eval", "1:1", i, step).items()],
                             step=step, total=10)
             store.log_run_event(lease, "info", f"event for {name}")
-            store.finish(lease, Status.FAILED if i == 0 else Status.DONE, error=f"Traceback\nValueError: {name}")
+            store.finish(lease, Status.FAILED if i == 0 else Status.DONE,
+                         error=f"Traceback\nValueError: {name}")
         store.register_worker(f"box{TITLE}:7:cpu", f"box{TITLE}", 7, "cpu")
     return path
 
@@ -82,7 +86,8 @@ def test_cli_shows_names_escaped_and_markup_literally(db: Path) -> None:
     assert_clean(listed.stdout)
     assert "a\\x1b[2Jb\\x1b]0;pwned\\x07c" in listed.stdout and "[/x]" in listed.stdout
     assert "[bold red]x" in listed.stdout and "first\\nsecond" in listed.stdout
-    assert len(listed.stdout.strip().splitlines()) == 1 + len(HOSTILE)  # a newline does not split a row
+    # a newline does not split a row
+    assert len(listed.stdout.strip().splitlines()) == 1 + len(HOSTILE)
     for i in (1, 2, 3, 4):
         shown = cli_run(db, "queue", "show", str(i))
         assert shown.exit_code == 0
@@ -91,7 +96,9 @@ def test_cli_shows_names_escaped_and_markup_literally(db: Path) -> None:
     assert "ValueError: a\\x1b[2J" in shown and "event for a\\x1b[2J" in shown
     assert "Traceback\n" in shown  # a multi-line error keeps its lines
     for name in HOSTILE.values():  # the JSON keeps names verbatim (escaped the JSON way)
-        assert name in [e["name"] for e in __import__("json").loads(cli_run(db, "queue", "list", "--json").stdout)]
+        assert name in [e["name"]
+                        for e in __import__("json").loads(cli_run(db, "queue", "list",
+                                                                  "--json").stdout)]
     status = cli_run(db, "worker", "status")
     assert status.exit_code == 0 and "box\\x1b]0;pwned\\x07" in status.stdout
     assert_clean(status.stdout)
@@ -106,7 +113,8 @@ def test_cli_queue_add_with_hostile_names(tmp_path: Path) -> None:
     listed = cli_run(db, "queue", "list")  # every later list still works
     assert listed.exit_code == 0 and "[/x]" in listed.stdout
     with open_store(db) as store:
-        assert [e.name for e in store.list_experiments()] == list(HOSTILE.values())  # stored verbatim
+        # stored verbatim
+        assert [e.name for e in store.list_experiments()] == list(HOSTILE.values())
 
 
 def test_report_table_and_errors_are_escaped(db: Path) -> None:
@@ -129,17 +137,20 @@ def test_report_table_and_errors_are_escaped(db: Path) -> None:
     assert_clean(bad.stderr)
 
 
-# --------------------------------------------------------------------------- validation, one line each
+# --------------------------------------------------------------------------- validation, one line
+# each
 
 
 @pytest.mark.parametrize("args, message", [
-    (["queue", "add", "-r", "1:1", "-s", "99999999999999999999999"], "--seed 99999999999999999999999: must be between"),
+    (["queue", "add", "-r", "1:1", "-s", "99999999999999999999999"],
+     "--seed 99999999999999999999999: must be between"),
     (["queue", "add", "-r", "1:1", "-s", "-1"], "--seed -1: must be between 0 and 4294967295"),
     (["queue", "add", "-r", "1:1", "-s", "4294967296"], "must be between 0 and 4294967295"),
     (["queue", "add", "-r", "1:1", "-p", "99999999999999999999999"], "--priority"),
     (["queue", "add", "-r", "1:1", "--max-attempts", "99999999999999999999"], "--max-attempts"),
     (["queue", "add", "-r", "1:1", "--set", "train.steps=99999999999999999999999"], "train.steps"),
-    (["queue", "add", "-r", "1:1", "--set", "data.train_langs=en,de,en"], "en given more than once"),
+    (["queue", "add", "-r", "1:1", "--set", "data.train_langs=en,de,en"],
+     "en given more than once"),
     (["queue", "add", "-r", "1e308:1"], "parts are too far apart"),
     (["queue", "show", "99999999999999999999999"], "no experiment with id 99999999999999999999999"),
     (["queue", "cancel", "1", "99999999999999999999999"], "no experiment with id"),
@@ -157,12 +168,15 @@ def test_values_that_used_to_pass_are_one_error_line(tmp_path: Path, args: list[
     if args[0] == "report":
         with open_store(db) as store:
             lease = store.claim_next("w", "cpu").lease  # type: ignore[union-attr]
-            store.flush(lease, [(k, 10, v, 0.0) for k, v in eval_points("full", "1:1", 0, 10).items()], step=10, total=10)
+            store.flush(lease,
+                        [(k, 10, v, 0.0) for k, v in eval_points("full", "1:1", 0, 10).items()],
+                        step=10, total=10)
             store.finish(lease, Status.DONE)
         (tmp_path / "dir.png").mkdir()
         args = [a if a != "." or args[1] != "--plot" else str(tmp_path / "dir.png") for a in args]
     r = cli_run(db, *args)
-    assert r.exit_code == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.output
+    assert (r.exit_code == 1 and r.stderr.startswith("error: ")
+            and r.stderr.count("\n") == 1), r.output
     assert message in r.stderr
     with open_store(db) as store:
         assert len(store.list_experiments()) == 1  # nothing written
@@ -172,8 +186,10 @@ def test_huge_ratio_is_stored_as_the_mixture_that_trains(tmp_path: Path) -> None
     db = tmp_path / "e.db"
     assert cli_run(db, "queue", "add", "-r", "1e308:1e308", "-r", "0.25:0.75").exit_code == 0
     with open_store(db) as store:
-        assert [(e.ratio, e.config["train"]["ratio"]) for e in store.list_experiments()] == [("1:1", "1:1"),
-                                                                                             ("1:3", "1:3")]
+        assert [(e.ratio, e.config["train"]["ratio"])
+                for e in store.list_experiments()] == [("1:1", "1:1"),
+                                                                                             ("1:3",
+                                                                                              "1:3")]
 
 
 # --------------------------------------------------------------------------- the dashboard
@@ -198,17 +214,21 @@ async def test_dashboard_never_sends_control_bytes_or_markup(db: Path) -> None:
         await loaded(pilot)
         text = screen_text(app)
         assert "\\x1b[2J" in text.replace("&#160;", " ") or "\\x1b[2J" in text
-        for i in (1, 2, 3, 4):  # every experiment's header; every tab (error, config, events) of the first
+        # every experiment's header; every tab (error, config, events) of the first
+        for i in (1, 2, 3, 4):
             await select(pilot, i)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen) and app.screen.loaded)
+            await wait_for(pilot,
+                           lambda: isinstance(app.screen, ExperimentScreen) and app.screen.loaded)
             for _tab in range(6 if i == 1 else 1):
                 screen_text(app)
                 await pilot.press("right_square_bracket")
                 await pilot.pause()
             if i == 2:
                 await pilot.press("t")  # the study of this sweep
-                await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+                await wait_for(pilot,
+                               lambda: isinstance(app.screen, RatioStudyScreen)
+                               and app.screen.loaded)
                 screen_text(app)
                 await pilot.press("escape")
             await pilot.press("escape")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from engine.data import jsonl
 from engine.data import loaders as data
 from engine.data.download import CHECKSUMS, download, planned_files, sha256_file
 from engine.errors import ConfigError, DataMissing
@@ -25,7 +26,8 @@ LANGS = tuple(MLQA_R_COUNTS)
 
 def test_mlqa_r_counts_match_published(data_dir: Path) -> None:
     sets = data.load_lareqa("mlqa-r", data_dir=data_dir)
-    assert {lang: (len(s.questions), len(s.candidates)) for lang, s in sets.items()} == MLQA_R_COUNTS
+    assert {lang: (len(s.questions), len(s.candidates))
+            for lang, s in sets.items()} == MLQA_R_COUNTS
     assert sum(len(s.questions) for s in sets.values()) == 4199
     assert sum(len(s.candidates) for s in sets.values()) == 20534
 
@@ -49,7 +51,8 @@ def test_answer_is_the_sentence_containing_answer_start(data_dir: Path, dataset:
                     start = qa["answers"][0]["answer_start"]
                     hits = [i for i, (b, e) in enumerate(p["sentence_breaks"]) if b <= start < e]
                     assert len(hits) == 1
-                    expected[qa["id"]] = (p["sentences"][hits[0]], p["context"], qa["answers"][0]["text"])
+                    expected[qa["id"]] = (p["sentences"][hits[0]], p["context"],
+                                          qa["answers"][0]["text"])
         assert set(s.answer) == set(expected) == {q.id for q in s.questions}
         contained = 0
         for q in s.questions:
@@ -89,7 +92,8 @@ def test_parallel_qa(data_dir: Path) -> None:
     assert first.question["zh"] == next(q.text for q in sets["zh"].questions if q.id == first.id)
     assert first.answer["en"] == sets["en"].candidates[sets["en"].answer[first.id]].text
     assert "308" in first.answer["en"] and "308" in first.answer["zh"]
-    assert [p.id for p in pairs] == [q.id for q in sets["en"].questions]  # file order, deterministic
+    # file order, deterministic
+    assert [p.id for p in pairs] == [q.id for q in sets["en"].questions]
     # MLQA-R is only partly parallel: the intersection is smaller than either language.
     assert 0 < len(data.load_parallel_qa("mlqa-r", ("de", "zh"), data_dir)) < 504
 
@@ -107,8 +111,9 @@ def test_bitext_maps_mlqa_codes(data_dir: Path) -> None:
     assert len(pairs) == 2000
     assert {p.tgt_lang for p in pairs} == {"ar", "zh"} and {p.src_lang for p in pairs} == {"en"}
     zh = [p for p in pairs if p.tgt_lang == "zh"]
-    lines = (data_dir / "tatoeba-laser" / "tatoeba.cmn-eng.cmn").read_text(encoding="utf-8").split("\n")
-    eng = (data_dir / "tatoeba-laser" / "tatoeba.cmn-eng.eng").read_text(encoding="utf-8").split("\n")
+    tatoeba = data_dir / "tatoeba-laser"
+    lines = (tatoeba / "tatoeba.cmn-eng.cmn").read_text(encoding="utf-8").split("\n")
+    eng = (tatoeba / "tatoeba.cmn-eng.eng").read_text(encoding="utf-8").split("\n")
     assert (zh[7].tgt, zh[7].src) == (lines[7].strip(), eng[7].strip())
     assert all(len(data.load_bitext([lang], data_dir)) == 1000 for lang in ("de", "es", "hi", "vi"))
     with pytest.raises(ConfigError, match="fr"):
@@ -143,7 +148,8 @@ def test_checksum_table_matches_shared_files(data_dir: Path) -> None:
                  for p in data.tatoeba_paths(lang, data_dir)}
     assert set(CHECKSUMS) == expected
     for rel, url, _ in planned_files():
-        assert url.startswith("https://raw.githubusercontent.com/") and url.endswith(rel.split("/", 1)[1])
+        assert url.startswith("https://raw.githubusercontent.com/") and url.endswith(rel.split("/",
+                                                                                               1)[1])
 
 
 def test_download_keeps_verified_files_without_network(data_dir: Path) -> None:
@@ -183,8 +189,10 @@ def _lareqa_doc(**para_overrides: object) -> str:
         "context": "One two. Three four.",
         "sentences": ["One two.", "Three four."],
         "sentence_breaks": [[0, 8], [9, 20]],
-        "qas": [{"id": "q1", "question": "Which?", "answers": [{"text": "four", "answer_start": 15}]},
-                {"id": "q2", "question": "Gap?", "answers": [{"text": "Three", "answer_start": 8}]}],
+        "qas": [{"id": "q1", "question": "Which?",
+                 "answers": [{"text": "four", "answer_start": 15}]},
+                {"id": "q2", "question": "Gap?",
+                 "answers": [{"text": "Three", "answer_start": 8}]}],
     }
     para.update(para_overrides)
     return json.dumps({"version": "1", "data": [{"title": "t", "paragraphs": [para]}]})
@@ -207,7 +215,8 @@ def test_small_lareqa_file_by_hand(tmp_path: Path) -> None:
         (_lareqa_doc(sentence_breaks=[[0, 8]]), "sentence_breaks"),
         (_lareqa_doc(sentence_breaks=[0, 8]), "pairs"),
         (_lareqa_doc(qas=[{"id": "q", "question": "?"}]), "answers"),
-        (_lareqa_doc(qas=[{"id": "q", "question": "?", "answers": [{"text": "x", "answer_start": 99}]}]),
+        (_lareqa_doc(qas=[{"id": "q", "question": "?",
+                           "answers": [{"text": "x", "answer_start": 99}]}]),
          "outside"),
     ],
 )
@@ -265,15 +274,19 @@ def _record(qid: str, langs: tuple[str, ...] = ("en", "de")) -> str:
 
 def test_jsonl_records_in_file_order_restricted_to_the_languages(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.jsonl", "\n".join([
-        _record("b", ("en", "de", "zh")), "", _record("a"), _record("only-en", ("en",)), "  "]) + "\n")
-    recs = data.load_parallel_jsonl(path, ("en", "de"))
+        _record("b", ("en", "de", "zh")), "", _record("a"), _record("only-en", ("en",)), "  "])
+                  + "\n")
+    recs = jsonl.load_parallel_jsonl(path, ("en", "de"))
     assert [r.id for r in recs] == ["b", "a"]  # file order; blank lines and partial records skipped
     assert dict(recs[0].question) == {"en": "b question en?", "de": "b question de?"}
     assert dict(recs[1].answer) == {"en": "a answer en.", "de": "a answer de."}
     # Relative paths are resolved against the data folder (data.train_file).
-    assert data.train_file_path("train.jsonl", tmp_path) == tmp_path / "train.jsonl"
-    assert data.train_file_path(str(path), "/elsewhere") == path
-    assert [r.id for r in data.load_training_qa("xquad-r", "train.jsonl", ("en",), tmp_path)] == ["b", "a", "only-en"]
+    assert jsonl.train_file_path("train.jsonl", tmp_path) == tmp_path / "train.jsonl"
+    assert jsonl.train_file_path(str(path), "/elsewhere") == path
+    assert [r.id
+            for r in jsonl.load_training_qa("xquad-r", "train.jsonl", ("en",), tmp_path)] == ["b",
+                                                                                             "a",
+                                                                                             "only-en"]
 
 
 @pytest.mark.parametrize(
@@ -281,9 +294,12 @@ def test_jsonl_records_in_file_order_restricted_to_the_languages(tmp_path: Path)
     [
         ("{not json", "line 2: not valid JSON"),
         ("[1, 2]", "line 2: expected a JSON object, got list"),
-        (json.dumps({"question": {"en": "q"}, "answer": {"en": "a"}}), "line 2: 'id' must be a non-empty string"),
-        (json.dumps({"id": 7, "question": {"en": "q"}, "answer": {"en": "a"}}), "line 2: 'id' must be"),
-        (json.dumps({"id": "x", "question": "q", "answer": {"en": "a"}}), "line 2: 'question' must be an object"),
+        (json.dumps({"question": {"en": "q"}, "answer": {"en": "a"}}),
+         "line 2: 'id' must be a non-empty string"),
+        (json.dumps({"id": 7, "question": {"en": "q"}, "answer": {"en": "a"}}),
+         "line 2: 'id' must be"),
+        (json.dumps({"id": "x", "question": "q", "answer": {"en": "a"}}),
+         "line 2: 'question' must be an object"),
         (json.dumps({"id": "x", "question": {"en": "q"}}), "line 2: 'answer' must be an object"),
         (json.dumps({"id": "x", "question": {"en": "q"}, "answer": {"en": " "}}),
          "line 2: 'answer' text for 'en' must be a non-empty string"),
@@ -293,30 +309,34 @@ def test_jsonl_records_in_file_order_restricted_to_the_languages(tmp_path: Path)
 def test_malformed_jsonl_line_is_named(tmp_path: Path, line: str, why: str) -> None:
     path = _write(tmp_path / "train.jsonl", _record("a") + "\n" + line + "\n" + _record("c") + "\n")
     with pytest.raises(DataMissing) as err:
-        data.load_parallel_jsonl(path, ("en",))
-    assert why in str(err.value) and str(path) in str(err.value) and "1 malformed line(s)" in str(err.value)
+        jsonl.load_parallel_jsonl(path, ("en",))
+    assert (why in str(err.value) and str(path) in str(err.value)
+            and "1 malformed line(s)" in str(err.value))
 
 
 def test_jsonl_errors_are_listed_up_to_five(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.jsonl", "\n".join(["{"] * 8 + [_record("ok")]))
     with pytest.raises(DataMissing) as err:
-        data.load_parallel_jsonl(path, ("en",))
+        jsonl.load_parallel_jsonl(path, ("en",))
     msg = str(err.value)
-    assert "8 malformed line(s)" in msg and "line 5:" in msg and "line 6:" not in msg and "and 3 more" in msg
+    assert ("8 malformed line(s)" in msg and "line 5:" in msg and "line 6:" not in msg
+            and "and 3 more" in msg)
 
 
 def test_jsonl_file_level_errors(tmp_path: Path) -> None:
     with pytest.raises(DataMissing, match="training file not found"):
-        data.load_parallel_jsonl(tmp_path / "nope.jsonl", ("en",))
+        jsonl.load_parallel_jsonl(tmp_path / "nope.jsonl", ("en",))
     with pytest.raises(DataMissing, match="holds no records"):
-        data.load_parallel_jsonl(_write(tmp_path / "empty.jsonl", "\n\n"), ("en",))
+        jsonl.load_parallel_jsonl(_write(tmp_path / "empty.jsonl", "\n\n"), ("en",))
     path = _write(tmp_path / "en-de.jsonl", _record("a") + "\n" + _record("b", ("en",)) + "\n")
-    with pytest.raises(DataMissing, match=r"every training language \(en, zh\); records per language: de \(1\), en \(2\)"):
-        data.load_parallel_jsonl(path, ("en", "zh"))
+    with pytest.raises(DataMissing,
+                       match=r"every training language \(en, zh\); records per language: de \(1\), "
+                             r"en \(2\)"):
+        jsonl.load_parallel_jsonl(path, ("en", "zh"))
     bad = tmp_path / "latin1.jsonl"
     bad.write_bytes(b'{"id": "\xe9"}\n')
     with pytest.raises(DataMissing, match="not UTF-8"):
-        data.load_parallel_jsonl(bad, ("en",))
+        jsonl.load_parallel_jsonl(bad, ("en",))
 
 
 def test_mmarco_conversion_on_a_small_tree(tmp_path: Path) -> None:
@@ -332,12 +352,13 @@ def test_mmarco_conversion_on_a_small_tree(tmp_path: Path) -> None:
                f"10\tp10 {tag}\n11\tp11 {tag}\n20\tp20 {tag}\n30\tp30 {tag}\n99\tp99 {tag}\n")
     out = tmp_path / "mmarco.jsonl"
     assert mmarco_main(["--root", str(root), "--langs", "en,de", "--out", str(out)]) == 0
-    recs = data.load_parallel_jsonl(out, ("en", "de"))
+    recs = jsonl.load_parallel_jsonl(out, ("en", "de"))
     assert [r.id for r in recs] == ["mmarco-1", "mmarco-2"]  # the first positive per query id
     assert dict(recs[0].question) == {"en": "q one", "de": "q eins"}
     assert dict(recs[0].answer) == {"en": "p10 en", "de": "p10 de"}
     # The triple's own negative passage, per language (the paper's d-), and the positive as group.
-    assert {lg: list(v) for lg, v in recs[0].negatives.items()} == {"en": ["p99 en"], "de": ["p99 de"]}
+    assert {lg: list(v) for lg, v in recs[0].negatives.items()} == {"en": ["p99 en"],
+                                                                    "de": ["p99 de"]}
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [line["group"] for line in lines] == ["mmarco-p10", "mmarco-p20"]
     assert recs[0].group != recs[1].group
@@ -349,7 +370,8 @@ def test_bad_train_file_fails_the_cli_in_one_line(tmp_path: Path) -> None:
     path = _write(tmp_path / "train.jsonl", _record("a") + "\n{oops\n")
     smoke = Path(__file__).parents[3] / "configs" / "smoke.toml"
     result = CliRunner().invoke(_cli(), ["run", "--config", str(smoke),
-                                          "--set", f"data.train_file={path}", "--out", str(tmp_path / "run"), "--json"])
+                                          "--set", f"data.train_file={path}", "--out",
+                                         str(tmp_path / "run"), "--json"])
     assert result.exit_code == 1
     assert result.stderr.startswith("error:") and "line 2: not valid JSON" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
@@ -388,7 +410,8 @@ def test_cli_data_download_help() -> None:
     assert result.exit_code == 0 and "--dest" in result.stdout and "SHA-256" in result.stdout
 
 
-# --------------------------------------------------------------------------- issue 18: training signal
+# --------------------------------------------------------------------------- issue 18: training
+# signal
 
 
 def test_xquad_r_groups_questions_that_share_an_answer_sentence(data_dir: Path) -> None:
@@ -429,7 +452,8 @@ def test_zh_cleaning_touches_training_text_only(data_dir: Path) -> None:
     assert len(raw_answers) == 784
     train = data.load_parallel_qa("xquad-r", ("en", "zh"), data_dir)
     assert sum(data.cjk_spaces(r.answer["zh"]) > 0 for r in train) == 0
-    assert sum(data.cjk_spaces(q) > 0 for r in train for q in (r.question["zh"], *r.negatives["zh"])) == 0
+    assert sum(data.cjk_spaces(q) > 0 for r in train
+               for q in (r.question["zh"], *r.negatives["zh"])) == 0
     # Only the inserted spaces go: the text is otherwise the raw sentence.
     by_id = {q.id: raw.candidates[raw.answer[q.id]].text for q in raw.questions}
     for r in train:
@@ -445,23 +469,26 @@ def test_zh_cleaning_touches_training_text_only(data_dir: Path) -> None:
     assert [c.text for c in mlqa.candidates[: len(first)]] == first
     assert sum(data.cjk_spaces(mlqa.candidates[i].text) > 0 for i in set(mlqa.answer.values())) == 0
     rows = {(r["dataset"], r["lang"]): r for r in data.data_status(data_dir)}
-    assert (rows["xquad-r", "zh"]["cjk_spaced_answers"], rows["xquad-r", "zh"]["answers"]) == (570, 784)
+    assert (rows["xquad-r", "zh"]["cjk_spaced_answers"], rows["xquad-r", "zh"]["answers"]) == (570,
+                                                                                               784)
     assert rows["mlqa-r", "zh"]["cjk_spaced_answers"] == 0
 
 
 def test_jsonl_group_and_negatives(tmp_path: Path) -> None:
     lines = [
-        {"id": "a", "question": {"en": "qa"}, "answer": {"en": "Same  answer."}, "negatives": {"en": ["n1", "n2"]}},
-        {"id": "b", "question": {"en": "qb"}, "answer": {"en": "same answer."}},  # same text: grouped
+        {"id": "a", "question": {"en": "qa"}, "answer": {"en": "Same  answer."},
+         "negatives": {"en": ["n1", "n2"]}},
+        # same text: grouped
+        {"id": "b", "question": {"en": "qb"}, "answer": {"en": "same answer."}},
         {"id": "c", "question": {"en": "qc"}, "answer": {"en": "other"}, "group": "g1"},
         {"id": "d", "question": {"en": "qd"}, "answer": {"en": "different"}, "group": "g1"},
         {"id": "e", "question": {"en": "qe"}, "answer": {"en": "alone"}},
     ]
     path = _write(tmp_path / "t.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n")
-    recs = {r.id: r for r in data.load_parallel_jsonl(path, ("en",))}
+    recs = {r.id: r for r in jsonl.load_parallel_jsonl(path, ("en",))}
     assert recs["a"].group == recs["b"].group != recs["e"].group
     assert recs["c"].group == recs["d"].group
     assert list(recs["a"].negatives["en"]) == ["n1", "n2"] and list(recs["e"].negatives["en"]) == []
     bad = _write(tmp_path / "bad.jsonl", json.dumps({**lines[0], "negatives": {"en": "n1"}}) + "\n")
     with pytest.raises(DataMissing, match="'negatives' for 'en' must be a list"):
-        data.load_parallel_jsonl(bad, ("en",))
+        jsonl.load_parallel_jsonl(bad, ("en",))

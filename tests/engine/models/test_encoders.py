@@ -1,4 +1,5 @@
-"""Encoder pooling/masks/batching on the tiny model; the embedded models' builds; e5 parity (slow)."""
+"""Encoder pooling/masks/batching on the tiny model; the embedded models' builds; e5 parity
+(slow)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def test_tiny_model_is_cached_and_loads_with_auto_classes(tiny_encoder: Encoder)
 
     folder = embedded.embedded_model_dir("tiny-random")
     assert folder == embedded.embedded_model_dir("tiny-random")  # second call: same cached folder
-    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json"}
+    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors",
+                                                  "tokenizer.json"}
     cfg = json.loads((folder / "config.json").read_text())
     assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"]) == (2, 32, 2)
     # No temp dirs left by this build (another test process may be converting e5 beside it).
@@ -44,7 +46,8 @@ def test_tiny_model_is_cached_and_loads_with_auto_classes(tiny_encoder: Encoder)
     for text in TEXTS:
         assert auto(text)["input_ids"] == raw.encode(text).ids
     ids = auto("query: hi")["input_ids"]
-    assert ids[0] == auto.convert_tokens_to_ids("<s>") and ids[-1] == auto.convert_tokens_to_ids("</s>")
+    assert (ids[0] == auto.convert_tokens_to_ids("<s>")
+            and ids[-1] == auto.convert_tokens_to_ids("</s>"))
     assert tiny_encoder.dim == 32
 
 
@@ -96,7 +99,8 @@ def test_padding_does_not_change_an_embedding(tiny_encoder: Encoder) -> None:
 def test_embed_restores_input_order_and_reports_progress(tiny_encoder: Encoder) -> None:
     calls: list[tuple[int, int]] = []
     tiny_encoder.model.train()
-    got = tiny_encoder.embed(TEXTS, "passage", batch_size=2, progress=lambda d, t: calls.append((d, t)))
+    got = tiny_encoder.embed(TEXTS, "passage", batch_size=2, progress=lambda d,
+                             t: calls.append((d, t)))
     assert tiny_encoder.model.training  # mode restored after eval-mode embedding
     tiny_encoder.model.eval()
     with torch.no_grad():
@@ -109,7 +113,8 @@ def test_embed_restores_input_order_and_reports_progress(tiny_encoder: Encoder) 
     # max_length truncates like tokenize(): same result as the grad path with the same limit.
     short = tiny_encoder.embed([TEXTS[1]], "query", max_length=6)
     with torch.no_grad():
-        assert torch.allclose(short, tiny_encoder.encode_grad([TEXTS[1]], "query", max_length=6), atol=1e-5)
+        assert torch.allclose(short, tiny_encoder.encode_grad([TEXTS[1]], "query", max_length=6),
+                              atol=1e-5)
 
 
 def test_encode_grad_reaches_the_weights(tiny_encoder: Encoder) -> None:
@@ -162,7 +167,8 @@ def test_dequant_q4_0_by_hand() -> None:
     qs1 = bytes([0x88] * 16)  # all nibbles 8 -> weight 0
     raw = struct.pack("<e", 0.5) + qs0 + struct.pack("<e", -2.0) + qs1
     w = embedded.dequant_q4_0(raw, 1, 64)
-    expected = [(j - 8) * 0.5 for j in range(16)] + [(15 - j - 8) * 0.5 for j in range(16)] + [0.0] * 32
+    expected = [(j - 8) * 0.5 for j in range(16)] + [(15 - j - 8) * 0.5
+                                                     for j in range(16)] + [0.0] * 32
     assert w.shape == (1, 64) and w.dtype == np.float32
     assert w[0].tolist() == expected
 
@@ -206,7 +212,8 @@ def test_e5_conversion_matches_the_wheels_engine(e5: Encoder, data_dir: Path) ->
         assert cos.min() >= 0.999, (kind, float(cos.min()))
     # And the model really is cross-lingual: a question is closer to its own answer sentence.
     q = e5.embed(["How many points did the Panthers defense surrender?"], "query")
-    p = e5.embed(["黑豹队的防守只丢了 308分，在联赛中排名第六。", "这个问题的答案在哪里？"], "passage")
+    p = e5.embed(["黑豹队的防守只丢了 308分，在联赛中排名第六。",
+                  "这个问题的答案在哪里？"], "passage")
     assert (q @ p.T)[0, 0] > (q @ p.T)[0, 1]
 
 
@@ -222,7 +229,8 @@ def _benchmark_texts(data_dir: Path) -> list[str]:
     for lang in TATOEBA_CODES:
         for path in tatoeba_paths(lang, data_dir):
             if not path.is_file():
-                pytest.fail(f"Tatoeba file {path} missing: run `optical data download`", pytrace=False)
+                pytest.fail(f"Tatoeba file {path} missing: run `optical data download`",
+                            pytrace=False)
             lines = path.read_text(encoding="utf-8").split("\n")
             texts += lines + [line.strip() for line in lines]
     return list(dict.fromkeys(texts))
@@ -239,7 +247,8 @@ def test_e5_tokenizer_matches_official_xlmr(e5: Encoder, data_dir: Path) -> None
     ref = Tokenizer.from_file(str(official_tokenizer_json()))
     base = _benchmark_texts(data_dir)
     assert len(base) > 50_000
-    base += ["  double  spaces\tand tabs ", "ｆｕｌｌｗｉｄｔｈ ① ﬁ", "\u200bzero width", "tr\u01b0\u01a1\u0300ng"]
+    base += ["  double  spaces\tand tabs ", "ｆｕｌｌｗｉｄｔｈ ① ﬁ", "\u200bzero width",
+             "tr\u01b0\u01a1\u0300ng"]
     texts = [prefix + t for prefix in ("", e5.query_prefix, e5.passage_prefix) for t in base]
     ours = [e.ids for e in e5.tokenizer.backend_tokenizer.encode_batch(texts)]
     theirs = [e.ids for e in ref.encode_batch(texts)]
@@ -281,7 +290,8 @@ def test_prefix_and_special_tokens_carry_no_ot_mass(tiny_encoder: Encoder, token
 
         from tests.tokenizer_reference import official_tokenizer_json
 
-        tok = PreTrainedTokenizerFast(tokenizer_file=str(official_tokenizer_json()), bos_token="<s>",
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(official_tokenizer_json()),
+                                      bos_token="<s>",
                                       eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
         enc = Encoder(tiny_encoder.model, tok, tiny_encoder.device, max_length=64)
     for kind in ("query", "passage", "plain"):
@@ -297,7 +307,8 @@ def test_prefix_and_special_tokens_carry_no_ot_mass(tiny_encoder: Encoder, token
     torch.manual_seed(0)
     states = torch.randn(*batch["input_ids"].shape, 8, requires_grad=True)
     teacher = torch.randn(*batch["input_ids"].shape, 8)
-    loss, _ = ot_distill_loss(teacher, mask, states, mask, epsilon=0.05, max_iter=200, tol=1e-9, grad="detach")
+    loss, _ = ot_distill_loss(teacher, mask, states, mask, epsilon=0.05, max_iter=200, tol=1e-9,
+                              grad="detach")
     loss.backward()
     assert states.grad is not None
     assert torch.all(states.grad[~mask] == 0) and states.grad[mask].abs().sum() > 0

@@ -45,7 +45,8 @@ def test_saved_model_reloads_with_the_runs_embeddings_and_numbers(tmp_path: Path
     model_dir = tmp_path / "run" / "model"
     info = read_info(model_dir)
     assert info is not None and info["selected_step"] == 2 and info["select"] == "last"
-    assert (info["query_prefix"], info["passage_prefix"], info["max_length"]) == ("query: ", "passage: ", 64)
+    assert (info["query_prefix"], info["passage_prefix"], info["max_length"]) == ("query: ",
+                                                                                  "passage: ", 64)
 
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
@@ -53,7 +54,8 @@ def test_saved_model_reloads_with_the_runs_embeddings_and_numbers(tmp_path: Path
     _model, loading = AutoModel.from_pretrained(str(model_dir), output_loading_info=True)
     assert not any(loading.values()), loading  # every weight is in the folder, none made up
     st = SentenceTransformer(str(model_dir), device="cpu")
-    assert st.max_seq_length == 64 and st.prompts["query"] == "query: " and st.prompts["passage"] == "passage: "
+    assert (st.max_seq_length == 64 and st.prompts["query"] == "query: "
+            and st.prompts["passage"] == "passage: ")
     ours = load_encoder(str(model_dir), max_length=64)
     texts = mlqa_texts()
     for kind in ("query", "passage"):
@@ -63,7 +65,9 @@ def test_saved_model_reloads_with_the_runs_embeddings_and_numbers(tmp_path: Path
 
     # The run's final quick evaluation, reproduced from the folder alone (prefixes and max length
     # come from optical_model.json).
-    result = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--subset", "10", "--device", "cpu",
+    result = CliRunner().invoke(app,
+                                ["eval", "--model", str(model_dir), "--subset", "10", "--device",
+                                 "cpu",
                                       "--json"])
     assert result.exit_code == 0, result.output
     reproduced = json.loads(result.stdout)
@@ -79,10 +83,12 @@ def test_saved_model_reloads_with_the_runs_embeddings_and_numbers(tmp_path: Path
     assert find_model(tmp_path / "run") == model_dir
 
 
-def test_export_replaces_atomically_and_reads_only_complete_folders(tmp_path: Path, tiny_encoder) -> None:
+def test_export_replaces_atomically_and_reads_only_complete_folders(tmp_path: Path,
+                                                                    tiny_encoder) -> None:
     out = tmp_path / "m"
     export_encoder(tiny_encoder, out, max_length=32, info={"selected_step": 1})
-    export_encoder(tiny_encoder, out, max_length=48, info={"selected_step": 2})  # replaces the first
+    # replaces the first
+    export_encoder(tiny_encoder, out, max_length=48, info={"selected_step": 2})
     assert read_info(out)["selected_step"] == 2 and read_info(out)["max_length"] == 48
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary or old folder left
     (out / INFO_FILE).unlink()
@@ -90,7 +96,8 @@ def test_export_replaces_atomically_and_reads_only_complete_folders(tmp_path: Pa
 
 
 def optical(db: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(OPTICAL), "--db", str(db), *args], capture_output=True, text=True, check=False,
+    return subprocess.run([str(OPTICAL), "--db", str(db), *args], capture_output=True, text=True,
+                          check=False,
                           timeout=timeout, cwd=REPO, env={**os.environ, "COLUMNS": "250"})
 
 
@@ -98,10 +105,12 @@ def optical(db: Path, *args: str, timeout: float = 300) -> subprocess.CompletedP
 @pytest.mark.slow
 def test_optical_export_finds_the_workers_model_after_cleanup(tmp_path: Path) -> None:
     db = tmp_path / "experiments.db"
-    for extra in (["--set", "train.save_model=true", "--set", "data.dev_questions=10", "--set", "train.select=best-dev"],
+    for extra in (["--set", "train.save_model=true", "--set", "data.dev_questions=10", "--set",
+                   "train.select=best-dev"],
                   ["--priority", "-1"],  # never run: save_model = false
                   ["--priority", "-1", "--set", "train.save_model=true"]):  # never run: not done
-        res = optical(db, "queue", "add", "-c", str(SMOKE), "-r", "1:1", "--set", "train.steps=2", *extra)
+        res = optical(db, "queue", "add", "-c", str(SMOKE), "-r", "1:1", "--set", "train.steps=2",
+                      *extra)
         assert res.returncode == 0, res.stderr
     res = optical(db, "worker", "--device", "cpu", "--once", "--poll", "0.2")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -123,7 +132,8 @@ def test_optical_export_finds_the_workers_model_after_cleanup(tmp_path: Path) ->
         (selected,) = store.metrics(1, keys=["train/selected_step"])
     assert read_info(dest)["selected_step"] == int(selected.value) == out["selected_step"]
     # The saved folder, plus its model card (tests/engine/models/test_model_card.py).
-    assert sorted(p.name for p in dest.iterdir()) == sorted([p.name for p in saved.iterdir()] + ["README.md"])
+    assert sorted(p.name for p in dest.iterdir()) == sorted([p.name for p in saved.iterdir()]
+                                                            + ["README.md"])
 
     for args, expected in (
         (("export", "2", str(tmp_path / "x")), "train.save_model = false"),
@@ -132,7 +142,8 @@ def test_optical_export_finds_the_workers_model_after_cleanup(tmp_path: Path) ->
         (("export", "1", str(dest)), "not an empty folder"),
     ):
         res = optical(db, *args)
-        assert res.returncode == 1 and res.stderr.startswith("error:") and expected in res.stderr, res.stderr
+        assert (res.returncode == 1 and res.stderr.startswith("error:")
+                and expected in res.stderr), res.stderr
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "x").exists()
 

@@ -32,7 +32,8 @@ def test_worker_options_round_trip_through_argv() -> None:
     assert WorkerOptions.from_args(parser.parse_args([])) == default
     # The lease is always spelled out (worker and run process must agree); other defaults are not.
     assert default.argv() == ["--device", "auto", "--lease", "60"] and DEFAULT_LEASE_S == 60.0
-    every = WorkerOptions(once=True, until_empty=True, device="cuda:1", runs_dir="/shared/runs", lease_s=2.5,
+    every = WorkerOptions(once=True, until_empty=True, device="cuda:1", runs_dir="/shared/runs",
+                          lease_s=2.5,
                           poll_s=0.2, max_experiments=3, host_name="box-a", log_path="/l.log",
                           pid_file="/w.pid", worker_id="box-a:1:cuda:1")
     assert WorkerOptions.from_args(parser.parse_args(every.argv())) == every
@@ -135,9 +136,11 @@ def test_no_process_of_a_postgres_demo_shows_the_password(pg_url: str, tmp_path:
     env = dict(os.environ, OPTICAL_DB=pg_url, OMP_NUM_THREADS="1",
                PYTHONPATH=str(Path(__file__).resolve().parents[3]))
     smoke = Path(__file__).resolve().parents[3] / "configs" / "smoke.toml"
-    proc = subprocess.Popen([str(optical), "demo", "--config", str(smoke), "--seeds", "1", "--device", "cpu",
+    proc = subprocess.Popen([str(optical), "demo", "--config", str(smoke), "--seeds", "1",
+                             "--device", "cpu",
                              "--plot", str(tmp_path / "plot.png")], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     seen: dict[int, bytes] = {}
     try:
         while proc.poll() is None:
@@ -149,6 +152,8 @@ def test_no_process_of_a_postgres_demo_shows_the_password(pg_url: str, tmp_path:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 0, out
-    kinds = [b"engine.running.worker" in cmd or b"engine.running.run_process" in cmd for cmd in seen.values()]
+    kinds = [b"engine.running.worker" in cmd or b"engine.running.run_process" in cmd
+             for cmd in seen.values()]
     assert sum(kinds) >= 2, seen  # the demo's worker and at least one training process
-    assert not any(password.encode() in cmd or b"postgresql://" in cmd for cmd in seen.values()), seen
+    assert not any(password.encode() in cmd or b"postgresql://" in cmd
+                   for cmd in seen.values()), seen

@@ -84,8 +84,10 @@ def test_a_real_worker_tells_a_local_receiver_a_run_failed_its_worker_was_lost_a
     w = pool.start(db, "--until-empty", "--lease", "2", "--notify", receiver.url,
                    "--notify", f"json://127.0.0.1:{closed_port()}/")
     assert w.wait(timeout=240) == 0, pool.log()
-    assert receiver.titles() == [f"optical: a worker was lost (run #{exp_id})", f"optical: run #{exp_id} failed",
-                                 "optical: sweep t finished", "optical: queue empty"], receiver.received
+    assert receiver.titles() == [f"optical: a worker was lost (run #{exp_id})",
+                                 f"optical: run #{exp_id} failed",
+                                 "optical: sweep t finished",
+                                 "optical: queue empty"], receiver.received
     lost, failed, sweep, empty_queue = receiver.received
     assert "had no heartbeat for 2s" in lost["message"] and "requeued" in lost["message"]
     # The failure's own last line, not the traceback's.
@@ -100,20 +102,24 @@ def test_a_real_worker_tells_a_local_receiver_a_run_failed_its_worker_was_lost_a
 
 
 def exp(i: int, status: Status, finished_at: float | None = None, name: str = "s") -> Experiment:
-    return Experiment(i, name, "1:1", i, 0, status, {}, "", 1, 3, 0.0, None, finished_at, None, None, False,
+    return Experiment(i, name, "1:1", i, 0, status, {}, "", 1, 3, 0.0, None, finished_at, None,
+                      None, False,
                       None, 0, 10, None)
 
 
 def test_sweep_headline_and_who_announces_it() -> None:
     runs = [exp(1, Status.DONE, 5.0), exp(2, Status.DONE, 7.0), exp(3, Status.CANCELLED, 6.0)]
-    n = notify.sweep_finished("s", runs, {1: 0.5, 2: 0.6, 3: 0.9})  # a cancelled run's value is not counted
-    assert n.body == "s: 2 done, 1 cancelled. Mul macro mAP 0.5500 ± 0.0707 (mean ± sd over 2 runs; best 0.6000)"
+    # a cancelled run's value is not counted
+    n = notify.sweep_finished("s", runs, {1: 0.5, 2: 0.6, 3: 0.9})
+    assert n.body == ("s: 2 done, 1 cancelled. Mul macro mAP 0.5500 ± 0.0707 (mean ± sd over 2 "
+                      "runs; best 0.6000)")
     assert not n.failure
     # Only the run that ended last announces the sweep (two workers may end its last runs at once).
     assert notify.finished_sweep(runs[1], runs) and not notify.finished_sweep(runs[0], runs)
     assert not notify.finished_sweep(runs[1], [*runs, exp(4, Status.RUNNING)])
     assert notify.sweep_finished("s", [exp(1, Status.FAILED, 1.0)], {}).failure
-    assert notify.last_error_line("Boom: bad\nsecond line\n\nTraceback:\n  x\nValueError: y") == "second line"
+    assert notify.last_error_line("Boom: bad\nsecond line\n\nTraceback:\n  x\nValueError: "
+                                  "y") == "second line"
 
 
 def test_a_notifier_that_cannot_send_logs_and_never_raises() -> None:
@@ -126,7 +132,8 @@ def test_a_notifier_that_cannot_send_logs_and_never_raises() -> None:
 
 
 def test_targets_come_from_flags_then_the_environment(tmp_path: Path) -> None:
-    assert notify.targets_from(["json://a/", " "], {notify.ENV: "ntfy://t  json://a/"}) == ["json://a/", "ntfy://t"]
+    assert notify.targets_from(["json://a/", " "],
+                               {notify.ENV: "ntfy://t  json://a/"}) == ["json://a/", "ntfy://t"]
 
 
 def test_bad_targets_are_one_error_line_before_the_worker_starts(tmp_path: Path) -> None:
@@ -134,16 +141,20 @@ def test_bad_targets_are_one_error_line_before_the_worker_starts(tmp_path: Path)
     config.write_text("# nothing usable\n")
     for target, expected in (("bogus://secret-token@x", "not a notification URL apprise knows"),
                              (str(config), "not an apprise configuration file")):
-        res = subprocess.run([str(OPTICAL), "--db", str(tmp_path / "e.db"), "worker", "--once", "--device", "cpu",
-                              "--notify", target], check=False, capture_output=True, text=True, cwd=REPO, timeout=120,
+        res = subprocess.run([str(OPTICAL), "--db", str(tmp_path / "e.db"), "worker", "--once",
+                              "--device", "cpu",
+                              "--notify", target], check=False, capture_output=True, text=True,
+                             cwd=REPO, timeout=120,
                              env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert res.returncode == 1 and res.stderr.startswith("error:") and expected in res.stderr, res.stderr
+        assert (res.returncode == 1 and res.stderr.startswith("error:")
+                and expected in res.stderr), res.stderr
         assert len(res.stderr.strip().splitlines()) == 1 and "secret-token" not in res.stderr
 
 
 def test_a_config_file_target_sends(tmp_path: Path, receiver: Receiver) -> None:
     config = tmp_path / "apprise.yml"
-    config.write_text(f"urls:\n  - {receiver.url}\n")  # a token stays in the file, off the command line
+    # a token stays in the file, off the command line
+    config.write_text(f"urls:\n  - {receiver.url}\n")
     n = notify.Notifier([str(config)], print)
     n.send(notify.queue_empty("w", 2))
     n.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import open_store
+from engine.store import Store, open_store
 from tests.engine.running.test_slurm import TINY, launch
 from tests.slurm_fixtures import SlurmCluster
 from tests.worker_support import events_of, queue, series_keys, train_steps, wait_for
@@ -69,21 +69,11 @@ def test_a_job_array_claims_and_finishes_a_queued_sweep(
     assert shown.count("JobState=COMPLETED") == 2, shown
 
 
-@pytest.mark.slow  # > 30 s on a busy 2-core box: each task starts Python, torch and a run
-@pytest.mark.timeout(480)
-def test_scancel_of_a_running_task_requeues_its_run_and_another_job_resumes_it(
-    pg_url: str, slurm: SlurmCluster, tmp_path: Path
-) -> None:
-    (run,) = queue(
-        pg_url,
-        [
-            "train.steps=100",
-            "train.checkpoint_every=5",
-            "eval.every=0",
-            "ot.weight=0",
-            "train.log_every=1",
-        ],
-    )
+def _run_a_first_job_and_scancel_its_task(
+    pg_url: str, slurm: SlurmCluster, tmp_path: Path, run: int
+) -> Store:
+    """`launch slurm --wait` as a user runs it; its task is scancelled once the run has passed a
+    checkpoint. Returns the open store."""
     runs = tmp_path / "runs"
     common = [
         "--db",
@@ -130,6 +120,26 @@ def test_scancel_of_a_running_task_requeues_its_run_and_another_job_resumes_it(
     assert outcome["job_id"] == task and not outcome["ok"], outcome
     # Either its worker drained within Slurm's KillWait (the usual case), or it was killed first.
     assert "CANCELLED" in outcome["error"], outcome
+    return store
+
+
+@pytest.mark.slow  # > 30 s on a busy 2-core box: each task starts Python, torch and a run
+@pytest.mark.timeout(480)
+def test_scancel_of_a_running_task_requeues_its_run_and_another_job_resumes_it(
+    pg_url: str, slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    (run,) = queue(
+        pg_url,
+        [
+            "train.steps=100",
+            "train.checkpoint_every=5",
+            "eval.every=0",
+            "ot.weight=0",
+            "train.log_every=1",
+        ],
+    )
+    runs = tmp_path / "runs"
+    store = _run_a_first_job_and_scancel_its_task(pg_url, slurm, tmp_path, run)
 
     # Another job takes the run over: released by the drain, or requeued once its 8 s lease ran out.
     code, out, err = launch(

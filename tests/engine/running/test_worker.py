@@ -2,9 +2,9 @@
 SIGTERM / `optical worker stop`, failures that do not stop the worker, a database that refuses
 writes for a while, `queue rm` racing a run that just finished.
 
-Workers run as `python -m engine.running.worker` subprocesses in their own session (so a test can kill
-the whole group on teardown) against a temp database; experiments use configs/smoke.toml. Kill -9
-and resume, the paused ("zombie") worker and the two-box test run on both backends in
+Workers run as `python -m engine.running.worker` subprocesses in their own session (so a test can
+kill the whole group on teardown) against a temp database; experiments use configs/smoke.toml. Kill
+-9 and resume, the paused ("zombie") worker and the two-box test run on both backends in
 tests/test_multibox.py.
 """
 
@@ -56,7 +56,8 @@ def workers(pool: Workers):
 
 
 def worker_log(tmp_path: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted(tmp_path.glob("worker-*.log")))
+    return "\n".join(f"--- {p.name}\n{p.read_text()}"
+                     for p in sorted(tmp_path.glob("worker-*.log")))
 
 
 @pytest.mark.slow
@@ -70,7 +71,8 @@ def test_four_workers_eight_experiments_each_runs_exactly_once(tmp_path: Path, w
         assert p.wait(timeout=560) == 0, worker_log(tmp_path)
     store = open_store(db)
     exps = store.list_experiments(ids=ids)
-    assert [e.status for e in exps] == ["done"] * 8, [(e.id, e.error) for e in exps if e.status != "done"]
+    assert [e.status for e in exps] == ["done"] * 8, [(e.id, e.error) for e in exps
+                                                      if e.status != "done"]
     assert all(e.attempts == 1 for e in exps)
     claims = Counter(ev.experiment_id for ev in store.events() if ev.kind == "claimed")
     assert claims == Counter({i: 1 for i in ids})
@@ -121,7 +123,8 @@ def test_sigterm_and_worker_stop_release_the_run_which_resumes(tmp_path: Path, w
     e = store.get(exp_id)
     assert e.status == "queued" and e.attempts == 0, e
     first_stop = e.step
-    assert any(ev.kind == "requeued" and "checkpointed" in ev.message for ev in store.events(exp_id))
+    assert any(ev.kind == "requeued" and "checkpointed" in ev.message
+               for ev in store.events(exp_id))
     # 2. `optical worker stop` while it runs: same drain, resumes past the first stop.
     w = workers(db)
     wait_for(lambda: store.get(exp_id).status == "running" and store.get(exp_id).step > first_stop,
@@ -138,7 +141,9 @@ def test_sigterm_and_worker_stop_release_the_run_which_resumes(tmp_path: Path, w
     assert e.status == "done", (e.error, worker_log(tmp_path))
     assert train_steps(store, exp_id) == list(range(1, 401))
     assert [ev.kind for ev in store.events(exp_id)].count("claimed") == 3
-    assert CliRunner().invoke(app, ["--db", str(db), "worker", "status", "--json"]).output.strip() == "[]"
+    assert CliRunner().invoke(app,
+                              ["--db", str(db), "worker", "status",
+                               "--json"]).output.strip() == "[]"
 
 
 @pytest.mark.timeout(240)
@@ -164,29 +169,34 @@ def test_failures_are_recorded_and_the_worker_carries_on(tmp_path: Path, workers
     assert a.status == "failed"
     assert a.error.startswith("DataMissing: ") and str(empty) in a.error.splitlines()[0]
     assert "Traceback (most recent call last)" in a.error
-    assert any(ev.kind == "traceback" and "DataMissing" in ev.message for ev in store.events(missing_data))
+    assert any(ev.kind == "traceback" and "DataMissing" in ev.message
+               for ev in store.events(missing_data))
     # Killed from outside but not for memory: back to the queue, resumed from its checkpoint.
     b = store.get(killed)
     assert b.status == "done" and b.attempts == 2, (b.error, worker_log(tmp_path))
     assert any(ev.kind == "requeued" and "SIGKILL" in ev.message for ev in store.events(killed))
-    assert any(ev.kind == "info" and ev.message.startswith("resumed from step") for ev in store.events(killed))
+    assert any(ev.kind == "info" and ev.message.startswith("resumed from step")
+               for ev in store.events(killed))
     assert [w.status for w in store.list_workers(include_stopped=True)] == ["stopped"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_database_refusing_writes_for_a_while_stops_neither_the_worker_nor_the_run(tmp_path: Path, pool) -> None:
+def test_a_database_refusing_writes_for_a_while_stops_neither_the_worker_nor_the_run(tmp_path: Path,
+                                                                                     pool) -> None:
     """Issue 13.1 with a real fault: every write of the worker and of its training process fails for
     a few seconds (file size limit 0: EFBIG, as a full disk refuses them; database, checkpoints and
     logs alike). The run waits at its next checkpoint, carries on once writes work again, and is
     never lost or trained twice; the worker then serves the next experiment."""
     db = tmp_path / "e.db"
-    (first,) = queue(db, ["train.steps=80", "train.checkpoint_every=10", "eval.every=0", "train.log_every=1"],
+    (first,) = queue(db, ["train.steps=80", "train.checkpoint_every=10", "eval.every=0",
+                          "train.log_every=1"],
                      priority=1)
     (second,) = queue(db, ["train.steps=3", "eval.every=0", "ot.weight=0"])
     w = pool.start(db, "--until-empty", "--lease", "20")  # a run may go 10 s without a renewal
     store = open_store(db)
-    wait_for(lambda: max(train_steps(store, first), default=0) >= 12, 180, "the first run to pass a checkpoint")
+    wait_for(lambda: max(train_steps(store, first), default=0) >= 12, 180,
+             "the first run to pass a checkpoint")
     (child,) = child_pids(db)
     limit = resource.RLIM_INFINITY
     for pid in (w.pid, child):
@@ -195,7 +205,8 @@ def test_a_database_refusing_writes_for_a_while_stops_neither_the_worker_nor_the
         time.sleep(0.5)  # a write already in the kernel may still land
         beat, steps = store.get(first).heartbeat_at, len(train_steps(store, first))
         time.sleep(4)
-        # The fault is real: no heartbeat and no point got through for 4 s (they flush every second).
+        # The fault is real: no heartbeat and no point got through for 4 s (they flush every
+        # second).
         assert (store.get(first).heartbeat_at, len(train_steps(store, first))) == (beat, steps)
         assert w.poll() is None and not gone(child)
     finally:
@@ -207,13 +218,15 @@ def test_a_database_refusing_writes_for_a_while_stops_neither_the_worker_nor_the
     assert w.wait(timeout=200) == 0, pool.log()
     a, b = store.get(first), store.get(second)
     assert (a.status, b.status) == ("done", "done"), (a.error, b.error, pool.log())
-    assert a.attempts == 1 and len(events_of(store, first, "claimed")) == 1  # never lost, never run twice
+    # never lost, never run twice
+    assert a.attempts == 1 and len(events_of(store, first, "claimed")) == 1
     assert train_steps(store, first) == list(range(1, 81))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_queue_rm_of_a_run_that_just_finished_leaves_its_worker_serving(tmp_path: Path, pool) -> None:
+def test_queue_rm_of_a_run_that_just_finished_leaves_its_worker_serving(tmp_path: Path,
+                                                                        pool) -> None:
     """Issue 13.2: the run finishes, `queue rm` deletes it (rows and run folder) before its worker
     looks at it again; the worker notes it and serves the next experiment."""
     from optical_tui.cli import app
@@ -224,7 +237,8 @@ def test_queue_rm_of_a_run_that_just_finished_leaves_its_worker_serving(tmp_path
     store = open_store(db)
     wait_for(lambda: train_steps(store, short), 180, "training to start")
     (child,) = child_pids(db)
-    os.kill(w.pid, signal.SIGSTOP)  # the worker only: its training process finishes the run meanwhile
+    # the worker only: its training process finishes the run meanwhile
+    os.kill(w.pid, signal.SIGSTOP)
     try:
         wait_for(lambda: gone(child), 120, "the training process to finish")
         assert store.get(short).status == "done"
@@ -234,11 +248,13 @@ def test_queue_rm_of_a_run_that_just_finished_leaves_its_worker_serving(tmp_path
     finally:
         os.kill(w.pid, signal.SIGCONT)
     (after,) = queue(db, ["train.steps=2", "eval.every=0", "ot.weight=0"])
-    wait_for(lambda: store.get(after).status == "done", 120, "the same worker to run the next experiment")
+    wait_for(lambda: store.get(after).status == "done", 120,
+             "the same worker to run the next experiment")
     assert w.poll() is None, pool.log()
     w.send_signal(signal.SIGTERM)
     assert w.wait(timeout=30) == 0
-    assert f"#{short}: finished after" in pool.log() and f"no experiment with id {short}" in pool.log()
+    assert (f"#{short}: finished after" in pool.log()
+            and f"no experiment with id {short}" in pool.log())
     assert not (tmp_path / "runs" / str(short)).exists()
 
 
@@ -249,7 +265,8 @@ def test_detach_runs_in_the_background_with_log_and_pid_file_and_stops(tmp_path:
     db = tmp_path / "e.db"
     open_store(db).close()
     cli = CliRunner()
-    result = cli.invoke(app, ["--db", str(db), "worker", "--detach", "--device", "cpu", "--poll", "0.2"])
+    result = cli.invoke(app,
+                        ["--db", str(db), "worker", "--detach", "--device", "cpu", "--poll", "0.2"])
     assert result.exit_code == 0, result.output
     log, pid_file = tmp_path / "e.worker-cpu.log", tmp_path / "e.worker-cpu.pid"
     pid = int(pid_file.read_text())
@@ -258,11 +275,14 @@ def test_detach_runs_in_the_background_with_log_and_pid_file_and_stops(tmp_path:
         assert os.getsid(pid) == pid  # its own session: closing the terminal does not reach it
         again = cli.invoke(app, ["--db", str(db), "worker", "--detach", "--device", "cpu"])
         assert again.exit_code == 1 and "already running" in again.stderr
-        rows = wait_for(lambda: json.loads(cli.invoke(app, ["--db", str(db), "worker", "status", "--json"]).output),
+        rows = wait_for(lambda: json.loads(cli.invoke(app,
+                                                      ["--db", str(db), "worker", "status",
+                                                       "--json"]).output),
                         60, "the detached worker to register")
         assert [(r["pid"], r["state"], r["log_path"]) for r in rows] == [(pid, "alive", str(log))]
         assert cli.invoke(app, ["--db", str(db), "worker", "stop", rows[0]["id"]]).exit_code == 0
-        wait_for(lambda: not pid_file.exists(), 30, "the detached worker to exit and remove its pid file")
+        wait_for(lambda: not pid_file.exists(), 30,
+                 "the detached worker to exit and remove its pid file")
         assert "stopped after 0 experiment(s)" in log.read_text()
     finally:
         if Path(f"/proc/{pid}").exists():
@@ -283,7 +303,8 @@ def test_a_second_store_in_one_process_keeps_the_first_ones_view(tmp_path: Path)
     open_store(db).close()  # e.g. `optical worker status` invoked in-process, a dashboard thread
     steps = {"running": "s.claim_next('w')", "done": f"s.finish(s.get({exp_id}).lease, 'done')"}
     for status, call in steps.items():  # two writers elsewhere, each closing its connection
-        code = f"from engine.store import open_store; s = open_store({str(db)!r}); {call}; s.close()"
+        code = (f"from engine.store import open_store; s = open_store({str(db)!r}); {call}; "
+                "s.close()")
         subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
         assert first.get(exp_id).status == status
 
@@ -331,12 +352,15 @@ def test_failure_messages_name_the_setting_to_lower() -> None:
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     msg = explain_failure(oom, cfg, "cuda:1")
     assert msg.startswith("CUDA out of memory on cuda:1")
-    for setting in ("train.batch_size (now 8)", "model.max_length (now 32)", "eval.batch_size (now 64)",
+    for setting in ("train.batch_size (now 8)", "model.max_length (now 32)",
+                    "eval.batch_size (now 64)",
                     "--set train.batch_size=4", "--set train.grad_accum=2"):
         assert setting in msg
-    assert explain_failure(DataMissing("missing data file x"), cfg, "cpu") == "DataMissing: missing data file x"
+    assert explain_failure(DataMissing("missing data file x"), cfg,
+                           "cpu") == "DataMissing: missing data file x"
     assert "out-of-memory" in describe_exit(-9, oom=True)
-    assert "SIGKILL" in describe_exit(-9, oom=False) and "memory" not in describe_exit(-9, oom=False)
+    assert ("SIGKILL" in describe_exit(-9, oom=False)
+            and "memory" not in describe_exit(-9, oom=False))
     assert "SIGSEGV" in describe_exit(-11, oom=False) and "status 2" in describe_exit(2, oom=False)
 
 
@@ -366,7 +390,8 @@ def test_heartbeats_retry_transient_errors_and_keep_the_points(tmp_path: Path) -
     (exp_id,) = queue(db)
     real = open_store(db)
     failing = FailingStore(real)
-    rep = StoreReporter(failing, real.claim_next("w").lease, threading.Event(), flush_interval_s=0.05,
+    rep = StoreReporter(failing, real.claim_next("w").lease, threading.Event(),
+                        flush_interval_s=0.05,
                         lease_s=60)
     rep.metrics(1, {"train/loss": 2.0})
     rep.start()
@@ -387,7 +412,8 @@ def test_a_run_that_cannot_renew_its_lease_stops_before_it_expires(tmp_path: Pat
     (exp_id,) = queue(db)
     real = open_store(db)
     stop = threading.Event()
-    rep = StoreReporter(FailingStore(real), real.claim_next("w").lease, stop, flush_interval_s=0.05, lease_s=6.0)
+    rep = StoreReporter(FailingStore(real), real.claim_next("w").lease, stop, flush_interval_s=0.05,
+                        lease_s=6.0)
     started = time.monotonic()
     rep.start()
     wait_for(stop.is_set, 30, "the run to stop itself")
@@ -410,7 +436,8 @@ def test_the_flush_before_a_checkpoint_waits_out_a_short_outage(tmp_path: Path) 
     (exp_id,) = queue(db)
     real = open_store(db)
     failing = FailingStore(real)
-    rep = StoreReporter(failing, real.claim_next("w").lease, threading.Event(), flush_interval_s=3600, lease_s=60)
+    rep = StoreReporter(failing, real.claim_next("w").lease, threading.Event(),
+                        flush_interval_s=3600, lease_s=60)
     rep.metrics(1, {"train/loss": 2.0})
     threading.Timer(0.5, lambda: setattr(failing, "fail", False)).start()
     started = time.monotonic()

@@ -30,12 +30,14 @@ LOSS = "train/loss"
 
 
 def make_db(tmp_path: Path) -> tuple[Path, dict[int, dict[tuple[str, int], tuple[float, float]]]]:
-    """Two runs of sweep `s` (done, failed) and one of sweep `other`; (key, step) → (value, time)."""
+    """Two runs of sweep `s` (done, failed) and one of sweep `other`; (key, step) → (value,
+    time)."""
     db = tmp_path / "e.db"
     cfg = load_config(REPO / "configs" / "smoke.toml")
     stored: dict[int, dict[tuple[str, int], tuple[float, float]]] = {}
     with open_store(db) as store:
-        specs = [NewExperiment(name, ratio, seed, with_run(cfg, ratio, seed).to_dict(), code_version="c0ffee")
+        specs = [NewExperiment(name, ratio, seed, with_run(cfg, ratio, seed).to_dict(),
+                               code_version="c0ffee")
                  for name, ratio, seed in (("s", "1:3", 0), ("s", "1:0", 1), ("other", "1:1", 0))]
         for n, exp in enumerate(store.add_experiments(specs)):
             lease = store.claim_next("w", "cpu").lease
@@ -43,7 +45,8 @@ def make_db(tmp_path: Path) -> tuple[Path, dict[int, dict[tuple[str, int], tuple
             points += [(k, step, 0.1 * step + 0.01 * i + n / 7, 1.7e9 + step + 0.5)
                        for step in (0, 3, 6) for i, k in enumerate(KEYS)]
             store.flush(lease, points, step=6, total=6)
-            store.finish(lease, Status.FAILED if n == 1 else Status.DONE, error="Boom" if n == 1 else None)
+            store.finish(lease, Status.FAILED if n == 1 else Status.DONE,
+                         error="Boom" if n == 1 else None)
             # As every tracker spells the keys (engine/trackers/__init__.py).
             stored[exp.id] = {(tracker_key(k), s): (v, t) for k, s, v, t in points}
     return db, stored
@@ -75,15 +78,19 @@ def test_tensorboard_holds_every_point_and_the_hparams(tmp_path: Path) -> None:
         acc = EventAccumulator(str(folder), size_guidance={SCALARS: 0})
         acc.Reload()
         assert sorted(acc.Tags()["scalars"]) == sorted([*map(tracker_key, KEYS), LOSS])
-        got = {(tag, e.step): (e.value, e.wall_time) for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)}
+        got = {(tag, e.step): (e.value, e.wall_time) for tag in acc.Tags()["scalars"]
+               for e in acc.Scalars(tag)}
         assert got.keys() == stored[exp_id].keys()
         for key, (value, when) in stored[exp_id].items():
-            assert got[key][0] == pytest.approx(value, rel=1e-6) and got[key][1] == pytest.approx(when), key
+            assert got[key][0] == pytest.approx(value, rel=1e-6), key
+            assert got[key][1] == pytest.approx(when), key
         content = acc.PluginTagToContent("hparams")
-        data = {tag: plugin_data_pb2.HParamsPluginData.FromString(raw) for tag, raw in content.items()}
+        data = {tag: plugin_data_pb2.HParamsPluginData.FromString(raw)
+                for tag, raw in content.items()}
         experiment = next(d.experiment for d in data.values() if d.HasField("experiment"))
         assert sorted(m.name.tag for m in experiment.metric_infos) == sorted(final(stored[exp_id]))
-        session = next(d.session_start_info for d in data.values() if d.HasField("session_start_info"))
+        session = next(d.session_start_info for d in data.values()
+                       if d.HasField("session_start_info"))
         assert session.hparams["ratio"].string_value == ("1:3" if exp_id == 1 else "1:0")
         assert session.hparams["train.seed"].number_value == exp_id - 1
         assert session.hparams["model.name"].string_value == "embedded:tiny-random"
@@ -104,8 +111,10 @@ def test_mlflow_store_holds_params_every_point_with_steps_and_tags(tmp_path: Pat
     for exp_id, run in ((1, runs["1"]), (2, runs["2"])):
         assert run.info.run_name == ("1-1to3-s0" if exp_id == 1 else "2-1to0-s1")
         assert run.info.status == ("FINISHED" if exp_id == 1 else "FAILED")
-        assert run.data.tags["mlflow.source.git.commit"] == "c0ffee" and run.data.tags["optical.sweep"] == "s"
-        assert run.data.params["train.ratio"] == run.data.params["ratio"] and run.data.params["ot.weight"] == "1.0"
+        assert (run.data.tags["mlflow.source.git.commit"] == "c0ffee"
+                and run.data.tags["optical.sweep"] == "s")
+        assert (run.data.params["train.ratio"] == run.data.params["ratio"]
+                and run.data.params["ot.weight"] == "1.0")
         got = {}
         for key in {k for k, _ in stored[exp_id]}:
             for m in client.get_metric_history(run.info.run_id, key):
@@ -113,7 +122,8 @@ def test_mlflow_store_holds_params_every_point_with_steps_and_tags(tmp_path: Pat
         assert got.keys() == stored[exp_id].keys()
         for key, (value, when) in stored[exp_id].items():
             assert got[key] == (pytest.approx(value), int(when * 1000)), key
-    assert tracker_key(pair_key(Split.QUICK, "ar", "en", MetricName.R10)) == "eval/cr/ar-to-en/r_at_10"
+    assert tracker_key(pair_key(Split.QUICK, "ar", "en",
+                                MetricName.R10)) == "eval/cr/ar-to-en/r_at_10"
 
 
 def wandb_records(path: Path) -> Iterator[object]:
@@ -142,7 +152,8 @@ def wandb_records(path: Path) -> Iterator[object]:
 def test_wandb_offline_runs_hold_every_point_config_and_summary(tmp_path: Path) -> None:
     db, stored = make_db(tmp_path)
     out = tmp_path / "wb"
-    written = export(db, "--sweep", "s", "--sweep", "other", "--wandb", str(out), "--wandb-project", "proj")
+    written = export(db, "--sweep", "s", "--sweep", "other", "--wandb", str(out), "--wandb-project",
+                     "proj")
     assert len(written["wandb"]) == 3
     for exp_id, folder in zip((1, 2, 3), map(Path, written["wandb"]), strict=True):
         (log,) = folder.glob("run-*.wandb")  # what `wandb sync` uploads
@@ -153,14 +164,18 @@ def test_wandb_offline_runs_hold_every_point_config_and_summary(tmp_path: Path) 
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 r = record.run
-                assert (r.project, r.run_group, r.display_name) == ("proj", "other" if exp_id == 3 else "s",
-                                                                 ["1-1to3-s0", "2-1to0-s1", "3-1to1-s0"][exp_id - 1])
+                assert (r.project, r.run_group, r.display_name) == ("proj",
+                                                                    "other" if exp_id == 3 else "s",
+                                                                 ["1-1to3-s0", "2-1to0-s1",
+                                                                  "3-1to1-s0"][exp_id - 1])
                 assert str(Status.FAILED if exp_id == 2 else Status.DONE) in r.tags
                 config = {item.key: json.loads(item.value_json) for item in r.config.update}
                 assert config["ratio"] == ["1:3", "1:0", "1:1"][exp_id - 1]
-                assert config["train"]["steps"] == 6 and config["model"]["name"] == "embedded:tiny-random"
+                assert (config["train"]["steps"] == 6
+                        and config["model"]["name"] == "embedded:tiny-random")
             elif kind == "history":
-                row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+                row = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                       for item in record.history.item}
                 step = row["_step"]
                 got.update({(k, step): v for k, v in row.items() if not k.startswith("_")})
             elif kind == "summary":
@@ -171,15 +186,20 @@ def test_wandb_offline_runs_hold_every_point_config_and_summary(tmp_path: Path) 
         assert got.keys() == stored[exp_id].keys()
         for key, (value, _when) in stored[exp_id].items():
             assert math.isclose(got[key], value, rel_tol=1e-12), key
-        assert {k: summary[k] for k in final(stored[exp_id])} == pytest.approx(final(stored[exp_id]))
+        assert {k: summary[k]
+                for k in final(stored[exp_id])} == pytest.approx(final(stored[exp_id]))
 
 
 def test_bad_requests_are_one_error_line(tmp_path: Path) -> None:
     db, _ = make_db(tmp_path)
     for args, expected in ((["1"], "choose where to write"),
-                           (["99", "--tensorboard", str(tmp_path / "x")], "no experiment with id 99"),
-                           (["--sweep", "nope", "--tensorboard", str(tmp_path / "x")], "no sweep named 'nope'"),
-                           (["1", "--sweep", "s", "--tensorboard", str(tmp_path / "x")], "not both")):
+                           (["99", "--tensorboard", str(tmp_path / "x")],
+                            "no experiment with id 99"),
+                           (["--sweep", "nope", "--tensorboard", str(tmp_path / "x")],
+                            "no sweep named 'nope'"),
+                           (["1", "--sweep", "s", "--tensorboard", str(tmp_path / "x")],
+                            "not both")):
         res = CliRunner().invoke(app, ["--db", str(db), "export-runs", *args])
-        assert res.exit_code == 1 and res.stderr.startswith("error:") and expected in res.stderr, res.stderr
+        assert (res.exit_code == 1 and res.stderr.startswith("error:")
+                and expected in res.stderr), res.stderr
     assert not (tmp_path / "x").exists()
