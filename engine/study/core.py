@@ -29,7 +29,7 @@ interaction).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import field
+from dataclasses import dataclass, field
 
 from engine.config import parse_ratio
 from engine.errors import ConfigError, ExperimentNotFound, OpticalError
@@ -95,6 +95,7 @@ __all__ = [
 # --------------------------------------------------------------------------- the study
 
 
+@dataclass(frozen=True)
 class Study:
     selection: str
     metric: str
