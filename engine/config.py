@@ -20,6 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from engine.config_choices import Bitext, CrossPairs, Mixing, OTGrad, Select, TrainSource
 from engine.devices import check_device_setting
 from engine.errors import ConfigError
 from engine.metric_keys import SETTINGS
@@ -27,59 +28,13 @@ from engine.metric_keys import SETTINGS
 MLQA_LANGS: tuple[str, ...] = ("ar", "de", "en", "es", "hi", "vi", "zh")
 
 
-# --------------------------------------------------------------------------- choices
-# Every string choice of a stored config has one spelling, here. The stored config keeps the plain
-# strings (StrEnum members are str), so old runs and TOML files read the same.
-
-
-class Mixing(StrEnum):
-    """train.mixing: where monolingual and cross-lingual rows meet."""
-
-    BATCH = "batch"  # each batch wholly mono or cross (the paper)
-    WITHIN = "within"  # mixed inside every batch
-
-
-class CrossPairs(StrEnum):
-    """train.cross_pairs: how a cross-lingual batch draws its (question, answer) languages."""
-
-    ROW = "row"  # (X, Y) per row
-    BATCH = "batch"  # one (X, Y) for the whole cross-lingual part of a batch
-
-
-class Select(StrEnum):
-    """train.select: which weights are the run's result."""
-
-    LAST = "last"
-    BEST_DEV = "best-dev"
-
-
-class OTGrad(StrEnum):
-    """ot.grad: how the OT loss differentiates."""
-
-    DETACH = "detach"
-    ENVELOPE = "envelope"
-
-
-class Bitext(StrEnum):
-    """ot.bitext: where OT distillation's translation pairs come from."""
-
-    PAIRS = "pairs"
-    TATOEBA = "tatoeba"
-    BOTH = "both"
-
-
-class TrainSource(StrEnum):
-    """data.train_source: the parallel QA dataset for hybrid batches."""
-
-    XQUAD_R = "xquad-r"
-
-
 # --------------------------------------------------------------------------- ratio
 
 
 @dataclass(frozen=True, order=False)
 class Ratio:
-    """Monolingual : cross-lingual batch ratio in lowest integer terms, e.g. 1:3 (0.5:1.5 is 1:3)."""
+    """Monolingual : cross-lingual batch ratio in lowest integer terms, e.g. 1:3 (0.5:1.5 is
+    1:3)."""
 
     mono: int
     cross: int
@@ -103,12 +58,14 @@ def parse_ratio(text: str) -> Ratio:
     parts = raw.split(":")
     if len(parts) != 2 or not all(p.strip() for p in parts) or len(raw) > 64:
         raise ConfigError(
-            f"invalid ratio {text[:70]!r}: expected M:C with two numbers, e.g. 1:3, 1:0, 0:1, 0.5:0.5"
+            f"invalid ratio {text[:70]!r}: expected M:C with two numbers, "
+            "e.g. 1:3, 1:0, 0:1, 0.5:0.5"
         )
     try:
         mono, cross = (float(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"invalid ratio {text!r}: {parts[0]!r} and {parts[1]!r} must be numbers") from None
+        raise ConfigError(f"invalid ratio {text!r}: {parts[0]!r} and {parts[1]!r} "
+                          "must be numbers") from None
     if not (math.isfinite(mono) and math.isfinite(cross)):
         raise ConfigError(f"invalid ratio {text!r}: both parts must be finite numbers")
     if mono < 0 or cross < 0:
@@ -117,13 +74,15 @@ def parse_ratio(text: str) -> Ratio:
         raise ConfigError(f"invalid ratio {text!r}: at least one part must be positive")
     # Exact decimal fractions (0.1 is 1/10, not the float), so the label is what the user meant;
     # a part that underflowed to 0.0 as a float is 0 here too.
-    m, c = (Fraction(Decimal(p.strip())) if f else Fraction(0) for p, f in zip(parts, (mono, cross)))
+    m, c = (Fraction(Decimal(p.strip())) if f else Fraction(0)
+            for p, f in zip(parts, (mono, cross)))
     scale = math.lcm(m.denominator, c.denominator)
     a, b = int(m * scale), int(c * scale)
     g = math.gcd(a, b)
     a, b = a // g, b // g
     if max(a, b) > RATIO_PART_MAX:
-        raise ConfigError(f"invalid ratio {text!r}: the parts are too far apart (in lowest integer terms a "
+        raise ConfigError(f"invalid ratio {text!r}: the parts are too far apart "
+                          "(in lowest integer terms a "
                           f"part exceeds {RATIO_PART_MAX:,}); e.g. 1:3, 1:1000 or 0.25:0.75")
     return Ratio(a, b)
 
@@ -324,45 +283,31 @@ _CHOICES: dict[str, type[StrEnum]] = {
 }
 
 
+#: Numbers that must be positive, then those that must be non-negative (checked in this order).
+_POSITIVE = ("train.steps", "train.batch_size", "train.grad_accum", "train.temperature",
+             "model.max_length", "ot.epsilon", "ot.max_iter", "ot.pairs", "eval.batch_size",
+             "eval.max_length")
+_NON_NEGATIVE = ("train.lr", "train.weight_decay", "train.warmup_steps", "train.hard_negatives",
+                 "train.grad_clip", "train.checkpoint_every", "ot.weight", "ot.tol", "eval.every",
+                 "eval.subset_questions", "data.holdout", "data.dev_questions")
+
+
+def _value(cfg: Config, key: str) -> Any:
+    sec, name = key.split(".")
+    return getattr(getattr(cfg, sec), name)
+
+
 def _check_semantics(cfg: Config) -> None:
     for key, choices in _CHOICES.items():
-        sec, name = key.split(".")
-        value = getattr(getattr(cfg, sec), name)
+        value = _value(cfg, key)
         if value not in tuple(choices):
             raise ConfigError(f"{key}: {str(value)!r} is not one of {', '.join(choices)}")
     parse_ratio(cfg.train.ratio)
-    positive = [
-        ("train.steps", cfg.train.steps),
-        ("train.batch_size", cfg.train.batch_size),
-        ("train.grad_accum", cfg.train.grad_accum),
-        ("train.temperature", cfg.train.temperature),
-        ("model.max_length", cfg.model.max_length),
-        ("ot.epsilon", cfg.ot.epsilon),
-        ("ot.max_iter", cfg.ot.max_iter),
-        ("ot.pairs", cfg.ot.pairs),
-        ("eval.batch_size", cfg.eval.batch_size),
-        ("eval.max_length", cfg.eval.max_length),
-    ]
-    for key, value in positive:
-        if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value!r}")
-    non_negative = [
-        ("train.lr", cfg.train.lr),
-        ("train.weight_decay", cfg.train.weight_decay),
-        ("train.warmup_steps", cfg.train.warmup_steps),
-        ("train.hard_negatives", cfg.train.hard_negatives),
-        ("train.grad_clip", cfg.train.grad_clip),
-        ("train.checkpoint_every", cfg.train.checkpoint_every),
-        ("ot.weight", cfg.ot.weight),
-        ("ot.tol", cfg.ot.tol),
-        ("eval.every", cfg.eval.every),
-        ("eval.subset_questions", cfg.eval.subset_questions),
-        ("data.holdout", cfg.data.holdout),
-        ("data.dev_questions", cfg.data.dev_questions),
-    ]
-    for key, value in non_negative:
-        if value < 0:
-            raise ConfigError(f"{key}: must be non-negative, got {value!r}")
+    for key in (*_POSITIVE, *_NON_NEGATIVE):
+        value = _value(cfg, key)
+        if value < 0 or (value == 0 and key in _POSITIVE):
+            word = "positive" if key in _POSITIVE else "non-negative"
+            raise ConfigError(f"{key}: must be {word}, got {value!r}")
     if cfg.train.log_every <= 0:
         raise ConfigError(f"train.log_every: must be positive, got {cfg.train.log_every!r}")
     for key, seed in (("train.seed", cfg.train.seed), ("eval.subset_seed", cfg.eval.subset_seed)):
@@ -376,24 +321,28 @@ def _check_semantics(cfg: Config) -> None:
     ):
         unknown = [lang for lang in langs if lang not in MLQA_LANGS]
         if unknown:
-            raise ConfigError(f"{key}: unknown language(s) {unknown}; valid: {', '.join(MLQA_LANGS)}")
+            raise ConfigError(f"{key}: unknown language(s) {unknown}; "
+                              f"valid: {', '.join(MLQA_LANGS)}")
         twice = sorted({lang for lang in langs if langs.count(lang) > 1})
         if twice:
             raise ConfigError(f"{key}: {', '.join(twice)} given more than once")
     if not cfg.eval.langs:
         raise ConfigError("eval.langs: must name at least one language")
     if len(cfg.data.train_langs) < 2 and parse_ratio(cfg.train.ratio).cross > 0:
-        raise ConfigError("data.train_langs: cross-lingual batches need at least two training languages")
+        raise ConfigError("data.train_langs: cross-lingual batches need at least two "
+                          "training languages")
     bad = [s for s in cfg.eval.settings if s not in SETTINGS]
     if bad or not cfg.eval.settings:
         raise ConfigError(f"eval.settings: {bad or '[]'} invalid; valid: {', '.join(SETTINGS)}")
     if len(set(cfg.eval.settings)) != len(cfg.eval.settings):
         raise ConfigError("eval.settings: a setting is given more than once")
     if cfg.ot.teacher_lang not in MLQA_LANGS:
-        raise ConfigError(f"ot.teacher_lang: {cfg.ot.teacher_lang!r} is not one of {', '.join(MLQA_LANGS)}")
+        raise ConfigError(f"ot.teacher_lang: {cfg.ot.teacher_lang!r} is not one of "
+                          f"{', '.join(MLQA_LANGS)}")
     check_device_setting(cfg.train.device, "train.device")
     if cfg.train.select == Select.BEST_DEV and cfg.data.dev_questions == 0:
-        raise ConfigError('train.select: "best-dev" needs a dev split: set data.dev_questions (e.g. 100)')
+        raise ConfigError('train.select: "best-dev" needs a dev split: '
+                          "set data.dev_questions (e.g. 100)")
 
 
 def _apply(base: Config, data: Mapping[str, Any], source: str) -> Config:
@@ -403,7 +352,8 @@ def _apply(base: Config, data: Mapping[str, Any], source: str) -> Config:
     for sec_name, values in data.items():
         if sec_name not in _SECTION_TYPES:
             raise ConfigError(
-                f"{source}: unknown section [{sec_name}]; valid sections: {', '.join(_SECTION_TYPES)}"
+                f"{source}: unknown section [{sec_name}]; "
+                f"valid sections: {', '.join(_SECTION_TYPES)}"
             )
         if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: [{sec_name}] must be a table of keys")
@@ -431,20 +381,24 @@ def _parse_override_value(key: str, raw: str, typ: Any, option: str = "--set") -
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        raise ConfigError(f"{option} {key}={raw}: cannot parse {raw!r} as a value for {key}") from None
+        raise ConfigError(f"{option} {key}={raw}: cannot parse {raw!r} "
+                          f"as a value for {key}") from None
 
 
 def config_key(path: str, option: str = "--set") -> tuple[str, str]:
     """`section.key` → (section, key), or a ConfigError that lists the valid keys."""
     path = path.strip()
     if path.count(".") != 1:
-        raise ConfigError(f"{option} {path!r}: key must be section.key; valid keys: {', '.join(valid_keys())}")
+        raise ConfigError(f"{option} {path!r}: key must be section.key; "
+                          f"valid keys: {', '.join(valid_keys())}")
     sec, key = path.split(".")
     if sec not in _SECTION_TYPES:
-        raise ConfigError(f"{option} {path}: unknown section {sec!r}; valid sections: {', '.join(_SECTION_TYPES)}")
+        raise ConfigError(f"{option} {path}: unknown section {sec!r}; "
+                          f"valid sections: {', '.join(_SECTION_TYPES)}")
     hints = _section_fields(sec)
     if key not in hints:
-        raise ConfigError(f"{option} {path}: unknown key; valid keys in [{sec}]: {', '.join(hints)}")
+        raise ConfigError(f"{option} {path}: unknown key; "
+                          f"valid keys in [{sec}]: {', '.join(hints)}")
     return sec, key
 
 
@@ -481,7 +435,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file is not valid TOML: {p}: {exc}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), base: Config | None = None) -> Config:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                base: Config | None = None) -> Config:
     """Defaults ← TOML file ← `--set` overrides, validated strictly."""
     cfg = base or Config()
     if path is not None:

@@ -34,10 +34,11 @@ from engine.metric_keys import (
     split_prefix,
 )
 from engine.store import Experiment, Store
-from engine.study.core import SELECTED_STEP_KEY, RunSeries, check_choices, config_value
+from engine.stored_config import config_value, flat_config, groups, languages, zero_shot
+from engine.study.core import check_choices
+from engine.study.runs import RD, SELECTED_STEP_KEY, RunSeries
 from engine.sweep import level_text
 
-RD = MetricName.RANK_DISTANCE
 #: The most runs one comparison shows: columns beyond that do not fit a terminal or a plot legend.
 MAX_RUNS = 8
 
@@ -71,16 +72,6 @@ class Comparison:
         return f"#{e.id} {e.name} {e.ratio} s{e.seed}"
 
 
-def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """`{"train": {"lr": 3e-5}}` -> `{"train.lr": 3e-5}`."""
-    return {
-        f"{sec}.{k}": v
-        for sec, values in config.items()
-        if isinstance(values, Mapping)
-        for k, v in values.items()
-    }
-
-
 def config_diff(runs: Sequence[Experiment]) -> tuple[dict[str, tuple[str, ...]], int]:
     """The config keys whose values differ between the runs (a key a run predates counts as its
     default), each with its value per run; and how many keys are the same everywhere."""
@@ -93,9 +84,10 @@ def config_diff(runs: Sequence[Experiment]) -> tuple[dict[str, tuple[str, ...]],
     return differing, len(keys) - len(differing)
 
 
-def _units(config: Mapping[str, Any]) -> tuple[list[Unit], list[str]]:
-    groups = [g for g in ("high", "low") if config_value(config, f"eval.{g}")]
-    return [group_unit(g) for g in groups] + [MACRO], list(config_value(config, "eval.langs") or ())
+def _units(config: Mapping[str, Any]) -> tuple[list[Unit], tuple[str, ...]]:
+    """The group units the config names (a group without languages has none), then macro."""
+    shown = [group_unit(g) for g, langs in groups(config).items() if langs]
+    return [*shown, MACRO], languages(config)
 
 
 def compare_keys(runs: Sequence[Experiment], metric: str, setting: str) -> list[str]:
@@ -184,10 +176,10 @@ def compare(
             ]
     final.append(row("Mul rank dist. macro", metric_key(source, Setting.MUL, MACRO, RD)))
     final.append(row("final training loss", TrainKey.LOSS))
-    trained = {x for e in runs for x in config_value(e.config, "data.train_langs") or ()}
-    languages = [
+    unseen = zero_shot(langs, [e.config for e in runs])
+    per_language = [
         row(
-            lang + ("" if lang in trained else "*"),
+            lang + ("*" if lang in unseen else ""),
             metric_key(source, setting, lang_unit(lang), metric),
         )
         for lang in langs
@@ -202,7 +194,7 @@ def compare(
         differing,
         same,
         tuple(final),
-        tuple(r for r in languages if any(v is not None for v in r.values)),
+        tuple(r for r in per_language if any(v is not None for v in r.values)),
         tuple(steps),
     )
 

@@ -17,8 +17,10 @@ from engine.config import Config, ratio_sort_key
 from engine.errors import ConfigError, OpticalError
 from engine.metric_keys import MACRO, MetricName, Setting, Unit
 from engine.store import Experiment
-from engine.study.core import Stat, Study, config_value, describe
+from engine.stored_config import config_value
+from engine.study.core import Study
 from engine.study.formats import TextTable, stat_cell, unit_label
+from engine.study.stats import Stat, describe
 from engine.sweep import level_text
 
 #: Keys that are not config keys: what each groups by.

@@ -27,6 +27,7 @@ from typing import Any
 from engine.errors import ConfigError
 from engine.metric_keys import parse_key
 from engine.store import Experiment, MetricPoint, Store
+from engine.stored_config import flat_config
 
 
 def tracker_key(key: str) -> str:
@@ -62,9 +63,8 @@ class RunRecord:
         """The frozen config flattened to `section.key`, plus what names the run's cell."""
         e = self.experiment
         out: dict[str, str | int | float | bool] = {"ratio": e.ratio, "seed": e.seed}
-        for section, values in sorted(e.config.items()):
-            for key, value in sorted(values.items() if isinstance(values, dict) else []):
-                out[f"{section}.{key}"] = _scalar(value)
+        for key, value in sorted(flat_config(e.config).items()):
+            out[key] = _scalar(value)
         return out
 
     def tags(self) -> dict[str, str]:

@@ -10,13 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config import MLQA_LANGS
 from engine.metric_keys import (
     ALL_METRICS,
     MACRO,
     LangSettingTable,
     MetricName,
-    Setting,
     Split,
     group_unit,
     lang_setting_table,
@@ -26,6 +24,7 @@ from engine.metric_keys import (
     split_prefix,
 )
 from engine.store import MetricPoint
+from engine.stored_config import config_value, groups, languages, zero_shot
 
 
 def next_metric(setting: str, metric: str) -> str:
@@ -59,25 +58,13 @@ class History:
         return s[max(s)] if s else None
 
 
-def languages(config: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(config.get("eval", {}).get("langs") or MLQA_LANGS)
-
-
-def train_langs(config: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(config.get("data", {}).get("train_langs") or ())
-
-
-def groups(config: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    ev = config.get("eval", {})
-    return {"high": tuple(ev.get("high", ())), "low": tuple(ev.get("low", ()))}
-
-
 def lang_label(lang: str, config: dict[str, Any]) -> str:
     """Zero-shot languages (never trained on) carry a star everywhere."""
-    return f"{lang}*" if lang not in train_langs(config) else lang
+    return f"{lang}*" if zero_shot((lang,), [config]) else lang
 
 
-def curve_keys(config: dict[str, Any], setting: str, metric: str, view: str) -> list[tuple[str, str]]:
+def curve_keys(config: dict[str, Any], setting: str, metric: str,
+               view: str) -> list[tuple[str, str]]:
     """(label, key) pairs of the quick-eval curves for the chosen setting, metric and view."""
     if view == "groups":
         g = groups(config)
@@ -107,9 +94,10 @@ def eval_table(history: History, config: dict[str, Any], metric: str) -> EvalTab
     def at(key: str) -> float | None:
         return None if step is None else history.get(key).get(step)
 
-    settings = [s for s in config.get("eval", {}).get("settings", [s.value for s in Setting])]
-    table = lang_setting_table(at, split, languages(config), settings, groups(config), metric,
-                               zero_shot=[x for x in languages(config) if x not in train_langs(config)])
+    settings = list(config_value(config, "eval.settings"))
+    langs = languages(config)
+    table = lang_setting_table(at, split, langs, settings, groups(config), metric,
+                               zero_shot=list(zero_shot(langs, [config])))
     return EvalTable(source, step, table)
 
 

@@ -17,8 +17,9 @@ from engine.errors import ConfigError
 
 @pytest.mark.parametrize(
     "text, mono, cross",
-    [("1:3", 1, 3), ("1:0", 1, 0), ("0:1", 0, 1), ("0.5:0.5", 1, 1), (" 3 : 1 ", 3, 1), ("0.25:0.75", 1, 3),
-     ("2:6", 1, 3), ("0.1:0.2", 1, 2), ("1e308:1e308", 1, 1), ("5:0", 1, 0), ("0.333:0.667", 333, 667)],
+    [("1:3", 1, 3), ("1:0", 1, 0), ("0:1", 0, 1), ("0.5:0.5", 1, 1), (" 3 : 1 ", 3, 1),
+     ("0.25:0.75", 1, 3), ("2:6", 1, 3), ("0.1:0.2", 1, 2), ("1e308:1e308", 1, 1), ("5:0", 1, 0),
+     ("0.333:0.667", 333, 667)],
 )
 def test_parse_ratio_valid_in_lowest_integer_terms(text, mono, cross):
     # The stored label is exactly the mixture that trains: 1e308:1e308 no longer overflows to an
@@ -29,8 +30,8 @@ def test_parse_ratio_valid_in_lowest_integer_terms(text, mono, cross):
     assert parse_ratio(str(r)) == r
 
 
-@pytest.mark.parametrize("text", ["1:3:5", "a:b", "-1:2", "0:0", "nan:1", "inf:1", "", "1:", ":1", "13",
-                                  "1e308:1", "1:1e-10", "1e309:1", "1" * 70 + ":1"])
+@pytest.mark.parametrize("text", ["1:3:5", "a:b", "-1:2", "0:0", "nan:1", "inf:1", "", "1:", ":1",
+                                  "13", "1e308:1", "1:1e-10", "1e309:1", "1" * 70 + ":1"])
 def test_parse_ratio_invalid(text):
     with pytest.raises(ConfigError, match="ratio"):
         parse_ratio(text)
@@ -84,7 +85,8 @@ def test_set_overrides_are_typed_and_win_over_file(tmp_path):
         (["train.seed=-1"], r"train.seed: must be between 0 and 4294967295"),
         (["train.seed=4294967296"], r"train.seed: must be between 0 and 4294967295"),
         (["eval.subset_seed=4294967296"], "eval.subset_seed: must be between"),
-        (["train.steps=99999999999999999999999"], "train.steps: 99999999999999999999999 is out of range"),
+        (["train.steps=99999999999999999999999"],
+         "train.steps: 99999999999999999999999 is out of range"),
         (["ot.max_iter=-99999999999999999999999"], "ot.max_iter: .* is out of range"),
         (["data.train_langs=en,de,en"], "data.train_langs: en given more than once"),
         (["eval.langs=[\"ar\", \"ar\"]"], "eval.langs: ar given more than once"),
@@ -102,22 +104,19 @@ def test_bad_files(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="not a file"):
         load_config(tmp_path)
-    bad = tmp_path / "bad.toml"
-    bad.write_text("[train\nlr = ")
-    with pytest.raises(ConfigError, match="not valid TOML"):
-        load_config(bad)
-    binary = tmp_path / "bin.toml"
-    binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ConfigError, match="TOML"):
-        load_config(binary)
-    unknown = tmp_path / "u.toml"
-    unknown.write_text("[optimizer]\nlr = 1\n")
-    with pytest.raises(ConfigError, match="unknown section \\[optimizer\\]; valid sections: model, data"):
-        load_config(unknown)
-    wrong_type = tmp_path / "w.toml"
-    wrong_type.write_text('[train]\nsteps = "ten"\n')
-    with pytest.raises(ConfigError, match="train.steps: expected an integer"):
-        load_config(wrong_type)
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    (b"[train\nlr = ", "not valid TOML"),
+    (b"\xff\xfe\x00garbage", "TOML"),
+    (b"[optimizer]\nlr = 1\n", "unknown section \\[optimizer\\]; valid sections: model, data"),
+    (b'[train]\nsteps = "ten"\n', "train.steps: expected an integer"),
+])
+def test_bad_file_contents(tmp_path, content, match):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
 
 
 def test_round_trip_and_with_run():
