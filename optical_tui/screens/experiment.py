@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from engine.errors import OpticalError
@@ -29,7 +29,7 @@ from optical_tui.screens.experiment_data import (
     curve_keys,
     eval_table,
 )
-from optical_tui.screens.metric_switch import MetricSwitchMixin
+from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.status_style import status_text
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.curves import CurvePlot, Series, points
@@ -37,18 +37,11 @@ from optical_tui.widgets.curves import CurvePlot, Series, points
 TABS = ("curves", "training", "evaluation", "config", "events", "error")
 
 
-class ExperimentScreen(MetricSwitchMixin, Screen):
+class ExperimentScreen(MetricSwitchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back",
                 tooltip="back to the previous screen"),
-        Binding("1", "setting('mo')", "Mo",
-                tooltip="setting Mo: questions and answers in the same language"),
-        Binding("2", "setting('cr')", "Cr",
-                tooltip="setting Cr: answers in another language (mean over pairs)"),
-        Binding("3", "setting('mul')", "Mul",
-                tooltip="setting Mul: answers pooled from all languages"),
-        Binding("m", "metric", "Metric",
-                tooltip="next metric: map, r@1, r@10, mrr@10, ndcg@10, rank distance (Mul)"),
+        *switch_bindings(explain=True),
         Binding("g", "groups", "Lang/groups",
                 tooltip="curves per query language, or per resource group (high/low) + macro"),
         Binding("right_square_bracket", "tab(1)", "Next tab",
@@ -69,14 +62,18 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
                 tooltip="delete this experiment with its metrics (asks first)"),
     ]
 
+    #: The row as the poller last read it (set in __init__, so never None when read).
+    experiment: var[Experiment] = var(cast(Experiment, None), init=False)
+    #: Curves per query language, or per resource group (`g`).
+    view: var[str] = var("languages", init=False)
+    #: Every metric point read so far, mutated in place (`mutate_reactive`). Its watcher paints
+    #: the first frame too (init), right after on_mount.
+    history: var[History] = var(History)
+
     def __init__(self, experiment: Experiment) -> None:
         super().__init__(id=f"experiment-{experiment.id}")
-        self.experiment = experiment
-        self.history = History()
+        self.set_reactive(ExperimentScreen.experiment, experiment)
         self.events: list[Event] = []
-        self.setting: str = Setting.MUL
-        self.metric: str = MetricName.MAP
-        self.view = "languages"
         self.loaded = False
         self._stale: set[str] = set()
         self._removed = False
@@ -109,7 +106,6 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         events.add_columns("time", "kind", "message")
         self._show_summary()
         self._show_config()
-        self._redraw()
         self._load_history()
 
     # ----------------------------------------------------------------- loading and live data
@@ -131,12 +127,12 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         known = {ev.id for ev in self.events}
         self._add_events([ev for ev in events if ev.id not in known])
         self.loaded = True
-        self._redraw()
+        self.mutate_reactive(ExperimentScreen.history)
 
     def on_metrics_appended(self, message: MetricsAppended) -> None:
         mine = [m for m in message.metrics if m.experiment_id == self.experiment.id]
         if mine and self.history.add(mine):
-            self._redraw()
+            self.mutate_reactive(ExperimentScreen.history)
 
     def on_events_appended(self, message: EventsAppended) -> None:
         known = {ev.id for ev in self.events}
@@ -152,9 +148,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
             if self.app.screen is self:   # never pop a screen the user opened on top of this one
                 self.app.pop_screen()
             return
-        if current != self.experiment:
-            self.experiment = current
-            self._show_summary()
+        self.experiment = current  # the summary repaints only when the row changed
 
     def on_screen_resume(self) -> None:
         if self._removed:
@@ -205,7 +199,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
             style = "red" if ev.kind == EventKind.FAILED else "yellow" if ev.kind in (EventKind.REQUEUED, EventKind.WARNING) else ""
             table.add_row(stamp, safe_text(ev.kind, style), safe_text(ev.message))
 
-    def _redraw(self) -> None:
+    def _show_plots(self) -> None:
         """Draw only the visible tab; the others are drawn when they are shown."""
         active = self.query_one("#exp-tabs", TabbedContent).active
         self._stale = {"curves", "training", "evaluation"} - {active}
@@ -223,6 +217,11 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
             self._stale.discard(tab)
             {"curves": self._draw_curves, "training": self._draw_training,
              "evaluation": self._draw_eval_table}[tab]()
+
+    # What each reactive repaints: the summary follows the row; the plots and the eval table
+    # follow the points and the switches.
+    watch_experiment = _show_summary
+    watch_history = watch_setting = watch_metric = watch_view = _show_plots
 
     def _draw_curves(self) -> None:
         cfg = self.experiment.config
@@ -267,7 +266,6 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
 
     def action_groups(self) -> None:
         self.view = "groups" if self.view == "languages" else "languages"
-        self._redraw()
 
     def action_tab(self, delta: int) -> None:
         tabs = self.query_one("#exp-tabs", TabbedContent)

@@ -18,7 +18,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.errors import OpticalError
@@ -40,7 +40,7 @@ from optical_tui.console import safe, safe_text
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
 from optical_tui.screens.experiment_data import History
-from optical_tui.screens.metric_switch import MetricSwitchMixin
+from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.screens.pick import PickScreen
 from optical_tui.widgets.curves import CurvePlot, Series
 
@@ -53,7 +53,7 @@ def _wanted(key: str) -> bool:
     return key.startswith(PREFIXES) or key == SELECTED_STEP_KEY
 
 
-class RatioStudyScreen(MetricSwitchMixin, Screen):
+class RatioStudyScreen(MetricSwitchScreen):
     # A short terminal (80×24) cannot hold the summary, a 12-line plot and a 14-line table one
     # under the other: there the summary scrolls in 3 lines, and the plot and the table share
     # what is left, so the table keeps rows to page through (PageDown) and the footer its keys.
@@ -67,14 +67,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back",
                 tooltip="back to the previous screen"),
-        Binding("1", "setting('mo')", "Mo", group=SETTING,
-                tooltip="setting Mo"),
-        Binding("2", "setting('cr')", "Cr", group=SETTING,
-                tooltip="setting Cr"),
-        Binding("3", "setting('mul')", "Mul", group=SETTING,
-                tooltip="setting Mul"),
-        Binding("m", "metric", "Metric",
-                tooltip="next metric"),
+        *switch_bindings(group=SETTING),
         Binding("g", "units", "Lines",
                 tooltip="plot lines per level: both resource groups, the macro mean, high only, low only"),
         Binding("left_square_bracket", "table(-1)", "Prev table", group=TABLE,
@@ -92,19 +85,27 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
                         "n, mean ± sd and 95% interval (the first table)"),
     ]
 
+    #: The sweep shown (`w` moves on): its watcher starts over, reading the runs' points.
+    sweep: var[str] = var("", init=False)
+    #: Every row as the poller last read it; the study changes when a member's status does.
+    experiments: var[tuple[Experiment, ...]] = var((), init=False)
+    #: The points of the done runs, by experiment, mutated in place (`mutate_reactive`).
+    histories: var[dict[int, History]] = var(dict, init=False)
+    #: Which of `study_tables` is shown (`[`/`]`), taken modulo their number.
+    table_index: var[int] = var(0, init=False)
+    #: What the plot shows per level (`g`); None: chosen by the number of level combinations.
+    unit_view: var[str | None] = var(None, init=False)
+    #: The config key the first table groups runs by (`b`); always_update: choosing the same key
+    #: again still goes back to the first table.
+    group_by: var[str | None] = var(None, init=False, always_update=True)
+
     def __init__(self, name: str, experiments: tuple[Experiment, ...]) -> None:
         super().__init__(id="study-screen")
-        self.sweep = name
-        self.experiments = experiments
-        self.histories: dict[int, History] = {}
-        self.setting: str = Setting.MUL
-        self.metric: str = MetricName.MAP
+        self.set_reactive(RatioStudyScreen.sweep, name)
+        self.set_reactive(RatioStudyScreen.experiments, experiments)
         self.loaded = False
         self.study: Study | None = None
-        self.table_index = 0
-        self.unit_view: str | None = None  # None: chosen by the number of level combinations
         self._loading: set[int] = set()
-        self.group_by: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -124,8 +125,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         self.title = "study"
         self.sub_title = safe(self.sweep)
         self.query_one("#study-table", DataTable).focus()  # ←/→ scroll a table wider than the screen
-        self._redraw()
-        self._load(self._missing())
+        self._start()
 
     def _members(self) -> list[Experiment]:
         return [e for e in self.experiments if e.name == self.sweep]
@@ -162,7 +162,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         for i, metrics in rows.items():
             self.histories.setdefault(i, History()).add(metrics)
         self.loaded = not self._missing() and not self._loading
-        self._redraw()
+        self.mutate_reactive(RatioStudyScreen.histories)
 
     def on_metrics_appended(self, message: MetricsAppended) -> None:
         changed = False
@@ -171,17 +171,30 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
             if m.experiment_id in self.histories and _wanted(m.key):
                 changed |= self.histories[m.experiment_id].add([m])
         if changed:
-            self._redraw()
+            self.mutate_reactive(RatioStudyScreen.histories)
 
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
-        before = {e.id: e.status for e in self._members()}
         self.experiments = message.experiments
-        if {e.id: e.status for e in self._members()} != before:
-            missing = self._missing()
-            if missing:
-                self.loaded = False
-                self._load(missing)
-            self._redraw()
+
+    def watch_experiments(self, old: tuple[Experiment, ...]) -> None:
+        if _statuses(old, self.sweep) == _statuses(self.experiments, self.sweep):
+            return
+        missing = self._missing()
+        if missing:
+            self.loaded = False
+            self._load(missing)
+        self._redraw()
+
+    def watch_sweep(self) -> None:
+        self.set_reactive(RatioStudyScreen.histories, {})  # repainted by _start
+        self.loaded, self.study = False, None
+        self._start()
+
+    def _start(self) -> None:
+        """Show this sweep (loading… until its done runs are read) and read them."""
+        self.sub_title = safe(self.sweep)
+        self._redraw()
+        self._load(self._missing())
 
     # ----------------------------------------------------------------- drawing
 
@@ -197,6 +210,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         return MetricName.MAP if self.metric == MetricName.RANK_DISTANCE else self.metric
 
     def _redraw(self) -> None:
+        """The study of the runs held here: summary, plot, table and legend."""
         if self._missing() or self._loading:
             # A done run's points are still being read: keep showing the previous study rather
             # than one that leaves the run out.
@@ -211,6 +225,10 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         self.query_one("#study-legend", Static).update(Text.assemble(
             ("* zero-shot ", "yellow"), f"(not in data.train_langs): {zs}   ",
             ("groups ", "dim"), "  ".join(f"{g}: {' '.join(m)}" for g, m in study.groups.items())))
+
+    # Each choice, and each new point, repaints the study.
+    watch_setting = watch_metric = watch_unit_view = watch_table_index = _redraw
+    watch_group_by = watch_histories = _redraw
 
     def _draw_summary(self, study: Study) -> None:
         counted = len(study.runs)
@@ -284,7 +302,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
 
     def _draw_table(self, study: Study) -> None:
         shown = self.study_tables(study)
-        self.table_index %= len(shown)
+        self.set_reactive(RatioStudyScreen.table_index, self.table_index % len(shown))
         t = shown[self.table_index]
         names = " · ".join(f"[{x.title.split(' (')[0]}]" if i == self.table_index else x.title.split(" (")[0]
                            for i, x in enumerate(shown))
@@ -316,11 +334,9 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     def action_units(self) -> None:
         current = self._view(self.study)
         self.unit_view = UNIT_VIEWS[(UNIT_VIEWS.index(current) + 1) % len(UNIT_VIEWS)]
-        self._redraw()
 
     def action_table(self, delta: int) -> None:
         self.table_index += delta
-        self._redraw()
 
     def action_compare_cell(self) -> None:
         study = self.study
@@ -356,8 +372,8 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
 
         def chosen(value: str | None) -> None:
             if value is not None:
-                self.group_by, self.table_index = value or None, 0
-                self._redraw()
+                self.set_reactive(RatioStudyScreen.table_index, 0)  # repainted with group_by
+                self.group_by = value or None
 
         self.app.push_screen(PickScreen("Group the counted runs by which key?", items), chosen)
 
@@ -367,10 +383,10 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
             self.notify("This is the only sweep in the database.")
             return
         self.sweep = names[(names.index(self.sweep) + 1) % len(names)] if self.sweep in names else names[0]
-        self.sub_title = safe(self.sweep)
-        self.histories, self.loaded, self.study = {}, False, None
-        self._redraw()
-        self._load(self._missing())
+
+
+def _statuses(experiments: tuple[Experiment, ...], sweep: str) -> dict[int, str]:
+    return {e.id: e.status for e in experiments if e.name == sweep}
 
 
 def runs_table(study: Study) -> TextTable:
