@@ -1,4 +1,5 @@
-"""One experiment: live per-language curves, groups, losses, the eval table, config, events, error."""
+"""One experiment: live per-language curves, groups, losses, the eval table, config, events and
+the error."""
 
 from __future__ import annotations
 
@@ -118,7 +119,8 @@ class ExperimentScreen(MetricSwitchScreen):
                 metrics = store.metrics(self.experiment.id)
                 events = store.events(self.experiment.id)
         except OpticalError as exc:
-            self.app.call_from_thread(partial(self.notify, safe(str(exc)), severity="error", markup=False))
+            self.app.call_from_thread(
+                partial(self.notify, safe(str(exc)), severity="error", markup=False))
             return
         self.app.call_from_thread(self._history_loaded, metrics, events)
 
@@ -162,11 +164,13 @@ class ExperimentScreen(MetricSwitchScreen):
         # Stored strings (name, device, error) through `safe`: never raw control characters.
         factors = f"  {factors_text(e.factors)}" if e.factors else ""
         text = Text.assemble(
-            (f"#{e.id} ", "bold"), safe_text(e.name, "bold"), safe(f"  ratio {e.ratio}{factors}  seed {e.seed}  "),
+            (f"#{e.id} ", "bold"), safe_text(e.name, "bold"),
+            safe(f"  ratio {e.ratio}{factors}  seed {e.seed}  "),
             status_text(e.status),
             "  ", progress_bar(e), f" {e.step}/{e.total_steps}" if e.total_steps else "",
-            safe(f"  {'' if e.status != Status.RUNNING else 'ETA '}{eta(e, now).replace('-', '')}  device "
-                 f"{e.device or '-'}  tries {e.attempts}/{e.max_attempts}"),
+            safe(f"  {'' if e.status != Status.RUNNING else 'ETA '}"
+                 f"{eta(e, now).replace('-', '')}  device {e.device or '-'}  "
+                 f"tries {e.attempts}/{e.max_attempts}"),
         )
         if e.cancel_requested and e.status == Status.RUNNING:
             text.append("  cancel requested", style="yellow")
@@ -179,7 +183,8 @@ class ExperimentScreen(MetricSwitchScreen):
             text.append(f"\n✘ {safe(last)}  (e shows the traceback)", style="red")
         self.query_one("#exp-summary", Static).update(text)
         self.query_one("#error-text", Static).update(
-            safe_text(e.error, "red", lines=True) if e.error else Text("No error recorded for this run.", style="dim"))
+            safe_text(e.error, "red", lines=True) if e.error
+            else Text("No error recorded for this run.", style="dim"))
 
     def _show_config(self) -> None:
         e = self.experiment
@@ -196,7 +201,8 @@ class ExperimentScreen(MetricSwitchScreen):
         table = self.query_one("#events-table", DataTable)
         for ev in events:
             stamp = time.strftime("%m-%d %H:%M:%S", time.localtime(ev.time))
-            style = "red" if ev.kind == EventKind.FAILED else "yellow" if ev.kind in (EventKind.REQUEUED, EventKind.WARNING) else ""
+            warning = ev.kind in (EventKind.REQUEUED, EventKind.WARNING)
+            style = "red" if ev.kind == EventKind.FAILED else "yellow" if warning else ""
             table.add_row(stamp, safe_text(ev.kind, style), safe_text(ev.message))
 
     def _show_plots(self) -> None:
@@ -239,9 +245,10 @@ class ExperimentScreen(MetricSwitchScreen):
 
     def _draw_training(self) -> None:
         losses = [Series(k.split("/", 1)[1], *points(self.history.get(k))) for k in LOSS_KEYS]
-        self.query_one("#losses", CurvePlot).show(losses, title="training losses (loss = task + λ·ot)")
-        self.query_one("#lr", CurvePlot).show([Series("lr", *points(self.history.get(TrainKey.LR)))],
-                                              title="learning rate")
+        self.query_one("#losses", CurvePlot).show(
+            losses, title="training losses (loss = task + λ·ot)")
+        lr = Series("lr", *points(self.history.get(TrainKey.LR)))
+        self.query_one("#lr", CurvePlot).show([lr], title="learning rate")
 
     def _draw_eval_table(self) -> None:
         # Rank distance has its own column; the setting columns then show mAP.
@@ -260,7 +267,8 @@ class ExperimentScreen(MetricSwitchScreen):
         for row in table.table.rows:
             style = "bold" if row.unit.kind != "lang" else ""
             dt.add_row(Text(row.label, style=style),
-                       *[Text(metric_value(v, d), justify="right") for v, d in zip(row.values, digits)])
+                       *[Text(metric_value(v, d), justify="right")
+                         for v, d in zip(row.values, digits)])
 
     # ----------------------------------------------------------------- actions
 

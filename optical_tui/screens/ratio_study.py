@@ -49,6 +49,16 @@ UNIT_VIEWS = ("groups", "macro", "high", "low")
 PREFIXES = (split_prefix(Split.FULL), split_prefix(Split.QUICK))
 
 
+_LINES_TIP = ("plot lines per level: both resource groups, the macro mean, high only, "
+              "low only")
+_NEXT_TABLE_TIP = ("next table: cells per group, Δ vs baseline, Δ per factor level, "
+                   "rank distance, languages, runs")
+_COMPARE_CELL_TIP = ("pick a cell (ratio and factor levels) and compare every run behind it: "
+                     "curves overlaid, config diff")
+_GROUP_BY_TIP = ("group the counted runs by any config key, ratio, seed, name or tags: "
+                 "n, mean ± sd and 95% interval (the first table)")
+
+
 def _wanted(key: str) -> bool:
     return key.startswith(PREFIXES) or key == SELECTED_STEP_KEY
 
@@ -68,21 +78,15 @@ class RatioStudyScreen(MetricSwitchScreen):
         Binding("escape", "app.pop_screen", "Back",
                 tooltip="back to the previous screen"),
         *switch_bindings(group=SETTING),
-        Binding("g", "units", "Lines",
-                tooltip="plot lines per level: both resource groups, the macro mean, high only, low only"),
+        Binding("g", "units", "Lines", tooltip=_LINES_TIP),
         Binding("left_square_bracket", "table(-1)", "Prev table", group=TABLE,
                 tooltip="previous table"),
         Binding("right_square_bracket", "table(1)", "Next table", group=TABLE,
-                tooltip="next table: cells per group, Δ vs baseline, Δ per factor level, rank distance, "
-                        "languages, runs"),
+                tooltip=_NEXT_TABLE_TIP),
         Binding("w", "next_sweep", "Sweep", show=False,
                 tooltip="the next sweep (experiments sharing a name)"),
-        Binding("o", "compare_cell", "Compare cell", show=False,
-                tooltip="pick a cell (ratio and factor levels) and compare every run behind it: "
-                        "curves overlaid, config diff"),
-        Binding("b", "group_by", "Group by", show=False,
-                tooltip="group the counted runs by any config key, ratio, seed, name or tags: "
-                        "n, mean ± sd and 95% interval (the first table)"),
+        Binding("o", "compare_cell", "Compare cell", show=False, tooltip=_COMPARE_CELL_TIP),
+        Binding("b", "group_by", "Group by", show=False, tooltip=_GROUP_BY_TIP),
     ]
 
     #: The sweep shown (`w` moves on): its watcher starts over, reading the runs' points.
@@ -124,7 +128,8 @@ class RatioStudyScreen(MetricSwitchScreen):
     def on_mount(self) -> None:
         self.title = "study"
         self.sub_title = safe(self.sweep)
-        self.query_one("#study-table", DataTable).focus()  # ←/→ scroll a table wider than the screen
+        # ←/→ scroll a table wider than the screen.
+        self.query_one("#study-table", DataTable).focus()
         self._start()
 
     def _members(self) -> list[Experiment]:
@@ -133,7 +138,8 @@ class RatioStudyScreen(MetricSwitchScreen):
     def _missing(self) -> list[int]:
         """Done runs whose points are not here yet (only done runs are ever counted)."""
         return [e.id for e in self._members()
-                if e.status == Status.DONE and e.id not in self.histories and e.id not in self._loading]
+                if e.status == Status.DONE and e.id not in self.histories
+                and e.id not in self._loading]
 
     def _load(self, ids: list[int]) -> None:
         self._loading |= set(ids)
@@ -147,7 +153,8 @@ class RatioStudyScreen(MetricSwitchScreen):
                 rows = {i: [m for p in PREFIXES for m in store.metrics(i, prefix=p)]
                         + store.metrics(i, keys=[SELECTED_STEP_KEY]) for i in ids}
         except OpticalError as exc:
-            self.app.call_from_thread(partial(self.notify, safe(str(exc)), severity="error", markup=False))
+            self.app.call_from_thread(
+                partial(self.notify, safe(str(exc)), severity="error", markup=False))
             self.app.call_from_thread(self._failed, ids)
             return
         self.app.call_from_thread(self._loaded, sweep, rows)
@@ -246,7 +253,8 @@ class RatioStudyScreen(MetricSwitchScreen):
         )
         text.append("\n" + model_line(study), style="dim")
         if study.factors:
-            text.append("\nfactors: " + "  ".join(f"{f} ({', '.join(study.levels[f])})" for f in study.factors))
+            text.append("\nfactors: " + "  ".join(f"{f} ({', '.join(study.levels[f])})"
+                                                  for f in study.factors))
         if study.excluded:
             text.append("\n")
             text.append_text(safe_text(f"not counted: {excluded_summary(study)}", "yellow"))
@@ -277,19 +285,23 @@ class RatioStudyScreen(MetricSwitchScreen):
             for unit in self._plot_units(study):
                 label = unit_label(study, unit)
                 if unit.kind == "group":
-                    label += f" ({' '.join(self._lang(study, x) for x in study.groups.get(unit.name, ()))})"
+                    langs = study.groups.get(unit.name, ())
+                    label += f" ({' '.join(self._lang(study, x) for x in langs)})"
                 cells = [(x, s) for x, r in zip(xs, study.ratios)
                          if (s := table.get((panel, r, unit))) is not None and s.n]
-                series.append(Series(safe(f"{label} {where}".strip()), [float(x) for x, _ in cells],
-                                     [s.mean for _, s in cells], [s.sd if s.n > 1 else 0.0 for _, s in cells]))
+                series.append(Series(safe(f"{label} {where}".strip()),
+                                     [float(x) for x, _ in cells], [s.mean for _, s in cells],
+                                     [s.sd if s.n > 1 else 0.0 for _, s in cells]))
         name = Setting(self.setting).label
         what = "Mul rank distance" if rank else f"{name} {self.metric}"
         empty = "loading…" if not self.loaded else "no done runs with evaluations yet"
-        view = {"groups": "resource groups", "macro": "macro mean"}.get(self._view(study), f"{self._view(study)} group")
+        view = {"groups": "resource groups", "macro": "macro mean"}.get(
+            self._view(study), f"{self._view(study)} group")
         per = f"{view} per level" if study.factors else view
         self.query_one("#study-plot", CurvePlot).show(
             series, title=f"{what} vs mono:cross ratio: {per} (mean ± sd over seeds; g switches)",
-            xlabel="ratio (mono:cross)", xticks=(xs, list(study.ratios)) if xs else None, empty=empty)
+            xlabel="ratio (mono:cross)", xticks=(xs, list(study.ratios)) if xs else None,
+            empty=empty)
 
     def study_tables(self, study: Study | None = None) -> list[TextTable]:
         """The report's tables of this study, then the runs (counted and not)."""
@@ -304,8 +316,8 @@ class RatioStudyScreen(MetricSwitchScreen):
         shown = self.study_tables(study)
         self.set_reactive(RatioStudyScreen.table_index, self.table_index % len(shown))
         t = shown[self.table_index]
-        names = " · ".join(f"[{x.title.split(' (')[0]}]" if i == self.table_index else x.title.split(" (")[0]
-                           for i, x in enumerate(shown))
+        heads = [x.title.split(" (")[0] for x in shown]
+        names = " · ".join(f"[{h}]" if i == self.table_index else h for i, h in enumerate(heads))
         self.query_one("#study-view", Static).update(Text.assemble(
             (f"table {self.table_index + 1}/{len(shown)}: ", "dim"), safe_text(t.title, "bold"),
             ("   [ ] switch", "dim")))
@@ -323,7 +335,8 @@ class RatioStudyScreen(MetricSwitchScreen):
         for i, h in enumerate(t.headers):
             dt.add_column(safe_text(short.get(h, h), "bold"), key=f"c{i}")
         for row in t.rows:
-            dt.add_row(*(Text(safe(c), justify="right" if right[i] else "left") for i, c in enumerate(row)))
+            dt.add_row(*(Text(safe(c), justify="right" if right[i] else "left")
+                         for i, c in enumerate(row)))
 
     @staticmethod
     def _lang(study: Study, lang: str) -> str:
@@ -382,7 +395,8 @@ class RatioStudyScreen(MetricSwitchScreen):
         if len(names) < 2:
             self.notify("This is the only sweep in the database.")
             return
-        self.sweep = names[(names.index(self.sweep) + 1) % len(names)] if self.sweep in names else names[0]
+        at = names.index(self.sweep) + 1 if self.sweep in names else 0
+        self.sweep = names[at % len(names)]
 
 
 def _statuses(experiments: tuple[Experiment, ...], sweep: str) -> dict[int, str]:
@@ -395,10 +409,12 @@ def runs_table(study: Study) -> TextTable:
     for r in study.runs:
         value = r.values.get(MACRO)
         rows.append(((f"#{r.experiment_id}", *r.levels, r.ratio, str(r.seed), "counted",
-                      f"{value:.3f}" if value is not None else "–", f"step {r.step}"), r.experiment_id))
+                      f"{value:.3f}" if value is not None else "–", f"step {r.step}"),
+                     r.experiment_id))
     for x in study.excluded:
         why = x.status if x.reason == Exclusion.NOT_DONE else x.reason.value
-        rows.append(((f"#{x.experiment_id}", *x.levels, x.ratio, str(x.seed), why, "–", x.detail), x.experiment_id))
+        rows.append(((f"#{x.experiment_id}", *x.levels, x.ratio, str(x.seed), why, "–", x.detail),
+                     x.experiment_id))
     return TextTable("Runs: counted and not counted",
                      ("id", *study.factors, "ratio", "seed", "counted?", "macro", "detail"),
                      tuple(tuple(r) for r, _ in sorted(rows, key=lambda x: x[1])))
