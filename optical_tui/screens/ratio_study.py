@@ -183,8 +183,8 @@ class RatioStudyScreen(MetricSwitchScreen):
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
         self.experiments = message.experiments
 
-    def watch_experiments(self, old: tuple[Experiment, ...]) -> None:
-        if _statuses(old, self.sweep) == _statuses(self.experiments, self.sweep):
+    def watch_experiments(self, old: tuple[Experiment, ...], new: tuple[Experiment, ...]) -> None:
+        if _statuses(old, self.sweep) == _statuses(new, self.sweep):
             return
         missing = self._missing()
         if missing:
