@@ -16,7 +16,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.errors import OpticalError
@@ -36,7 +36,7 @@ from optical_tui.console import safe, safe_text
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
 from optical_tui.screens.experiment_data import History, languages
-from optical_tui.screens.metric_switch import MetricSwitchMixin
+from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.widgets.curves import CurvePlot, Series, points
 
 
@@ -50,7 +50,7 @@ def views(config: dict[str, Any]) -> list[tuple[str, Unit]]:
     )
 
 
-class CompareScreen(MetricSwitchMixin, Screen):
+class CompareScreen(MetricSwitchScreen):
     DEFAULT_CSS = """
     #compare-controls { height: 1; padding: 0 1; background: $boost; }
     #compare-body { height: 1fr; }
@@ -61,10 +61,7 @@ class CompareScreen(MetricSwitchMixin, Screen):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back", tooltip="back to the previous screen"),
-        Binding("1", "setting('mo')", "Mo", tooltip="setting Mo"),
-        Binding("2", "setting('cr')", "Cr", tooltip="setting Cr"),
-        Binding("3", "setting('mul')", "Mul", tooltip="setting Mul"),
-        Binding("m", "metric", "Metric", tooltip="next metric"),
+        *switch_bindings(),
         Binding(
             "g",
             "view(1)",
@@ -74,13 +71,17 @@ class CompareScreen(MetricSwitchMixin, Screen):
         Binding("G", "view(-1)", "Prev view", show=False, tooltip="previous view"),
     ]
 
+    #: The compared rows as the poller last read them: a status, tag or note shows in the tables.
+    runs: var[list[Experiment]] = var(list, init=False)
+    #: Each run's points, mutated in place (`mutate_reactive`).
+    histories: var[dict[int, History]] = var(dict, init=False)
+    #: Which of `views` the plot shows (`g`/`G`), taken modulo their number.
+    view_index: var[int] = var(0, init=False)
+
     def __init__(self, runs: list[Experiment]) -> None:
         super().__init__(id="compare-screen")
-        self.runs = runs[:MAX_RUNS]
-        self.histories: dict[int, History] = {e.id: History() for e in self.runs}
-        self.setting: str = Setting.MUL
-        self.metric: str = MetricName.MAP
-        self.view_index = 0
+        self.set_reactive(CompareScreen.runs, runs[:MAX_RUNS])
+        self.set_reactive(CompareScreen.histories, {e.id: History() for e in self.runs})
         self.loaded = False
         self.comparison: Comparison | None = None
 
@@ -98,7 +99,7 @@ class CompareScreen(MetricSwitchMixin, Screen):
         self.title = "compare"
         self.sub_title = " ".join(f"#{e.id}" for e in self.runs)
         self.query_one("#compare-final", DataTable).focus()  # ←/→ scroll it when runs overflow
-        self._redraw()
+        self._show()
         self._read([e.id for e in self.runs], routes(self).db_location)
 
     @work(thread=True, group="compare")
@@ -118,7 +119,7 @@ class CompareScreen(MetricSwitchMixin, Screen):
         for i, metrics in rows.items():
             self.histories[i].add(metrics)
         self.loaded = True
-        self._redraw()
+        self.mutate_reactive(CompareScreen.histories)
 
     def on_metrics_appended(self, message: MetricsAppended) -> None:
         mine = [m for m in message.metrics if m.experiment_id in self.histories]
@@ -126,23 +127,20 @@ class CompareScreen(MetricSwitchMixin, Screen):
         for m in mine:
             changed |= self.histories[m.experiment_id].add([m])
         if changed:
-            self._redraw()
+            self.mutate_reactive(CompareScreen.histories)
 
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
         fresh = {e.id: e for e in message.experiments}
-        updated = [fresh.get(e.id, e) for e in self.runs]
-        if updated != self.runs:  # a status, tag or note changed: the tables say so
-            self.runs = updated
-            self._redraw()
+        self.runs = [fresh.get(e.id, e) for e in self.runs]  # repaints only if one changed
 
     # ----------------------------------------------------------------- drawing
 
     def label(self, e: Experiment) -> str:
         return safe(f"#{e.id} {e.ratio} s{e.seed}" + (f" {' '.join(e.tags)}" if e.tags else ""))
 
-    def _redraw(self) -> None:
+    def _show(self) -> None:
         options = views(self.runs[0].config)
-        self.view_index %= len(options)
+        self.set_reactive(CompareScreen.view_index, self.view_index % len(options))
         view, unit = options[self.view_index]
         name = f"{Setting(self.setting).label} {self.metric}"
         self.query_one("#compare-controls", Static).update(
@@ -180,6 +178,8 @@ class CompareScreen(MetricSwitchMixin, Screen):
         )
         self._draw_diff(self.comparison)
         self._draw_final(self.comparison)
+
+    watch_runs = watch_histories = watch_setting = watch_metric = watch_view_index = _show
 
     def _ranking_metric(self) -> str:
         return MetricName.MAP if self.metric == MetricName.RANK_DISTANCE else self.metric
@@ -230,4 +230,3 @@ class CompareScreen(MetricSwitchMixin, Screen):
 
     def action_view(self, delta: int) -> None:
         self.view_index += delta
-        self._redraw()

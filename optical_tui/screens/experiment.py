@@ -1,17 +1,18 @@
-"""One experiment: live per-language curves, groups, losses, the eval table, config, events, error."""
+"""One experiment: live per-language curves, groups, losses, the eval table, config, events and
+the error."""
 
 from __future__ import annotations
 
 import time
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from engine.errors import OpticalError
@@ -29,7 +30,7 @@ from optical_tui.screens.experiment_data import (
     curve_keys,
     eval_table,
 )
-from optical_tui.screens.metric_switch import MetricSwitchMixin
+from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.status_style import status_text
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.curves import CurvePlot, Series, points
@@ -37,18 +38,11 @@ from optical_tui.widgets.curves import CurvePlot, Series, points
 TABS = ("curves", "training", "evaluation", "config", "events", "error")
 
 
-class ExperimentScreen(MetricSwitchMixin, Screen):
+class ExperimentScreen(MetricSwitchScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back",
                 tooltip="back to the previous screen"),
-        Binding("1", "setting('mo')", "Mo",
-                tooltip="setting Mo: questions and answers in the same language"),
-        Binding("2", "setting('cr')", "Cr",
-                tooltip="setting Cr: answers in another language (mean over pairs)"),
-        Binding("3", "setting('mul')", "Mul",
-                tooltip="setting Mul: answers pooled from all languages"),
-        Binding("m", "metric", "Metric",
-                tooltip="next metric: map, r@1, r@10, mrr@10, ndcg@10, rank distance (Mul)"),
+        *switch_bindings(explain=True),
         Binding("g", "groups", "Lang/groups",
                 tooltip="curves per query language, or per resource group (high/low) + macro"),
         Binding("right_square_bracket", "tab(1)", "Next tab",
@@ -69,14 +63,18 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
                 tooltip="delete this experiment with its metrics (asks first)"),
     ]
 
+    #: The row as the poller last read it (set in __init__, so never None when read).
+    experiment: var[Experiment] = var(cast(Experiment, None), init=False)
+    #: Curves per query language, or per resource group (`g`).
+    view: var[str] = var("languages", init=False)
+    #: Every metric point read so far, mutated in place (`mutate_reactive`). Its watcher paints
+    #: the first frame too (init), right after on_mount.
+    history: var[History] = var(History)
+
     def __init__(self, experiment: Experiment) -> None:
         super().__init__(id=f"experiment-{experiment.id}")
-        self.experiment = experiment
-        self.history = History()
+        self.set_reactive(ExperimentScreen.experiment, experiment)
         self.events: list[Event] = []
-        self.setting: str = Setting.MUL
-        self.metric: str = MetricName.MAP
-        self.view = "languages"
         self.loaded = False
         self._stale: set[str] = set()
         self._removed = False
@@ -109,7 +107,6 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         events.add_columns("time", "kind", "message")
         self._show_summary()
         self._show_config()
-        self._redraw()
         self._load_history()
 
     # ----------------------------------------------------------------- loading and live data
@@ -122,7 +119,8 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
                 metrics = store.metrics(self.experiment.id)
                 events = store.events(self.experiment.id)
         except OpticalError as exc:
-            self.app.call_from_thread(partial(self.notify, safe(str(exc)), severity="error", markup=False))
+            self.app.call_from_thread(
+                partial(self.notify, safe(str(exc)), severity="error", markup=False))
             return
         self.app.call_from_thread(self._history_loaded, metrics, events)
 
@@ -131,12 +129,12 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         known = {ev.id for ev in self.events}
         self._add_events([ev for ev in events if ev.id not in known])
         self.loaded = True
-        self._redraw()
+        self.mutate_reactive(ExperimentScreen.history)
 
     def on_metrics_appended(self, message: MetricsAppended) -> None:
         mine = [m for m in message.metrics if m.experiment_id == self.experiment.id]
         if mine and self.history.add(mine):
-            self._redraw()
+            self.mutate_reactive(ExperimentScreen.history)
 
     def on_events_appended(self, message: EventsAppended) -> None:
         known = {ev.id for ev in self.events}
@@ -152,9 +150,7 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
             if self.app.screen is self:   # never pop a screen the user opened on top of this one
                 self.app.pop_screen()
             return
-        if current != self.experiment:
-            self.experiment = current
-            self._show_summary()
+        self.experiment = current  # the summary repaints only when the row changed
 
     def on_screen_resume(self) -> None:
         if self._removed:
@@ -168,11 +164,13 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         # Stored strings (name, device, error) through `safe`: never raw control characters.
         factors = f"  {factors_text(e.factors)}" if e.factors else ""
         text = Text.assemble(
-            (f"#{e.id} ", "bold"), safe_text(e.name, "bold"), safe(f"  ratio {e.ratio}{factors}  seed {e.seed}  "),
+            (f"#{e.id} ", "bold"), safe_text(e.name, "bold"),
+            safe(f"  ratio {e.ratio}{factors}  seed {e.seed}  "),
             status_text(e.status),
             "  ", progress_bar(e), f" {e.step}/{e.total_steps}" if e.total_steps else "",
-            safe(f"  {'' if e.status != Status.RUNNING else 'ETA '}{eta(e, now).replace('-', '')}  device "
-                 f"{e.device or '-'}  tries {e.attempts}/{e.max_attempts}"),
+            safe(f"  {'' if e.status != Status.RUNNING else 'ETA '}"
+                 f"{eta(e, now).replace('-', '')}  device {e.device or '-'}  "
+                 f"tries {e.attempts}/{e.max_attempts}"),
         )
         if e.cancel_requested and e.status == Status.RUNNING:
             text.append("  cancel requested", style="yellow")
@@ -185,7 +183,8 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
             text.append(f"\n✘ {safe(last)}  (e shows the traceback)", style="red")
         self.query_one("#exp-summary", Static).update(text)
         self.query_one("#error-text", Static).update(
-            safe_text(e.error, "red", lines=True) if e.error else Text("No error recorded for this run.", style="dim"))
+            safe_text(e.error, "red", lines=True) if e.error
+            else Text("No error recorded for this run.", style="dim"))
 
     def _show_config(self) -> None:
         e = self.experiment
@@ -202,10 +201,11 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         table = self.query_one("#events-table", DataTable)
         for ev in events:
             stamp = time.strftime("%m-%d %H:%M:%S", time.localtime(ev.time))
-            style = "red" if ev.kind == EventKind.FAILED else "yellow" if ev.kind in (EventKind.REQUEUED, EventKind.WARNING) else ""
+            warning = ev.kind in (EventKind.REQUEUED, EventKind.WARNING)
+            style = "red" if ev.kind == EventKind.FAILED else "yellow" if warning else ""
             table.add_row(stamp, safe_text(ev.kind, style), safe_text(ev.message))
 
-    def _redraw(self) -> None:
+    def _show_plots(self) -> None:
         """Draw only the visible tab; the others are drawn when they are shown."""
         active = self.query_one("#exp-tabs", TabbedContent).active
         self._stale = {"curves", "training", "evaluation"} - {active}
@@ -224,6 +224,11 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
             {"curves": self._draw_curves, "training": self._draw_training,
              "evaluation": self._draw_eval_table}[tab]()
 
+    # What each reactive repaints: the summary follows the row; the plots and the eval table
+    # follow the points and the switches.
+    watch_experiment = _show_summary
+    watch_history = watch_setting = watch_metric = watch_view = _show_plots
+
     def _draw_curves(self) -> None:
         cfg = self.experiment.config
         series = [Series(label, *points(self.history.get(key)))
@@ -240,9 +245,10 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
 
     def _draw_training(self) -> None:
         losses = [Series(k.split("/", 1)[1], *points(self.history.get(k))) for k in LOSS_KEYS]
-        self.query_one("#losses", CurvePlot).show(losses, title="training losses (loss = task + λ·ot)")
-        self.query_one("#lr", CurvePlot).show([Series("lr", *points(self.history.get(TrainKey.LR)))],
-                                              title="learning rate")
+        self.query_one("#losses", CurvePlot).show(
+            losses, title="training losses (loss = task + λ·ot)")
+        lr = Series("lr", *points(self.history.get(TrainKey.LR)))
+        self.query_one("#lr", CurvePlot).show([lr], title="learning rate")
 
     def _draw_eval_table(self) -> None:
         # Rank distance has its own column; the setting columns then show mAP.
@@ -261,13 +267,13 @@ class ExperimentScreen(MetricSwitchMixin, Screen):
         for row in table.table.rows:
             style = "bold" if row.unit.kind != "lang" else ""
             dt.add_row(Text(row.label, style=style),
-                       *[Text(metric_value(v, d), justify="right") for v, d in zip(row.values, digits)])
+                       *[Text(metric_value(v, d), justify="right")
+                         for v, d in zip(row.values, digits)])
 
     # ----------------------------------------------------------------- actions
 
     def action_groups(self) -> None:
         self.view = "groups" if self.view == "languages" else "languages"
-        self._redraw()
 
     def action_tab(self, delta: int) -> None:
         tabs = self.query_one("#exp-tabs", TabbedContent)

@@ -9,6 +9,7 @@ accepts.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -29,8 +30,8 @@ from optical_tui.console import safe
 
 FIELDS = ("name", "ratios", "seeds", "config", "overrides", "sweeps", "priority")
 #: Which field an error of `new_experiments` belongs under, by the option it names first.
-_ERROR_FIELDS = (("--name", "name"), ("--seed", "seeds"), ("--priority", "priority"), ("--sweep", "sweeps"),
-                 ("train.seed", "seeds"))
+_ERROR_FIELDS = (("--name", "name"), ("--seed", "seeds"), ("--priority", "priority"),
+                 ("--sweep", "sweeps"), ("train.seed", "seeds"))
 
 
 @dataclass
@@ -43,18 +44,24 @@ def _split(text: str) -> list[str]:
     return [p for p in re.split(r"[\s,]+", text.strip()) if p]
 
 
+def _first_error(items: list[str], parse: Callable[[str], object]) -> str | None:
+    """The first item `parse` rejects, as its message (one error per field)."""
+    for item in items:
+        try:
+            parse(item)
+        except OpticalError as exc:
+            return str(exc)
+    return None
+
+
 def validate(values: dict[str, str]) -> FormResult:
     """Field errors (field -> one line), or the specs that would be queued."""
     out = FormResult()
     ratios = _split(values.get("ratios", ""))
     if not ratios:
         out.errors["ratios"] = "give at least one ratio, e.g. 1:0 1:1 0:1"
-    for r in ratios:
-        try:
-            parse_ratio(r)
-        except OpticalError as exc:
-            out.errors["ratios"] = str(exc)
-            break
+    if error := _first_error(ratios, parse_ratio):
+        out.errors["ratios"] = error
     seeds: list[int] = []
     for s in _split(values.get("seeds", "")):
         try:
@@ -82,16 +89,13 @@ def validate(values: dict[str, str]) -> FormResult:
     except OpticalError as exc:
         out.errors["overrides"] = str(exc)
     sweeps = [line.strip() for line in values.get("sweeps", "").splitlines() if line.strip()]
-    for line in sweeps:
-        try:
-            parse_sweep(line)
-        except OpticalError as exc:
-            out.errors["sweeps"] = str(exc)
-            break
+    if error := _first_error(sweeps, parse_sweep):
+        out.errors["sweeps"] = error
     if out.errors:
         return out
     try:
-        out.specs = new_experiments(ratios, seeds or [0], config, overrides, name, priority, sweeps=sweeps)
+        out.specs = new_experiments(ratios, seeds or [0], config, overrides, name, priority,
+                                    sweeps=sweeps)
     except OpticalError as exc:
         text = str(exc)
         field_ = next((f for prefix, f in _ERROR_FIELDS if text.startswith(prefix)),
@@ -118,7 +122,8 @@ class NewExperimentScreen(ModalScreen[list[NewExperiment] | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="new-form", classes="dialog"):
-            yield Static(Text("New experiments — one per ratio × sweep factor values × seed", style="bold"))
+            yield Static(Text("New experiments — one per ratio × sweep factor values × seed",
+                              style="bold"))
             for key, label, placeholder, value in (
                 ("ratios", "ratios mono:cross", "e.g. 1:0 3:1 1:1 1:3 0:1", ""),
                 ("seeds", "seeds", "e.g. 1 2 3 (default 0)", ""),
@@ -130,7 +135,8 @@ class NewExperimentScreen(ModalScreen[list[NewExperiment] | None]):
                     yield Label(label, classes="field-label")
                     yield Input(value=value, placeholder=placeholder, id=f"f-{key}", compact=True)
                 yield Label("", id=f"err-{key}", classes="field-error")
-            yield Label("overrides, one per line: section.key=value (e.g. train.steps=50)", classes="field-label")
+            yield Label("overrides, one per line: section.key=value (e.g. train.steps=50)",
+                        classes="field-label")
             yield TextArea(id="f-overrides", soft_wrap=False, show_line_numbers=False, compact=True)
             yield Label("", id="err-overrides", classes="field-error")
             yield Label("sweep factors, one per line: section.key=v1,v2 (e.g. ot.weight=0,1)",
@@ -156,16 +162,20 @@ class NewExperimentScreen(ModalScreen[list[NewExperiment] | None]):
         result = validate(self.values())
         for key in FIELDS:
             label = self.query_one(f"#err-{key}", Label)
-            label.update(Text(result.errors.get(key, "")))  # Text: messages hold [brackets], not markup
+            # Text: messages hold [brackets], not markup.
+            label.update(Text(result.errors.get(key, "")))
             label.display = key in result.errors and key in self.touched
         summary = self.query_one("#form-summary", Static)
         if result.specs:
-            ratios = sorted({s.ratio for s in result.specs}, key=lambda r: -parse_ratio(r).mono_fraction)
+            ratios = sorted({s.ratio for s in result.specs},
+                            key=lambda r: -parse_ratio(r).mono_fraction)
             seeds = sorted({s.seed for s in result.specs})
-            factors = {k: sorted({level_text(s.factors[k]) for s in result.specs}) for k in result.specs[0].factors}
+            factors = {k: sorted({level_text(s.factors[k]) for s in result.specs})
+                       for k in result.specs[0].factors}
             grid = "".join(f" × {k} {' '.join(v)}" for k, v in factors.items())
             summary.update(Text(f"will queue {len(result.specs)} experiment(s) in sweep "
-                                f"{result.specs[0].name!r}: ratios {' '.join(ratios)}{safe(grid)} × seeds "
+                                f"{result.specs[0].name!r}: ratios {' '.join(ratios)}"
+                                f"{safe(grid)} × seeds "
                                 f"{' '.join(map(str, seeds))}", style="green"))
         else:
             shown = [k for k in result.errors if k in self.touched]

@@ -18,7 +18,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.errors import OpticalError
@@ -40,7 +40,7 @@ from optical_tui.console import safe, safe_text
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
 from optical_tui.screens.experiment_data import History
-from optical_tui.screens.metric_switch import MetricSwitchMixin
+from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.screens.pick import PickScreen
 from optical_tui.widgets.curves import CurvePlot, Series
 
@@ -49,11 +49,21 @@ UNIT_VIEWS = ("groups", "macro", "high", "low")
 PREFIXES = (split_prefix(Split.FULL), split_prefix(Split.QUICK))
 
 
+_LINES_TIP = ("plot lines per level: both resource groups, the macro mean, high only, "
+              "low only")
+_NEXT_TABLE_TIP = ("next table: cells per group, Δ vs baseline, Δ per factor level, "
+                   "rank distance, languages, runs")
+_COMPARE_CELL_TIP = ("pick a cell (ratio and factor levels) and compare every run behind it: "
+                     "curves overlaid, config diff")
+_GROUP_BY_TIP = ("group the counted runs by any config key, ratio, seed, name or tags: "
+                 "n, mean ± sd and 95% interval (the first table)")
+
+
 def _wanted(key: str) -> bool:
     return key.startswith(PREFIXES) or key == SELECTED_STEP_KEY
 
 
-class RatioStudyScreen(MetricSwitchMixin, Screen):
+class RatioStudyScreen(MetricSwitchScreen):
     # A short terminal (80×24) cannot hold the summary, a 12-line plot and a 14-line table one
     # under the other: there the summary scrolls in 3 lines, and the plot and the table share
     # what is left, so the table keeps rows to page through (PageDown) and the footer its keys.
@@ -67,44 +77,39 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back",
                 tooltip="back to the previous screen"),
-        Binding("1", "setting('mo')", "Mo", group=SETTING,
-                tooltip="setting Mo"),
-        Binding("2", "setting('cr')", "Cr", group=SETTING,
-                tooltip="setting Cr"),
-        Binding("3", "setting('mul')", "Mul", group=SETTING,
-                tooltip="setting Mul"),
-        Binding("m", "metric", "Metric",
-                tooltip="next metric"),
-        Binding("g", "units", "Lines",
-                tooltip="plot lines per level: both resource groups, the macro mean, high only, low only"),
+        *switch_bindings(group=SETTING),
+        Binding("g", "units", "Lines", tooltip=_LINES_TIP),
         Binding("left_square_bracket", "table(-1)", "Prev table", group=TABLE,
                 tooltip="previous table"),
         Binding("right_square_bracket", "table(1)", "Next table", group=TABLE,
-                tooltip="next table: cells per group, Δ vs baseline, Δ per factor level, rank distance, "
-                        "languages, runs"),
+                tooltip=_NEXT_TABLE_TIP),
         Binding("w", "next_sweep", "Sweep", show=False,
                 tooltip="the next sweep (experiments sharing a name)"),
-        Binding("o", "compare_cell", "Compare cell", show=False,
-                tooltip="pick a cell (ratio and factor levels) and compare every run behind it: "
-                        "curves overlaid, config diff"),
-        Binding("b", "group_by", "Group by", show=False,
-                tooltip="group the counted runs by any config key, ratio, seed, name or tags: "
-                        "n, mean ± sd and 95% interval (the first table)"),
+        Binding("o", "compare_cell", "Compare cell", show=False, tooltip=_COMPARE_CELL_TIP),
+        Binding("b", "group_by", "Group by", show=False, tooltip=_GROUP_BY_TIP),
     ]
+
+    #: The sweep shown (`w` moves on): its watcher starts over, reading the runs' points.
+    sweep: var[str] = var("", init=False)
+    #: Every row as the poller last read it; the study changes when a member's status does.
+    experiments: var[tuple[Experiment, ...]] = var((), init=False)
+    #: The points of the done runs, by experiment, mutated in place (`mutate_reactive`).
+    histories: var[dict[int, History]] = var(dict, init=False)
+    #: Which of `study_tables` is shown (`[`/`]`), taken modulo their number.
+    table_index: var[int] = var(0, init=False)
+    #: What the plot shows per level (`g`); None: chosen by the number of level combinations.
+    unit_view: var[str | None] = var(None, init=False)
+    #: The config key the first table groups runs by (`b`); always_update: choosing the same key
+    #: again still goes back to the first table.
+    group_by: var[str | None] = var(None, init=False, always_update=True)
 
     def __init__(self, name: str, experiments: tuple[Experiment, ...]) -> None:
         super().__init__(id="study-screen")
-        self.sweep = name
-        self.experiments = experiments
-        self.histories: dict[int, History] = {}
-        self.setting: str = Setting.MUL
-        self.metric: str = MetricName.MAP
+        self.set_reactive(RatioStudyScreen.sweep, name)
+        self.set_reactive(RatioStudyScreen.experiments, experiments)
         self.loaded = False
         self.study: Study | None = None
-        self.table_index = 0
-        self.unit_view: str | None = None  # None: chosen by the number of level combinations
         self._loading: set[int] = set()
-        self.group_by: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -123,9 +128,9 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     def on_mount(self) -> None:
         self.title = "study"
         self.sub_title = safe(self.sweep)
-        self.query_one("#study-table", DataTable).focus()  # ←/→ scroll a table wider than the screen
-        self._redraw()
-        self._load(self._missing())
+        # ←/→ scroll a table wider than the screen.
+        self.query_one("#study-table", DataTable).focus()
+        self._start()
 
     def _members(self) -> list[Experiment]:
         return [e for e in self.experiments if e.name == self.sweep]
@@ -133,7 +138,8 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     def _missing(self) -> list[int]:
         """Done runs whose points are not here yet (only done runs are ever counted)."""
         return [e.id for e in self._members()
-                if e.status == Status.DONE and e.id not in self.histories and e.id not in self._loading]
+                if e.status == Status.DONE and e.id not in self.histories
+                and e.id not in self._loading]
 
     def _load(self, ids: list[int]) -> None:
         self._loading |= set(ids)
@@ -147,7 +153,8 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
                 rows = {i: [m for p in PREFIXES for m in store.metrics(i, prefix=p)]
                         + store.metrics(i, keys=[SELECTED_STEP_KEY]) for i in ids}
         except OpticalError as exc:
-            self.app.call_from_thread(partial(self.notify, safe(str(exc)), severity="error", markup=False))
+            self.app.call_from_thread(
+                partial(self.notify, safe(str(exc)), severity="error", markup=False))
             self.app.call_from_thread(self._failed, ids)
             return
         self.app.call_from_thread(self._loaded, sweep, rows)
@@ -162,7 +169,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         for i, metrics in rows.items():
             self.histories.setdefault(i, History()).add(metrics)
         self.loaded = not self._missing() and not self._loading
-        self._redraw()
+        self.mutate_reactive(RatioStudyScreen.histories)
 
     def on_metrics_appended(self, message: MetricsAppended) -> None:
         changed = False
@@ -171,17 +178,30 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
             if m.experiment_id in self.histories and _wanted(m.key):
                 changed |= self.histories[m.experiment_id].add([m])
         if changed:
-            self._redraw()
+            self.mutate_reactive(RatioStudyScreen.histories)
 
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
-        before = {e.id: e.status for e in self._members()}
         self.experiments = message.experiments
-        if {e.id: e.status for e in self._members()} != before:
-            missing = self._missing()
-            if missing:
-                self.loaded = False
-                self._load(missing)
-            self._redraw()
+
+    def watch_experiments(self, old: tuple[Experiment, ...], new: tuple[Experiment, ...]) -> None:
+        if _statuses(old, self.sweep) == _statuses(new, self.sweep):
+            return
+        missing = self._missing()
+        if missing:
+            self.loaded = False
+            self._load(missing)
+        self._redraw()
+
+    def watch_sweep(self) -> None:
+        self.set_reactive(RatioStudyScreen.histories, {})  # repainted by _start
+        self.loaded, self.study = False, None
+        self._start()
+
+    def _start(self) -> None:
+        """Show this sweep (loading… until its done runs are read) and read them."""
+        self.sub_title = safe(self.sweep)
+        self._redraw()
+        self._load(self._missing())
 
     # ----------------------------------------------------------------- drawing
 
@@ -197,6 +217,7 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         return MetricName.MAP if self.metric == MetricName.RANK_DISTANCE else self.metric
 
     def _redraw(self) -> None:
+        """The study of the runs held here: summary, plot, table and legend."""
         if self._missing() or self._loading:
             # A done run's points are still being read: keep showing the previous study rather
             # than one that leaves the run out.
@@ -211,6 +232,10 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         self.query_one("#study-legend", Static).update(Text.assemble(
             ("* zero-shot ", "yellow"), f"(not in data.train_langs): {zs}   ",
             ("groups ", "dim"), "  ".join(f"{g}: {' '.join(m)}" for g, m in study.groups.items())))
+
+    # Each choice, and each new point, repaints the study.
+    watch_setting = watch_metric = watch_unit_view = watch_table_index = _redraw
+    watch_group_by = watch_histories = _redraw
 
     def _draw_summary(self, study: Study) -> None:
         counted = len(study.runs)
@@ -228,7 +253,8 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         )
         text.append("\n" + model_line(study), style="dim")
         if study.factors:
-            text.append("\nfactors: " + "  ".join(f"{f} ({', '.join(study.levels[f])})" for f in study.factors))
+            text.append("\nfactors: " + "  ".join(f"{f} ({', '.join(study.levels[f])})"
+                                                  for f in study.factors))
         if study.excluded:
             text.append("\n")
             text.append_text(safe_text(f"not counted: {excluded_summary(study)}", "yellow"))
@@ -259,19 +285,23 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
             for unit in self._plot_units(study):
                 label = unit_label(study, unit)
                 if unit.kind == "group":
-                    label += f" ({' '.join(self._lang(study, x) for x in study.groups.get(unit.name, ()))})"
+                    langs = study.groups.get(unit.name, ())
+                    label += f" ({' '.join(self._lang(study, x) for x in langs)})"
                 cells = [(x, s) for x, r in zip(xs, study.ratios)
                          if (s := table.get((panel, r, unit))) is not None and s.n]
-                series.append(Series(safe(f"{label} {where}".strip()), [float(x) for x, _ in cells],
-                                     [s.mean for _, s in cells], [s.sd if s.n > 1 else 0.0 for _, s in cells]))
+                series.append(Series(safe(f"{label} {where}".strip()),
+                                     [float(x) for x, _ in cells], [s.mean for _, s in cells],
+                                     [s.sd if s.n > 1 else 0.0 for _, s in cells]))
         name = Setting(self.setting).label
         what = "Mul rank distance" if rank else f"{name} {self.metric}"
         empty = "loading…" if not self.loaded else "no done runs with evaluations yet"
-        view = {"groups": "resource groups", "macro": "macro mean"}.get(self._view(study), f"{self._view(study)} group")
+        view = {"groups": "resource groups", "macro": "macro mean"}.get(
+            self._view(study), f"{self._view(study)} group")
         per = f"{view} per level" if study.factors else view
         self.query_one("#study-plot", CurvePlot).show(
             series, title=f"{what} vs mono:cross ratio: {per} (mean ± sd over seeds; g switches)",
-            xlabel="ratio (mono:cross)", xticks=(xs, list(study.ratios)) if xs else None, empty=empty)
+            xlabel="ratio (mono:cross)", xticks=(xs, list(study.ratios)) if xs else None,
+            empty=empty)
 
     def study_tables(self, study: Study | None = None) -> list[TextTable]:
         """The report's tables of this study, then the runs (counted and not)."""
@@ -284,10 +314,10 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
 
     def _draw_table(self, study: Study) -> None:
         shown = self.study_tables(study)
-        self.table_index %= len(shown)
+        self.set_reactive(RatioStudyScreen.table_index, self.table_index % len(shown))
         t = shown[self.table_index]
-        names = " · ".join(f"[{x.title.split(' (')[0]}]" if i == self.table_index else x.title.split(" (")[0]
-                           for i, x in enumerate(shown))
+        heads = [x.title.split(" (")[0] for x in shown]
+        names = " · ".join(f"[{h}]" if i == self.table_index else h for i, h in enumerate(heads))
         self.query_one("#study-view", Static).update(Text.assemble(
             (f"table {self.table_index + 1}/{len(shown)}: ", "dim"), safe_text(t.title, "bold"),
             ("   [ ] switch", "dim")))
@@ -305,7 +335,8 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         for i, h in enumerate(t.headers):
             dt.add_column(safe_text(short.get(h, h), "bold"), key=f"c{i}")
         for row in t.rows:
-            dt.add_row(*(Text(safe(c), justify="right" if right[i] else "left") for i, c in enumerate(row)))
+            dt.add_row(*(Text(safe(c), justify="right" if right[i] else "left")
+                         for i, c in enumerate(row)))
 
     @staticmethod
     def _lang(study: Study, lang: str) -> str:
@@ -316,11 +347,9 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
     def action_units(self) -> None:
         current = self._view(self.study)
         self.unit_view = UNIT_VIEWS[(UNIT_VIEWS.index(current) + 1) % len(UNIT_VIEWS)]
-        self._redraw()
 
     def action_table(self, delta: int) -> None:
         self.table_index += delta
-        self._redraw()
 
     def action_compare_cell(self) -> None:
         study = self.study
@@ -356,8 +385,8 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
 
         def chosen(value: str | None) -> None:
             if value is not None:
-                self.group_by, self.table_index = value or None, 0
-                self._redraw()
+                self.set_reactive(RatioStudyScreen.table_index, 0)  # repainted with group_by
+                self.group_by = value or None
 
         self.app.push_screen(PickScreen("Group the counted runs by which key?", items), chosen)
 
@@ -366,11 +395,12 @@ class RatioStudyScreen(MetricSwitchMixin, Screen):
         if len(names) < 2:
             self.notify("This is the only sweep in the database.")
             return
-        self.sweep = names[(names.index(self.sweep) + 1) % len(names)] if self.sweep in names else names[0]
-        self.sub_title = safe(self.sweep)
-        self.histories, self.loaded, self.study = {}, False, None
-        self._redraw()
-        self._load(self._missing())
+        at = names.index(self.sweep) + 1 if self.sweep in names else 0
+        self.sweep = names[at % len(names)]
+
+
+def _statuses(experiments: tuple[Experiment, ...], sweep: str) -> dict[int, str]:
+    return {e.id: e.status for e in experiments if e.name == sweep}
 
 
 def runs_table(study: Study) -> TextTable:
@@ -379,10 +409,12 @@ def runs_table(study: Study) -> TextTable:
     for r in study.runs:
         value = r.values.get(MACRO)
         rows.append(((f"#{r.experiment_id}", *r.levels, r.ratio, str(r.seed), "counted",
-                      f"{value:.3f}" if value is not None else "–", f"step {r.step}"), r.experiment_id))
+                      f"{value:.3f}" if value is not None else "–", f"step {r.step}"),
+                     r.experiment_id))
     for x in study.excluded:
         why = x.status if x.reason == Exclusion.NOT_DONE else x.reason.value
-        rows.append(((f"#{x.experiment_id}", *x.levels, x.ratio, str(x.seed), why, "–", x.detail), x.experiment_id))
+        rows.append(((f"#{x.experiment_id}", *x.levels, x.ratio, str(x.seed), why, "–", x.detail),
+                     x.experiment_id))
     return TextTable("Runs: counted and not counted",
                      ("id", *study.factors, "ratio", "seed", "counted?", "macro", "detail"),
                      tuple(tuple(r) for r, _ in sorted(rows, key=lambda x: x[1])))
