@@ -233,7 +233,8 @@ class LangSettingTable:
 
 def lang_setting_table(value: Callable[[str], float | None], split: str, langs: Sequence[str],
                        settings: Sequence[str], groups: Mapping[str, Sequence[str]],
-                       metric: str = MetricName.MAP, zero_shot: Sequence[str] = ()) -> LangSettingTable:
+                       metric: str = MetricName.MAP,
+                       zero_shot: Sequence[str] = ()) -> LangSettingTable:
     """Every front end (`optical eval`, `optical run`, the experiment screen) renders this.
 
     `value(key)` returns a stored value or None; zero-shot languages are starred."""

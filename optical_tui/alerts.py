@@ -32,5 +32,6 @@ class Alerts:
         for name, runs in sweeps.items():
             was_open = any(e.id in before and before[e.id] not in TERMINAL for e in runs)
             if was_open and all(e.status in TERMINAL for e in runs):
-                out.append(notify.sweep_finished(name, runs, {i: v for i, (_k, v) in primary.items()}))
+                out.append(notify.sweep_finished(name, runs,
+                                                 {i: v for i, (_k, v) in primary.items()}))
         return out

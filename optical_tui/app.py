@@ -48,7 +48,8 @@ class OpticalApp(App[None]):
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {OpticalCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", tooltip="quit the dashboard (runs keep going in their workers)"),
+        Binding("q", "quit", "Quit",
+                tooltip="quit the dashboard (runs keep going in their workers)"),
         Binding("question_mark", "help", "Help", tooltip="this list of every key binding"),
         Binding("ctrl+p", "command_palette", "Palette", show=False,
                 tooltip="command palette: open an experiment or sweep, queue, filter, sort"),
@@ -94,7 +95,8 @@ class OpticalApp(App[None]):
         self.live = message
         self._forward(message)
         for notice in self._alerts.update(message.experiments, message.primary):
-            self.notify(notice.body, title=notice.title, severity="error" if notice.failure else "information",
+            self.notify(notice.body, title=notice.title,
+                        severity="error" if notice.failure else "information",
                         timeout=20, markup=False)
             self.bell()
 
@@ -110,7 +112,8 @@ class OpticalApp(App[None]):
     # ----------------------------------------------------------------- navigation
 
     def open_experiment(self, exp_id: int) -> None:
-        found = next((e for e in self.live.experiments if e.id == exp_id), None) if self.live else None
+        found = next((e for e in self.live.experiments if e.id == exp_id),
+                     None) if self.live else None
         if found is None:
             self.notify(f"no experiment #{exp_id}", severity="warning")
             return

@@ -20,7 +20,15 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from engine.config import MLQA_LANGS, Config, with_run
-from engine.metric_keys import MACRO, SETTINGS, MetricName, Setting, group_unit, lang_unit, metric_key
+from engine.metric_keys import (
+    MACRO,
+    SETTINGS,
+    MetricName,
+    Setting,
+    group_unit,
+    lang_unit,
+    metric_key,
+)
 from engine.statuses import Status
 from engine.store import NewExperiment, open_store
 from optical_tui.app import OpticalApp
@@ -46,7 +54,8 @@ class FixedClock:
 def value(ratio: str, seed: int, setting: str, lang: str, step: int, metric: str = "map") -> float:
     mono, cross = (float(x) for x in ratio.split(":"))
     alpha = mono / (mono + cross)
-    base = {"mo": 0.62, "cr": 0.50, "mul": 0.40}[setting] + (0.03 if lang in GROUPS["high"] else -0.06)
+    base = {"mo": 0.62, "cr": 0.50,
+            "mul": 0.40}[setting] + (0.03 if lang in GROUPS["high"] else -0.06)
     shape = 0.05 * (1 - (alpha - 0.5) ** 2 * 4) + (0.02 * alpha if setting == "mo" else 0.0)
     learned = (1 - math.exp(-step / 80)) * shape
     noise = 0.008 * math.sin(seed * 7 + MLQA_LANGS.index(lang) * 3 + step)
@@ -59,12 +68,14 @@ def eval_points(prefix: str, ratio: str, seed: int, step: int) -> dict[str, floa
     for metric in ("map", "r@1"):
         for setting in SETTINGS:
             for lang in MLQA_LANGS:
-                out[f"{prefix}/{setting}/{lang}/{metric}"] = value(ratio, seed, setting, lang, step, metric)
+                out[f"{prefix}/{setting}/{lang}/{metric}"] = value(ratio, seed, setting, lang, step,
+                                                                   metric)
             for g, members in GROUPS.items():
                 out[f"{prefix}/group/{g}/{setting}/{metric}"] = round(
                     sum(out[f"{prefix}/{setting}/{x}/{metric}"] for x in members) / len(members), 4)
             out[f"{prefix}/macro/{setting}/{metric}"] = round(
-                sum(out[f"{prefix}/{setting}/{x}/{metric}"] for x in MLQA_LANGS) / len(MLQA_LANGS), 4)
+                sum(out[f"{prefix}/{setting}/{x}/{metric}"] for x in MLQA_LANGS) / len(MLQA_LANGS),
+                4)
     for lang in MLQA_LANGS:
         out[f"{prefix}/mul/{lang}/rank_distance"] = round(300 - step * 0.3 - 40 * seed / 2, 1)
     out[f"{prefix}/macro/mul/rank_distance"] = round(290 - step * 0.3, 1)
@@ -80,7 +91,8 @@ def train_points(step: int) -> dict[str, float]:
 
 
 def seed_database(path: Path, sweep: str = "ratio-sweep", t0: float = T0) -> dict[str, int]:
-    """10 experiments (5 ratios × 2 seeds): done, one running, one failed, one queued, one cancelled.
+    """10 experiments (5 ratios × 2 seeds): done, one running, one failed, one queued, one
+    cancelled.
 
     Returns `{"running": id, "failed": id, "queued": id, "cancelled": id, "done": id}`.
     """
@@ -92,7 +104,8 @@ def seed_database(path: Path, sweep: str = "ratio-sweep", t0: float = T0) -> dic
                                config=with_run(base, r, s).to_dict(), code_version="abc123def456")
                  for r in RATIOS for s in SEEDS]
         specs.append(NewExperiment(name="lambda-0", ratio="1:1", seed=1, priority=0,
-                                   config=with_run(base.replace(ot={"weight": 0.0}), "1:1", 1).to_dict()))
+                                   config=with_run(base.replace(ot={"weight": 0.0}), "1:1",
+                                                   1).to_dict()))
         exps = store.add_experiments(specs)
         store.register_worker("gpu0", "box", 4242, "cuda:0")
         plan = {e.id: "done" for e in exps}
@@ -111,15 +124,18 @@ def seed_database(path: Path, sweep: str = "ratio-sweep", t0: float = T0) -> dic
                 clock.t += 3
                 rows = [(k, step, v, clock.t) for k, v in train_points(step).items()]
                 if step % EVAL_EVERY == 0:
-                    rows += [(k, step, v, clock.t) for k, v in eval_points("eval", e.ratio, e.seed, step).items()]
+                    rows += [(k, step, v, clock.t)
+                             for k, v in eval_points("eval", e.ratio, e.seed, step).items()]
                 if plan[e.id] == "done" and step == STEPS:
                     rows += [(k, step, v, clock.t)
                              for k, v in eval_points("full", e.ratio, e.seed, step + 40).items()]
                 store.flush(claimed.lease, rows, step=step, total=STEPS)
             if plan[e.id] == "failed":
                 store.finish(claimed.lease, "failed", error=(
-                    "Traceback (most recent call last):\n  File \"engine/train.py\", line 120, in run_training\n"
-                    "    loss.backward()\nRuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"))
+                    "Traceback (most recent call last):\n  File \"engine/train.py\", line 120, in "
+                    "run_training\n"
+                    "    loss.backward()\nRuntimeError: CUDA out of memory. Tried to allocate 2.00 "
+                    "GiB"))
             elif plan[e.id] == "done":
                 store.finish(claimed.lease, "done")
             ids[plan[e.id]] = e.id
@@ -141,12 +157,14 @@ FACTORIAL_SEEDS = (1, 2, 3)
 def factorial_value(ratio: str, weight: float, mixing: str, seed: int, setting: str, lang: str,
                     step: int, clone: bool = False) -> float:
     """Synthetic: OT helps low-resource languages more at cross-heavy ratios; within-batch mixing
-    costs a little; seeds add noise; a clone's numbers differ slightly (so the one counted shows)."""
+    costs a little; seeds add noise; a clone's numbers differ slightly (so the one counted
+    shows)."""
     mono, cross = (float(x) for x in ratio.split(":"))
     alpha = mono / (mono + cross)
     low = lang in GROUPS["low"]
     base = {"mo": 0.62, "cr": 0.50, "mul": 0.40}[setting] + (0.03 if not low else -0.06)
-    effect = 0.04 * (1 - alpha) * weight * (2.0 if low else 1.0) - (0.01 if mixing == "within" else 0.0)
+    effect = 0.04 * (1 - alpha) * weight * (2.0 if low else 1.0) - (0.01 if mixing == "within"
+                                                                    else 0.0)
     noise = 0.006 * math.sin(seed * 5 + MLQA_LANGS.index(lang) * 3) + (0.004 if clone else 0.0)
     learned = (1 - math.exp(-step / 80)) * (0.05 + effect)
     return round(base + learned + noise, 4)
@@ -162,9 +180,11 @@ def factorial_points(prefix: str, ratio: str, factors: dict[str, Any], seed: int
                 ratio, weight, mixing, seed, setting, lang, step, clone)
         for g, members in GROUPS.items():
             out[metric_key(prefix, setting, group_unit(g), MetricName.MAP)] = round(sum(
-                out[metric_key(prefix, setting, lang_unit(x), MetricName.MAP)] for x in members) / len(members), 4)
+                out[metric_key(prefix, setting, lang_unit(x), MetricName.MAP)]
+                for x in members) / len(members), 4)
         out[metric_key(prefix, setting, MACRO, MetricName.MAP)] = round(sum(
-            out[metric_key(prefix, setting, lang_unit(x), MetricName.MAP)] for x in MLQA_LANGS) / len(MLQA_LANGS), 4)
+            out[metric_key(prefix, setting, lang_unit(x), MetricName.MAP)]
+            for x in MLQA_LANGS) / len(MLQA_LANGS), 4)
     for unit in (MACRO, *(group_unit(g) for g in GROUPS), *(lang_unit(x) for x in MLQA_LANGS)):
         out[metric_key(prefix, Setting.MUL, unit, MetricName.RANK_DISTANCE)] = round(
             300 - step * 0.3 - 20 * float(factors["ot.weight"]) - 5 * seed, 1)
@@ -188,7 +208,8 @@ def seed_factorial_database(path: Path, t0: float = T0) -> dict[str, int]:
     with open_store(path, clock=clock) as store:
         # Priorities decide the claim order: every done run first, then the one left running.
         low = {roles["running"]: -1, roles["queued"]: -2}
-        exps = store.add_experiments([dataclasses.replace(s, priority=low.get(i, 0)) for i, s in enumerate(specs)])
+        exps = store.add_experiments([dataclasses.replace(s, priority=low.get(i, 0))
+                                      for i, s in enumerate(specs)])
         store.register_worker("gpu0", "box", 4242, "cuda:0")
         plan = {e.id: "done" for e in exps}
         for role, i in roles.items():
@@ -205,10 +226,12 @@ def seed_factorial_database(path: Path, t0: float = T0) -> dict[str, int]:
                 clock.t += 3
                 rows = [(k, step, v, clock.t) for k, v in train_points(step).items()]
                 rows += [(k, step, v, clock.t)
-                         for k, v in factorial_points("eval", e.ratio, e.factors, e.seed, step, clone).items()]
+                         for k, v in factorial_points("eval", e.ratio, e.factors, e.seed, step,
+                                                      clone).items()]
                 if outcome == "done" and step == STEPS:
                     rows += [(k, step, v, clock.t)
-                             for k, v in factorial_points("full", e.ratio, e.factors, e.seed, step, clone).items()]
+                             for k, v in factorial_points("full", e.ratio, e.factors, e.seed, step,
+                                                          clone).items()]
                 store.flush(claimed.lease, rows, step=step, total=STEPS)
             if outcome == "failed":
                 store.finish(claimed.lease, Status.FAILED, error="RuntimeError: CUDA out of memory")
@@ -261,7 +284,9 @@ def queue_table(app: OpticalApp) -> DataTable:
 
 
 async def loaded(pilot: Pilot) -> None:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, QueueScreen) and queue_table(pilot.app).row_count)
+    await wait_for(pilot,
+                   lambda: isinstance(pilot.app.screen, QueueScreen)
+                   and queue_table(pilot.app).row_count)
 
 
 def column(table: DataTable, key: str) -> list[str]:

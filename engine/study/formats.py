@@ -64,7 +64,8 @@ def diff_cell(d: PairedDiff | None, digits: int = 3) -> str:
         p = "p=–"
     else:
         p = "p<0.001" if d.p_value < 0.001 else f"p={d.p_value:.2g}"
-    return f"{_signed(d.mean, digits)} [{_signed(d.ci_low, digits)}, {_signed(d.ci_high, digits)}] {p}"
+    low, high = _signed(d.ci_low, digits), _signed(d.ci_high, digits)
+    return f"{_signed(d.mean, digits)} [{low}, {high}] {p}"
 
 
 def unit_label(report: Study, unit: Unit) -> str:
@@ -76,7 +77,8 @@ def unit_label(report: Study, unit: Unit) -> str:
 
 
 def _n_runs(report: Study, panel: Levels, ratio: str) -> int:
-    return max((s.n for u in report.units if (s := report.summary.get((panel, ratio, u)))), default=0)
+    return max((s.n for u in report.units if (s := report.summary.get((panel, ratio, u)))),
+               default=0)
 
 
 def excluded_summary(report: Study, limit: int = 8) -> str:
@@ -87,9 +89,11 @@ def excluded_summary(report: Study, limit: int = 8) -> str:
         groups.setdefault(what, []).append(x)
     parts = []
     for what, xs in groups.items():
-        shown = ", ".join(f"#{x.experiment_id} ({x.ratio} seed {x.seed}{', ' + x.detail if x.detail else ''})"
+        shown = ", ".join(f"#{x.experiment_id} ({x.ratio} seed "
+                          f"{x.seed}{', ' + x.detail if x.detail else ''})"
                           for x in xs[:limit])
-        parts.append(f"{what} {shown}" + (f" and {len(xs) - limit} more" if len(xs) > limit else ""))
+        parts.append(f"{what} {shown}"
+                     + (f" and {len(xs) - limit} more" if len(xs) > limit else ""))
     return "; ".join(parts)
 
 
@@ -99,8 +103,10 @@ def model_line(report: Study) -> str:
         return "Model scored: each run's model after its last training step (train.select = last)."
     at = "; quick-subset values at the selected step" if report.source == Split.QUICK else ""
     steps = sorted({r.selected_step for r in report.runs if r.selected_step is not None})
-    chosen = f"; selected steps {', '.join(map(str, steps[:8]))}{' …' if len(steps) > 8 else ''}" if steps else ""
-    return f"Model scored: the model each run selected (train.select = {report.select}){at}{chosen}."
+    chosen = (f"; selected steps {', '.join(map(str, steps[:8]))}{' …' if len(steps) > 8 else ''}"
+              if steps else "")
+    return (f"Model scored: the model each run selected (train.select = {report.select})"
+            f"{at}{chosen}.")
 
 
 def caption(report: Study) -> list[str]:
@@ -111,12 +117,14 @@ def caption(report: Study) -> list[str]:
              else "a QUICK SUBSET of MLQA-R (not the full benchmark)" if report.subset
              else "full MLQA-R")
     lines = [
-        f"MLQA-R {setting} {metric} by mono:cross batch ratio — {report.selection}, scored on {where}.",
+        (f"MLQA-R {setting} {metric} by mono:cross batch ratio — {report.selection}, scored on "
+         f"{where}."),
         (f"Model {s['model']}; {s['steps']} steps × batch {s['batch size']}, mixing {s['mixing']}, "
          f"lr {s['learning rate']}, OT weight {s['OT weight']}; trained on {s['training data']}; "
          f"device {s['device']}, {s['minutes per run']} min per run."),
         model_line(report),
-        f"Scored on: {s['scored on']}; {s['questions / candidates']} questions / candidate sentences.",
+        (f"Scored on: {s['scored on']}; {s['questions / candidates']} questions / candidate "
+         "sentences."),
         "Groups: " + "; ".join(f"{g} = {', '.join(m)}" for g, m in report.groups.items())
         + ". Zero-shot languages (not in data.train_langs), marked *: "
         + (", ".join(report.zero_shot) or "none") + ".",
@@ -129,11 +137,15 @@ def caption(report: Study) -> list[str]:
                         for f in report.factors if len(report.levels[f]) > 1)
             + ", paired by seed.")
     lines += [
-        ("Cells: mean ± sd over seeds [95% Student-t interval]; n = runs counted: done runs only, one per "
-         "cell and seed (the newest); running, queued, failed, cancelled and superseded runs are listed, "
-         f"not counted. Δ: ratio − {report.baseline} paired by seed, mean [95% CI], two-sided paired t-test p; "
+        ("Cells: mean ± sd over seeds [95% Student-t interval]; n = runs counted: done runs only, "
+         "one per "
+         "cell and seed (the newest); running, queued, failed, cancelled and superseded runs are "
+         "listed, "
+         f"not counted. Δ: ratio − {report.baseline} paired by seed, mean [95% CI], two-sided "
+         "paired t-test p; "
          "with 2–3 seeds the intervals are wide."),
-        *([("'before training': the same encoder untrained (step-0 evaluation of the same runs, same "
+        *([("'before training': the same encoder untrained (step-0 evaluation of the same runs, "
+            "same "
            "questions), for scale.")] if report.before else []),
     ]
     if report.factors:
@@ -164,12 +176,15 @@ def caption(report: Study) -> list[str]:
 BEFORE = "before training"
 
 
-def _rows_by_panel(report: Study, make: Callable[[Levels], Sequence[tuple[str, ...]]]) -> tuple[tuple[str, ...], ...]:
+def _rows_by_panel(report: Study,
+                   make: Callable[[Levels], Sequence[tuple[str, ...]]]) -> tuple[tuple[str, ...],
+                                                                                 ...]:
     """Rows of every panel, each prefixed with its factor levels (nothing when there are none)."""
     return tuple((*panel, *row) for panel in report.panels for row in make(panel))
 
 
-def _before_row(report: Study, table: Mapping[tuple[Levels, Unit], Stat], panel: Levels, units: list[Unit],
+def _before_row(report: Study, table: Mapping[tuple[Levels, Unit], Stat], panel: Levels,
+                units: list[Unit],
                 digits: int, with_n: bool) -> list[tuple[str, ...]]:
     """The untrained encoder's row (identical across runs: same model, same subset), mean only."""
     mine = {u: s for (p, u), s in table.items() if p == panel}
@@ -190,11 +205,13 @@ def tables(report: Study) -> list[TextTable]:
 
     def cells(panel: Levels) -> list[tuple[str, ...]]:
         return _before_row(report, report.before, panel, heads, 3, True) + [
-            (r, str(_n_runs(report, panel, r)), *(stat_cell(report.summary.get((panel, r, u))) for u in heads))
+            (r, str(_n_runs(report, panel, r)),
+             *(stat_cell(report.summary.get((panel, r, u))) for u in heads))
             for r in report.ratios if (panel, r, MACRO) in report.summary]
 
     out = [TextTable(f"{setting} {metric} per resource group", (*factors, "ratio", "n",
-                                                              *(unit_label(report, u) for u in heads)),
+                                                              *(unit_label(report, u)
+                                                                for u in heads)),
                      _rows_by_panel(report, cells))]
     if report.differences:
         def diffs(panel: Levels) -> list[tuple[str, ...]]:
@@ -202,7 +219,8 @@ def tables(report: Study) -> list[TextTable]:
                      *(diff_cell(report.differences.get((panel, r, u))) for u in heads))
                     for r in report.ratios if (panel, r, MACRO) in report.differences]
         out.append(TextTable(f"Δ {metric} vs {report.baseline} (paired by seed)",
-                             (*factors, "ratio", "pairs", *(f"Δ {unit_label(report, u)}" for u in heads)),
+                             (*factors, "ratio", "pairs",
+                              *(f"Δ {unit_label(report, u)}" for u in heads)),
                              _rows_by_panel(report, diffs)))
     for i, f in enumerate(factors):
         for b in report.levels[f][1:]:
@@ -216,7 +234,8 @@ def tables(report: Study) -> list[TextTable]:
             if rows:
                 a = report.levels[f][0]
                 out.append(TextTable(f"Δ {metric} {f}={b} − {f}={a} (same ratio, paired by seed)",
-                                     (*others, "ratio", "pairs", *(f"Δ {unit_label(report, u)}" for u in heads)),
+                                     (*others, "ratio", "pairs",
+                                      *(f"Δ {unit_label(report, u)}" for u in heads)),
                                      rows))
     if report.rank_distance:
         def ranks(panel: Levels) -> list[tuple[str, ...]]:
@@ -263,7 +282,8 @@ def _numeric(t: TextTable) -> int:
     return len(t.headers) - t.headers.index("ratio") - 1
 
 
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                 "\n": " ", "\r": " "}
 _TEX_UNICODE = {"±": r"$\pm$", "Δ": r"$\Delta$", "…": r"\ldots{}", "×": r"$\times$", "→": r"$\to$",
@@ -281,7 +301,8 @@ def to_latex(report: Study) -> str:
     for t in tables(report):
         labels = len(t.headers) - _numeric(t)
         cols = "l" * labels + "r" * (len(t.headers) - labels)
-        lines += ["", r"\begin{table}[t]", r"\centering\small", rf"\caption{{{tex_escape(t.title)}}}",
+        lines += ["", r"\begin{table}[t]", r"\centering\small",
+                  rf"\caption{{{tex_escape(t.title)}}}",
                   rf"\begin{{tabular}}{{{cols}}}", r"\hline",
                   " & ".join(tex_escape(h) for h in t.headers) + r" \\", r"\hline"]
         lines += [" & ".join(tex_escape(c) for c in row) + r" \\" for row in t.rows]
@@ -297,7 +318,8 @@ def _clean(x: float) -> float | None:
 
 
 def _unit_dict(report: Study, unit: Unit) -> dict[str, object]:
-    return {"unit": unit.kind, "name": unit.name, "zero_shot": unit.kind == "lang" and unit.name in report.zero_shot}
+    return {"unit": unit.kind, "name": unit.name,
+            "zero_shot": unit.kind == "lang" and unit.name in report.zero_shot}
 
 
 def _stat_dict(s: Stat | PairedDiff) -> dict[str, object]:
@@ -313,24 +335,32 @@ def to_dict(report: Study) -> dict[str, object]:
     def levels(panel: Levels) -> dict[str, str]:
         return dict(zip(report.factors, panel))
 
-    def stats(table: Mapping[tuple[Levels, str, Unit], Stat], metric: str, setting: str) -> list[dict[str, object]]:
-        return [{"ratio": r, "factors": levels(p), "metric": metric, "setting": setting, **_unit_dict(report, u),
+    def stats(table: Mapping[tuple[Levels, str, Unit], Stat], metric: str,
+              setting: str) -> list[dict[str, object]]:
+        return [{"ratio": r, "factors": levels(p), "metric": metric, "setting": setting,
+                 **_unit_dict(report, u),
                  **_stat_dict(s)} for (p, r, u), s in table.items()]
 
     return {
         "selection": report.selection, "metric": report.metric, "setting": report.setting,
-        "source": report.source, "subset": report.subset, "baseline": report.baseline, "select": report.select,
+        "source": report.source, "subset": report.subset, "baseline": report.baseline,
+        "select": report.select,
         "ratios": list(report.ratios), "factors": list(report.factors),
-        "levels": {f: list(v) for f, v in report.levels.items()}, "panels": [levels(p) for p in report.panels],
-        "groups": {g: list(m) for g, m in report.groups.items()}, "zero_shot": list(report.zero_shot),
+        "levels": {f: list(v) for f, v in report.levels.items()},
+        "panels": [levels(p) for p in report.panels],
+        "groups": {g: list(m) for g, m in report.groups.items()},
+        "zero_shot": list(report.zero_shot),
         "setup": dict(report.setup), "notes": list(report.notes), "caption": caption(report),
-        "counts": [{"ratio": r, "factors": levels(p), "status": dict(c)} for (p, r), c in report.counts.items()],
+        "counts": [{"ratio": r, "factors": levels(p), "status": dict(c)}
+                   for (p, r), c in report.counts.items()],
         "summary": stats(report.summary, report.metric, report.setting),
         "rank_distance": stats(report.rank_distance, MetricName.RANK_DISTANCE, Setting.MUL),
-        "before_training": [{"factors": levels(p), "metric": m, "setting": st, **_unit_dict(report, u),
+        "before_training": [{"factors": levels(p), "metric": m, "setting": st,
+                             **_unit_dict(report, u),
                              **_stat_dict(x)}
                             for table, m, st in ((report.before, report.metric, report.setting),
-                                                 (report.before_rank, MetricName.RANK_DISTANCE, Setting.MUL))
+                                                 (report.before_rank, MetricName.RANK_DISTANCE,
+                                                  Setting.MUL))
                             for (p, u), x in table.items()],
         "differences": [
             {"ratio": r, "baseline": report.baseline, "factors": levels(p), "metric": report.metric,
@@ -344,7 +374,8 @@ def to_dict(report: Study) -> dict[str, object]:
             for x in report.interactions
         ],
         "runs": [
-            {"experiment_id": run.experiment_id, "ratio": run.ratio, "seed": run.seed, "factors": levels(run.levels),
+            {"experiment_id": run.experiment_id, "ratio": run.ratio, "seed": run.seed,
+             "factors": levels(run.levels),
              "tags": list(report.tags.get(run.experiment_id, ())),
              "source": run.source, "step": run.step, "selected_step": run.selected_step,
              "values": {str(u): v for u, v in run.values.items()},
@@ -352,7 +383,8 @@ def to_dict(report: Study) -> dict[str, object]:
             for run in report.runs
         ],
         "excluded": [
-            {"experiment_id": x.experiment_id, "ratio": x.ratio, "seed": x.seed, "factors": levels(x.levels),
+            {"experiment_id": x.experiment_id, "ratio": x.ratio, "seed": x.seed,
+             "factors": levels(x.levels),
              "tags": list(report.tags.get(x.experiment_id, ())),
              "status": x.status, "reason": x.reason.value, "detail": x.detail}
             for x in report.excluded
@@ -364,7 +396,8 @@ def to_json(report: Study) -> str:
     return json.dumps(to_dict(report), indent=2, allow_nan=False)
 
 
-CSV_FIELDS = ("section", "ratio", "baseline", "factor", "level", "reference", "setting", "metric", "unit", "name",
+CSV_FIELDS = ("section", "ratio", "baseline", "factor", "level", "reference", "setting", "metric",
+              "unit", "name",
               "zero_shot", "n", "mean", "sd", "ci_low", "ci_high", "t", "p_value", "source", "note")
 
 
@@ -374,13 +407,16 @@ def to_csv(report: Study) -> str:
     runs not counted as `excluded` rows."""
     d = to_dict(report)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=(*CSV_FIELDS, *report.factors), extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=(*CSV_FIELDS, *report.factors), extrasaction="ignore",
+                       lineterminator="\n")
     w.writeheader()
     for section in ("summary", "rank_distance", "differences", "interactions", "before_training"):
         for row in cast(list[dict[str, object]], d[section]):
-            w.writerow({**row, **cast(dict[str, str], row["factors"]), "section": section, "source": report.source})
+            w.writerow({**row, **cast(dict[str, str], row["factors"]), "section": section,
+                        "source": report.source})
     for x in report.excluded:
-        w.writerow({"section": "excluded", "ratio": x.ratio, "name": f"#{x.experiment_id}", "n": x.seed,
+        w.writerow({"section": "excluded", "ratio": x.ratio, "name": f"#{x.experiment_id}",
+                    "n": x.seed,
                     "note": " ".join(filter(None, (x.status, x.reason.value, x.detail))),
                     **dict(zip(report.factors, x.levels))})
     meta = {"selection": report.selection, "source": report.source, "subset": str(report.subset),

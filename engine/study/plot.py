@@ -25,11 +25,13 @@ _TITLE_PT = 10
 _CHAR_EM = 0.62
 
 
-def _panel(ax: Any, report: Study, panel: Levels, table: Mapping[tuple[Levels, str, Unit], Stat], per_run: str,
+def _panel(ax: Any, report: Study, panel: Levels, table: Mapping[tuple[Levels, str, Unit], Stat],
+           per_run: str,
            ylabel: str, before: Mapping[tuple[Levels, Unit], Stat]) -> None:
     xs = list(range(len(report.ratios)))
     if (panel, MACRO) in before:  # the untrained encoder on the same questions, for scale
-        ax.axhline(before[(panel, MACRO)].mean, color="grey", linestyle=":", label="macro before training")
+        ax.axhline(before[(panel, MACRO)].mean, color="grey", linestyle=":",
+                   label="macro before training")
     heads = [u for u in report.units if u.kind != "lang"]
     for i, unit in enumerate(heads):
         stats = [table.get((panel, r, unit)) for r in report.ratios]
@@ -43,7 +45,8 @@ def _panel(ax: Any, report: Study, panel: Levels, table: Mapping[tuple[Levels, s
         for x, ratio in zip(xs, report.ratios):
             vals = [getattr(run, per_run)[unit] for run in report.runs
                     if run.ratio == ratio and run.levels == panel and unit in getattr(run, per_run)]
-            ax.scatter([x + shift] * len(vals), vals, s=10, alpha=0.35, color=line.lines[0].get_color())
+            ax.scatter([x + shift] * len(vals), vals, s=10, alpha=0.35,
+                       color=line.lines[0].get_color())
     ax.set_xticks(xs, list(report.ratios))
     ax.set_xlabel("mono : cross batch ratio")
     ax.set_ylabel(ylabel)
@@ -56,7 +59,8 @@ def save_plot(report: Study, path: str | Path) -> Path:
     if out.suffix.lower() not in PLOT_SUFFIXES:
         raise ConfigError(f"--plot {out}: use a file ending in {', '.join(PLOT_SUFFIXES)}")
     if out.is_dir():
-        raise ConfigError(f"--plot {out}: is a directory; give a file name, e.g. {out / 'study.png'}")
+        raise ConfigError(f"--plot {out}: is a directory; give a file name, e.g. "
+                          f"{out / 'study.png'}")
     if not out.parent.is_dir():
         raise ConfigError(f"--plot {out}: folder {out.parent} does not exist")
     import matplotlib
@@ -75,9 +79,11 @@ def save_plot(report: Study, path: str | Path) -> Path:
     metric = MetricName(report.metric).label
     for j, panel in enumerate(panels):
         where = report.panel_label(panel)
-        _panel(axes[0][j], report, panel, report.summary, "values", f"{Setting(report.setting).long_label} {metric}",
+        _panel(axes[0][j], report, panel, report.summary, "values",
+               f"{Setting(report.setting).long_label} {metric}",
                report.before)
-        axes[0][j].set_title(f"{where + ': ' if where else ''}{metric} (mean, 95% CI, dots = seeds)", fontsize=9)
+        axes[0][j].set_title(f"{where + ': ' if where else ''}{metric} (mean, 95% CI, dots = "
+                             "seeds)", fontsize=9)
         if with_rank:
             _panel(axes[1][j], report, panel, report.rank_distance, "rank_distance",
                    "Mul rank distance (lower = less bias)", report.before_rank)

@@ -1,1 +1,2 @@
-"""Dashboard screens; each receives live data from the app as messages (attributes down, messages up)."""
+"""Dashboard screens; each receives live data from the app as messages (attributes down, messages
+up)."""

@@ -51,7 +51,8 @@ def help_table(sections: Sequence[tuple[str, Iterable[BindingType]]]) -> Table:
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "app.pop_screen", "Close",
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "app.pop_screen",
+                                                     "Close",
                 tooltip="close this help")]
 
     def __init__(self, sections: Sequence[tuple[str, Iterable[BindingType]]]) -> None:

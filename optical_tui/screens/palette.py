@@ -22,19 +22,24 @@ class OpticalCommands(Provider):
         out: list[tuple[str, Callable[[], object], str]] = [
             ("New experiment", app.open_new_experiment, "queue ratios × seeds"),
             ("Help: key bindings", app.action_help, "every key of every screen"),
-            ("Queue: show all statuses", partial(app.queue_filter, None), "clear the status filter"),
+            ("Queue: show all statuses", partial(app.queue_filter, None),
+             "clear the status filter"),
         ]
-        out += [(f"Queue: show only {s}", partial(app.queue_filter, s), f"filter by status {s}") for s in Status]
+        out += [(f"Queue: show only {s}", partial(app.queue_filter, s), f"filter by status {s}")
+                for s in Status]
         out += [(f"Queue: sort by {k}", partial(app.queue_sort, k), "")
                 for k in ("id", "name", "ratio", "status", "metric")]
-        # Names are stored verbatim: each entry shows them through `safe` (and as Content, not markup).
+        # Names are stored verbatim: each entry shows them through `safe` (and as Content, not
+        # markup).
         for name in sorted({e.name for e in experiments}):
             out.append((safe(f"Ratio study: {name}"), partial(app.open_study, name),
                         "final metric vs ratio, split by the sweep's factors"))
         for e in experiments:
             factors = f" {factors_text(e.factors)}" if e.factors else ""
-            out.append((safe(f"Open #{e.id} {e.name} {e.ratio}{factors} seed {e.seed} ({e.status})"),
-                        partial(app.open_experiment, e.id), "curves, losses, eval table, config, events"))
+            out.append((safe(f"Open #{e.id} {e.name} {e.ratio}{factors} seed {e.seed} "
+                             f"({e.status})"),
+                        partial(app.open_experiment, e.id),
+                        "curves, losses, eval table, config, events"))
         return out
 
     async def discover(self) -> Hits:

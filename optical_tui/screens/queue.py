@@ -34,7 +34,8 @@ COLUMNS = (("id", "id"), ("name", "name"), ("ratio", "ratio"), ("factors", "fact
            ("progress", "progress"), ("eta", "ETA"), ("metric", "Mul mAP"), ("device", "device"),
            ("tries", "tries"))
 FILTERS: tuple[Status | None, ...] = (None, *Status)
-_STATUS_ORDER = {s: i for i, s in enumerate((Status.RUNNING, Status.QUEUED, Status.FAILED, Status.DONE,
+_STATUS_ORDER = {s: i
+                 for i, s in enumerate((Status.RUNNING, Status.QUEUED, Status.FAILED, Status.DONE,
                                                Status.CANCELLED))}
 
 
@@ -144,7 +145,8 @@ class QueueScreen(Screen):
     def _cells(self, e: Experiment, now: float) -> tuple[object, ...]:
         primary = self._primary.get(e.id)
         metric = Text(metric_value(primary[1]) if primary else "-",
-                      style="bold" if primary and primary[0].startswith(split_prefix(Split.FULL)) else "")
+                      style="bold" if primary and primary[0].startswith(split_prefix(Split.FULL))
+                      else "")
         tries = Text(f"{e.attempts}/{e.max_attempts}", style="red" if e.attempts > 1 else "")
         status = status_text(e.status)
         if e.cancel_requested and e.status == Status.RUNNING:
@@ -205,7 +207,8 @@ class QueueScreen(Screen):
                 old = self._rows.get(i)
                 if old is cells[i]:      # unchanged row, straight from the cache
                     continue
-                for (key, label), new, prev in zip(COLUMNS, cells[i], old or (None,) * len(COLUMNS)):
+                for (key, label), new, prev in zip(COLUMNS, cells[i],
+                                                   old or (None,) * len(COLUMNS)):
                     if new != prev and (key, label) in columns:
                         # update_width: a column sized at the first paint for `-` must widen for
                         # `took 3m05s` and `██████████ 100%`, or the cell is cut to `too`.
@@ -214,9 +217,11 @@ class QueueScreen(Screen):
         empty = self.query_one("#queue-empty", Label)
         empty.display = not order
         if not self._experiments:
-            empty.update("No experiments yet. Press n to queue one, or run: optical queue add --ratio 1:1")
+            empty.update("No experiments yet. Press n to queue one, or run: optical queue add "
+                         "--ratio 1:1")
         else:
-            empty.update("No experiment matches the search or filter (escape clears the search, f cycles).")
+            empty.update("No experiment matches the search or filter (escape clears the search, f "
+                         "cycles).")
 
     # ----------------------------------------------------------------- selection
 
@@ -319,7 +324,8 @@ class QueueScreen(Screen):
         self.query_one("#queue", DataTable).focus()
 
     def _update_view_label(self) -> None:
-        label = Text.assemble(("status ", "dim"), self.status_filter or "all", ("  sort ", "dim"), self.sort)
+        label = Text.assemble(("status ", "dim"), self.status_filter or "all", ("  sort ", "dim"),
+                              self.sort)
         if self.marked:
             label.append_text(Text.assemble(("  marked ", "dim"), str(len(self.marked)),
                                             (" (v compares)", "dim")))

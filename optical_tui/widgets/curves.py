@@ -22,7 +22,8 @@ class Series:
 class CurvePlot(PlotextPlot):
     """A plot that keeps its last series and redraws itself when they change."""
 
-    def __init__(self, title: str = "", *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, title: str = "", *, id: str | None = None,
+                 classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._title = title
         self._series: tuple[Series, ...] = ()
@@ -35,7 +36,8 @@ class CurvePlot(PlotextPlot):
         return self._series
 
     def show(self, series: Sequence[Series], title: str | None = None, xlabel: str = "step",
-             xticks: tuple[Sequence[float], Sequence[str]] | None = None, empty: str = "no data yet") -> None:
+             xticks: tuple[Sequence[float], Sequence[str]] | None = None,
+             empty: str = "no data yet") -> None:
         series = tuple(s for s in series if len(s.x))
         if (series, title or self._title, xlabel, xticks, empty) == (
                 self._series, self._title, self._xlabel, self._xticks, self._empty):

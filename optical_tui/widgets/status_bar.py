@@ -16,7 +16,8 @@ from optical_tui.console import safe
 ALIVE_S = 90.0
 
 
-def worker_summary(workers: Sequence[WorkerInfo], experiments: Sequence[Experiment], now: float) -> Text:
+def worker_summary(workers: Sequence[WorkerInfo], experiments: Sequence[Experiment],
+                   now: float) -> Text:
     alive = [w for w in workers if now - w.heartbeat_at <= ALIVE_S]
     lost = len(workers) - len(alive)
     queued = sum(e.status == Status.QUEUED for e in experiments)
@@ -28,7 +29,8 @@ def worker_summary(workers: Sequence[WorkerInfo], experiments: Sequence[Experime
     for w in alive:
         doing = f"#{w.experiment_id}" if w.experiment_id is not None else w.status
         # Worker ids and devices come from other machines' rows: shown escaped, never raw.
-        text.append(safe(f"  {w.id}@{w.device} {doing}"), style="dim" if w.status == WorkerStatus.IDLE else "")
+        text.append(safe(f"  {w.id}@{w.device} {doing}"),
+                    style="dim" if w.status == WorkerStatus.IDLE else "")
     text.append(f"   │ queue {queued} · running {running} · total {len(experiments)}")
     if not alive and queued:
         text.append("   start one with: optical worker", style="yellow")
@@ -40,5 +42,6 @@ class WorkerStatusBar(Static):
     WorkerStatusBar { height: 1; background: $boost; }
     """
 
-    def show(self, workers: Sequence[WorkerInfo], experiments: Sequence[Experiment], now: float) -> None:
+    def show(self, workers: Sequence[WorkerInfo], experiments: Sequence[Experiment],
+             now: float) -> None:
         self.update(worker_summary(workers, experiments, now))

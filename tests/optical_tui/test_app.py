@@ -55,11 +55,13 @@ def test_poller_skips_idle_polls_and_reads_only_new_rows(db: Path, ids: dict[str
     assert first.primary[ids["running"]][0] == "eval/macro/mul/map"
     assert poller.poll() is None                       # nothing committed: one PRAGMA, no reads
     with open_store(db) as writer:
-        writer.flush(writer.get(ids["running"]).lease, [("eval/macro/mul/map", 130, 0.5, NOW), ("train/loss", 130, 1.0, NOW)],
+        writer.flush(writer.get(ids["running"]).lease,
+                     [("eval/macro/mul/map", 130, 0.5, NOW), ("train/loss", 130, 1.0, NOW)],
                      step=130, total=200)
     update = poller.poll()
     assert update is not None
-    assert [(m.key, m.step) for m in update.metrics] == [("eval/macro/mul/map", 130), ("train/loss", 130)]
+    assert [(m.key, m.step) for m in update.metrics] == [("eval/macro/mul/map", 130),
+                                                         ("train/loss", 130)]
     assert update.primary[ids["running"]] == ("eval/macro/mul/map", 0.5)
     assert poller.poll() is None
     poller.close()
@@ -69,7 +71,9 @@ def test_poller_skips_idle_polls_and_reads_only_new_rows(db: Path, ids: dict[str
 
 
 @synchronous
-async def test_queue_lists_every_experiment_with_status_progress_and_metric(db: Path, ids: dict[str, int]) -> None:
+async def test_queue_lists_every_experiment_with_status_progress_and_metric(db: Path,
+                                                                            ids: dict[str,
+                                                                                      int]) -> None:
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -116,7 +120,8 @@ async def test_queue_updates_live_when_a_writer_commits(db: Path, ids: dict[str,
         await loaded(pilot)
         with open_store(db) as writer:
             writer.flush(writer.get(ids["running"]).lease, [], step=190, total=200)
-        await wait_for(pilot, lambda: "95%" in str(queue_table(app).get_row(str(ids["running"]))[5]))
+        await wait_for(pilot,
+                       lambda: "95%" in str(queue_table(app).get_row(str(ids["running"]))[5]))
 
 
 # --------------------------------------------------------------------------- experiment screen
@@ -126,12 +131,15 @@ async def open_experiment(pilot: Pilot, exp_id: int) -> ExperimentScreen:
     await loaded(pilot)
     await select(pilot, exp_id)
     await pilot.press("enter")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExperimentScreen) and pilot.app.screen.loaded)
+    await wait_for(pilot,
+                   lambda: isinstance(pilot.app.screen, ExperimentScreen)
+                   and pilot.app.screen.loaded)
     return pilot.app.screen  # type: ignore[return-value]
 
 
 @synchronous
-async def test_experiment_curves_per_language_groups_and_settings(db: Path, ids: dict[str, int]) -> None:
+async def test_experiment_curves_per_language_groups_and_settings(db: Path,
+                                                                  ids: dict[str, int]) -> None:
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_experiment(pilot, ids["done"])
@@ -153,11 +161,13 @@ async def test_experiment_curves_per_language_groups_and_settings(db: Path, ids:
 
 
 @synchronous
-async def test_experiment_training_eval_config_events_and_error_tabs(db: Path, ids: dict[str, int]) -> None:
+async def test_experiment_training_eval_config_events_and_error_tabs(db: Path,
+                                                                     ids: dict[str, int]) -> None:
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_experiment(pilot, ids["failed"])
-        await pilot.press("right_square_bracket")                       # training tab, drawn on show
+        # training tab, drawn on show
+        await pilot.press("right_square_bracket")
         losses = screen.query_one("#losses", CurvePlot)
         assert [s.label for s in losses.series] == ["loss", "loss_task", "loss_ot"]
         assert [s.label for s in screen.query_one("#lr", CurvePlot).series] == ["lr"]
@@ -165,8 +175,11 @@ async def test_experiment_training_eval_config_events_and_error_tabs(db: Path, i
         assert "CUDA out of memory" in str(screen.query_one("#error-text").render())
         assert "CUDA out of memory" in str(screen.query_one("#exp-summary").render())
         events = screen.query_one("#events-table", DataTable)
-        assert [str(r[1]) for r in map(events.get_row_at, range(events.row_count))] == ["queued", "claimed", "failed"]
-        assert "train_langs = [\"en\", \"de\", \"es\", \"zh\"]" in str(screen.query_one("#config-text").render())
+        assert [str(r[1]) for r in map(events.get_row_at, range(events.row_count))] == ["queued",
+                                                                                        "claimed",
+                                                                                        "failed"]
+        config_text = str(screen.query_one("#config-text").render())
+        assert "train_langs = [\"en\", \"de\", \"es\", \"zh\"]" in config_text
         await pilot.press("right_square_bracket")                       # wraps around to the curves
         assert screen.query_one("#exp-tabs").active == "curves"
     app = make_app(db)
@@ -177,8 +190,10 @@ async def test_experiment_training_eval_config_events_and_error_tabs(db: Path, i
         assert "full benchmark" in caption
         table = screen.query_one("#eval-table", DataTable)
         rows = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
-        assert rows == ["ar*", "de", "en", "es", "hi*", "vi*", "zh", "high (en, de, es, vi, zh)", "low (ar, hi)", "macro"]
-        assert [str(c.label) for c in table.columns.values()] == ["query", "Mo mAP", "Cr mAP", "Mul mAP", "Mul rank dist."]
+        assert rows == ["ar*", "de", "en", "es", "hi*", "vi*", "zh", "high (en, de, es, vi, zh)",
+                        "low (ar, hi)", "macro"]
+        assert [str(c.label) for c in table.columns.values()] == ["query", "Mo mAP", "Cr mAP",
+                                                                  "Mul mAP", "Mul rank dist."]
 
 
 @synchronous
@@ -190,31 +205,38 @@ async def test_experiment_screen_receives_new_points_live(db: Path, ids: dict[st
         assert len(curve.series[0].x) == 3                              # steps 0, 50, 100
         with open_store(db) as writer:
             writer.flush(writer.get(ids["running"]).lease, [(f"eval/mul/{lang}/map", 150, 0.6, NOW)
-                                                  for lang in ("ar", "de", "en", "es", "hi", "vi", "zh")])
+                                                  for lang in ("ar", "de", "en", "es", "hi", "vi",
+                                                               "zh")])
         await wait_for(pilot, lambda: len(curve.series[0].x) == 4)
 
 
 @synchronous
-async def test_experiment_removed_elsewhere_closes_its_screen(db: Path, ids: dict[str, int]) -> None:
+async def test_experiment_removed_elsewhere_closes_its_screen(db: Path,
+                                                              ids: dict[str, int]) -> None:
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
         await open_experiment(pilot, ids["done"])
-        with open_store(db) as other:                                        # e.g. `optical queue rm`
+        # e.g. `optical queue rm`
+        with open_store(db) as other:
             other.remove([ids["done"]])
-        await wait_for(pilot, lambda: isinstance(app.screen, QueueScreen) and queue_table(app).row_count == 11)
+        await wait_for(pilot,
+                       lambda: isinstance(app.screen, QueueScreen)
+                       and queue_table(app).row_count == 11)
 
 
 # --------------------------------------------------------------------------- ratio study
 
 
 @synchronous
-async def test_ratio_study_orders_ratios_groups_and_marks_zero_shot(db: Path, ids: dict[str, int]) -> None:
+async def test_ratio_study_orders_ratios_groups_and_marks_zero_shot(db: Path,
+                                                                    ids: dict[str, int]) -> None:
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await select(pilot, ids["done"])
         await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+        await wait_for(pilot,
+                       lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
         screen = app.screen
         study = screen.study
         # 0:1 has only a running and a failed run: neither counts, both are listed.
@@ -223,9 +245,11 @@ async def test_ratio_study_orders_ratios_groups_and_marks_zero_shot(db: Path, id
         assert [(x.experiment_id, x.status) for x in study.excluded] == [
             (ids["running"], "running"), (ids["failed"], "failed"), (ids["cancelled"], "cancelled")]
         summary = str(screen.query_one("#study-summary").render())
-        assert f"running #{ids['running']} (0:1 seed 1, step 120/200)" in summary and "counted 8 of 11" in summary
+        assert (f"running #{ids['running']} (0:1 seed 1, step 120/200)" in summary
+                and "counted 8 of 11" in summary)
         table = screen.query_one("#study-table", DataTable)
-        assert [str(c.label) for c in table.columns.values()] == ["ratio", "n", "high", "low", "macro"]
+        assert [str(c.label) for c in table.columns.values()] == ["ratio", "n", "high", "low",
+                                                                  "macro"]
         assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == list(study.ratios)
         plot = screen.query_one("#study-plot", CurvePlot)
         assert [s.label.split()[0] for s in plot.series] == ["high", "low"]
@@ -271,8 +295,10 @@ async def test_new_experiment_form_validates_inline_and_queues(db: Path) -> None
         await wait_for(pilot, lambda: queue_table(app).row_count == 16)
     with open_store(db) as store:
         added = store.list_experiments(name="form-sweep")
-    assert sorted((e.ratio, e.seed) for e in added) == [("0:1", 7), ("0:1", 8), ("1:0", 7), ("1:0", 8)]
-    assert all(e.priority == 5 and e.config["train"]["steps"] == 50 and e.config["ot"]["weight"] == 0.0
+    assert sorted((e.ratio, e.seed) for e in added) == [("0:1", 7), ("0:1", 8), ("1:0", 7),
+                                                        ("1:0", 8)]
+    assert all(e.priority == 5 and e.config["train"]["steps"] == 50
+               and e.config["ot"]["weight"] == 0.0
                for e in added)
 
 
@@ -291,11 +317,13 @@ async def test_new_experiment_form_queues_a_factorial_sweep(db: Path) -> None:
         await pilot.pause()
         await pilot.press("ctrl+s")                       # refused, the error under its field
         assert isinstance(app.screen, NewExperimentScreen)
-        assert "'sometimes' is not one of batch, within" in str(form.query_one("#err-sweeps").render())
+        sweeps_error = str(form.query_one("#err-sweeps").render())
+        assert "'sometimes' is not one of batch, within" in sweeps_error
         form.query_one("#f-sweeps", TextArea).text = "ot.weight=0,1\ntrain.mixing=batch,within"
         await pilot.pause()
         summary = str(form.query_one("#form-summary").render())
-        assert "will queue 16 experiment(s)" in summary and "× ot.weight 0 1 × train.mixing batch within" in summary
+        assert ("will queue 16 experiment(s)" in summary
+                and "× ot.weight 0 1 × train.mixing batch within" in summary)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: queue_table(app).row_count == 28)
         assert "factors" in [str(c.label) for c in queue_table(app).columns.values()]
@@ -315,7 +343,8 @@ async def confirm(pilot: Pilot, key: str, answer: str) -> None:
 
 
 @synchronous
-async def test_actions_cancel_retry_clone_delete_with_confirmation(db: Path, ids: dict[str, int]) -> None:
+async def test_actions_cancel_retry_clone_delete_with_confirmation(db: Path,
+                                                                   ids: dict[str, int]) -> None:
     app = make_app(db)
     with open_store(db) as store:
         before = {e.id: e for e in store.list_experiments()}
@@ -348,7 +377,8 @@ async def test_declined_and_invalid_actions_change_nothing(db: Path, ids: dict[s
             await confirm(pilot, key, "n")                                # declined
             await wait_for(pilot, lambda: isinstance(app.screen, QueueScreen))
         await select(pilot, ids["done"])
-        await confirm(pilot, "r", "y")                                   # a done run cannot be retried
+        # a done run cannot be retried
+        await confirm(pilot, "r", "y")
         await wait_for(pilot, lambda: any("only failed or cancelled" in str(n.message)
                                           for n in app._notifications))
         assert app.is_running
@@ -356,7 +386,8 @@ async def test_declined_and_invalid_actions_change_nothing(db: Path, ids: dict[s
         assert store.list_experiments() == before
 
 
-# --------------------------------------------------------------------------- help, palette, entry points
+# --------------------------------------------------------------------------- help, palette, entry
+# points
 
 
 @synchronous
@@ -398,7 +429,8 @@ async def test_the_app_never_writes_on_its_own(db: Path, ids: dict[str, int]) ->
         async with app.run_test(size=SIZE) as pilot:
             screen = await open_experiment(pilot, ids["running"])
             await pilot.press("escape", "t")
-            await wait_for(pilot, lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+            await wait_for(pilot,
+                           lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
             await asyncio.sleep(0.2)                                    # a few idle polls
             assert screen.experiment.id == ids["running"]
         assert store.change_token() == version
@@ -410,12 +442,16 @@ def test_entry_points(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     from optical_tui.cli import app as cli
 
     # `optical-tui` and `optical ui` share one definition of the dashboard's options.
-    standalone = subprocess.run([sys.executable, "-c", "from optical_tui.commands.ui import main; main()",
-                                 "--db", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
+    standalone = subprocess.run([sys.executable, "-c",
+                                 "from optical_tui.commands.ui import main; main()",
+                                 "--db", str(tmp_path)], capture_output=True, text=True, timeout=60,
+                                check=False)
     assert standalone.returncode == 1 and "is a directory" in standalone.stderr
     assert standalone.stderr.count("\n") == 1  # one line, no traceback
-    help_text = subprocess.run([sys.executable, "-c", "from optical_tui.commands.ui import main; main()",
-                                "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
+    help_text = subprocess.run([sys.executable, "-c",
+                                "from optical_tui.commands.ui import main; main()",
+                                "--help"], capture_output=True, text=True, timeout=60,
+                               check=True).stdout
     assert "--db" in help_text and "--poll" in help_text
     result = CliRunner().invoke(cli, ["--db", str(tmp_path), "ui"])
     assert result.exit_code == 1 and "is a directory" in result.output

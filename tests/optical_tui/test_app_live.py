@@ -45,14 +45,17 @@ with open_store(db) as store:
 
 def queue_one(db: Path | str, cfg: Config) -> int:
     with open_store(db) as store:
-        (e,) = store.add_experiments([NewExperiment("live", "1:1", 0, with_run(cfg, "1:1", 0).to_dict())])
+        (e,) = store.add_experiments([NewExperiment("live", "1:1", 0,
+                                                    with_run(cfg, "1:1", 0).to_dict())])
     return e.id
 
 
 async def open_first(pilot: Pilot) -> CurvePlot:
     await wait_for(pilot, lambda: getattr(pilot.app, "live", None) is not None)
     await pilot.press("enter")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExperimentScreen) and pilot.app.screen.loaded)
+    await wait_for(pilot,
+                   lambda: isinstance(pilot.app.screen, ExperimentScreen)
+                   and pilot.app.screen.loaded)
     return pilot.app.screen.query_one("#curve", CurvePlot)
 
 
@@ -89,7 +92,8 @@ async def test_curve_grows_while_a_writer_process_commits(db: str) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         curve = await open_first(pilot)
         assert curve.series == ()
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(exp_id), "8"], cwd=REPO)  # noqa: ASYNC220
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-c", WRITER, str(db), str(exp_id), "8"], cwd=REPO)
         try:
             seen = await watch_growth(pilot, curve, proc, want=8, timeout=30)
         finally:
@@ -118,7 +122,8 @@ async def test_a_point_that_commits_late_still_reaches_the_screen_on_postgres(pg
         curve = await open_first(pilot)
         with psycopg.connect(pg_url) as slow:     # not autocommit: the transaction stays open
             for key, step, value, at in rows(0):
-                slow.execute("INSERT INTO metrics (experiment_id, key, step, value, time) VALUES (%s, %s, %s, %s, %s)",
+                slow.execute("INSERT INTO metrics (experiment_id, key, step, value, time) VALUES "
+                             "(%s, %s, %s, %s, %s)",
                              (exp_id, key, step, value, at))
             with open_store(pg_url) as store:
                 for step in (1, 2, 3):
@@ -141,7 +146,8 @@ async def test_curve_grows_while_a_real_worker_trains(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         curve = await open_first(pilot)
         env = dict(os.environ)
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "optical"), "--db", str(db), "worker",  # noqa: ASYNC220
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "optical"),  # noqa: ASYNC220
+                                 "--db", str(db), "worker",
                                  "--once", "--device", "cpu"], cwd=REPO, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -17,7 +17,14 @@ from textual.pilot import Pilot
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.screens.new_experiment import NewExperimentScreen
 from optical_tui.screens.ratio_study import RatioStudyScreen
-from tests.dashboard_support import loaded, make_app, seed_database, seed_factorial_database, select, wait_for
+from tests.dashboard_support import (
+    loaded,
+    make_app,
+    seed_database,
+    seed_factorial_database,
+    select,
+    wait_for,
+)
 
 SIZE = (120, 40)
 
@@ -44,7 +51,8 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, in
 
 
 @pytest.fixture
-def db(seeded: tuple[Path, dict[str, int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def db(seeded: tuple[Path, dict[str, int]], tmp_path: Path,
+       monkeypatch: pytest.MonkeyPatch) -> Path:
     """A relative path, so the header (which shows it) is the same on every run."""
     shutil.copy(seeded[0], tmp_path / "experiments.db")
     monkeypatch.chdir(tmp_path)
@@ -60,7 +68,9 @@ def _open(exp_id: int, *keys: str):
         await loaded(pilot)
         await select(pilot, exp_id)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExperimentScreen) and pilot.app.screen.loaded)
+        await wait_for(pilot,
+                       lambda: isinstance(pilot.app.screen, ExperimentScreen)
+                       and pilot.app.screen.loaded)
         await pilot.press(*keys)
         await pilot.pause()
     return run_before
@@ -71,12 +81,15 @@ def test_experiment_curves(snap_compare, db: Path, seeded: tuple[Path, dict[str,
 
 
 def test_experiment_groups_mo(snap_compare, db: Path, seeded: tuple[Path, dict[str, int]]) -> None:
-    assert snap_compare(make_app(db), terminal_size=SIZE, run_before=_open(seeded[1]["running"], "1", "g"))
+    assert snap_compare(make_app(db), terminal_size=SIZE,
+                        run_before=_open(seeded[1]["running"], "1", "g"))
 
 
-def test_experiment_evaluation_table(snap_compare, db: Path, seeded: tuple[Path, dict[str, int]]) -> None:
+def test_experiment_evaluation_table(snap_compare, db: Path,
+                                     seeded: tuple[Path, dict[str, int]]) -> None:
     keys = ("right_square_bracket", "right_square_bracket")
-    assert snap_compare(make_app(db), terminal_size=SIZE, run_before=_open(seeded[1]["done"], *keys))
+    assert snap_compare(make_app(db), terminal_size=SIZE,
+                        run_before=_open(seeded[1]["done"], *keys))
 
 
 def test_ratio_study(snap_compare, db: Path, seeded: tuple[Path, dict[str, int]]) -> None:
@@ -84,7 +97,9 @@ def test_ratio_study(snap_compare, db: Path, seeded: tuple[Path, dict[str, int]]
         await loaded(pilot)
         await select(pilot, seeded[1]["done"])
         await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RatioStudyScreen) and pilot.app.screen.loaded)
+        await wait_for(pilot,
+                       lambda: isinstance(pilot.app.screen, RatioStudyScreen)
+                       and pilot.app.screen.loaded)
     assert snap_compare(make_app(db), terminal_size=SIZE, run_before=run_before)
 
 
@@ -99,7 +114,8 @@ def test_new_experiment_form_with_an_error(snap_compare, db: Path) -> None:
 
 
 def test_factorial_study(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A two-factor sweep: one line per level combination, factor columns, runs not counted listed."""
+    """A two-factor sweep: one line per level combination, factor columns, runs not counted
+    listed."""
     monkeypatch.chdir(tmp_path)
     ids = seed_factorial_database(Path("experiments.db"))
 
@@ -107,5 +123,7 @@ def test_factorial_study(snap_compare, tmp_path: Path, monkeypatch: pytest.Monke
         await loaded(pilot)
         await select(pilot, ids["clone"])
         await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, RatioStudyScreen) and pilot.app.screen.loaded)
+        await wait_for(pilot,
+                       lambda: isinstance(pilot.app.screen, RatioStudyScreen)
+                       and pilot.app.screen.loaded)
     assert snap_compare(make_app(Path("experiments.db")), terminal_size=SIZE, run_before=run_before)

@@ -1,5 +1,5 @@
-"""engine.study.core statistics on hand-computed cases, the report built from a temp store, and every
-output format parsed back (CSV, JSON) or checked for structure (Markdown, LaTeX, plots)."""
+"""engine.study.core statistics on hand-computed cases, the report built from a temp store, and
+every output format parsed back (CSV, JSON) or checked for structure (Markdown, LaTeX, plots)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def test_paired_difference_pairs_by_seed_only() -> None:
 def value(ratio: str, seed: int, unit: str) -> float:
     """Hand-chosen run values: base per ratio + seed offset + unit offset."""
     base = {"1:0": 0.40, "1:1": 0.50, "0:1": 0.46}[ratio]
-    offsets = {"high": 0.05, "low": -0.05, "macro": 0.0, **{lang: 0.001 * i for i, lang in enumerate(LANGS)}}
+    offsets = {"high": 0.05, "low": -0.05, "macro": 0.0,
+               **{lang: 0.001 * i for i, lang in enumerate(LANGS)}}
     return base + 0.01 * seed + offsets[unit]
 
 
@@ -97,13 +98,15 @@ def _keys(prefix: str, ratio: str, seed: int, shift: float = 0.0) -> dict[str, f
         for lang in LANGS:
             out[f"{prefix}/{setting}/{lang}/map"] = value(ratio, seed, lang) + shift
     for unit in ("macro", "group/high", "group/low"):
-        out[f"{prefix}/{unit}/mul/rank_distance"] = 100.0 * (1 + seed) + (10 if ratio == "1:0" else 0)
+        out[f"{prefix}/{unit}/mul/rank_distance"] = 100.0 * (1 + seed) + (10 if ratio == "1:0"
+                                                                          else 0)
     return out
 
 
 def add_run(store: Store, ratio: str, seed: int, *, name: str = "sweep", full: bool = False,
             status: str = "done", subset: int = 25) -> int:
-    cfg = with_run(Config().replace(train={"steps": 10}, eval={"subset_questions": subset}), ratio, seed)
+    cfg = with_run(Config().replace(train={"steps": 10}, eval={"subset_questions": subset}), ratio,
+                   seed)
     # Queued leftovers get a lower priority so the next claim takes the run being built.
     (e,) = store.add_experiments([NewExperiment(name, ratio, seed, cfg.to_dict(),
                                                 priority=-1 if status == "queued" else 0)])
@@ -111,7 +114,8 @@ def add_run(store: Store, ratio: str, seed: int, *, name: str = "sweep", full: b
         return e.id
     claimed = store.claim_next("w1", "cpu")
     assert claimed is not None and claimed.id == e.id
-    points = [(k, 0, v - 0.3, 1.0) for k, v in _keys("eval", ratio, seed).items()]  # step 0: ignored
+    # step 0: ignored
+    points = [(k, 0, v - 0.3, 1.0) for k, v in _keys("eval", ratio, seed).items()]
     points += [(k, 10, v, 2.0) for k, v in _keys("eval", ratio, seed, shift=-0.1).items()]
     if full:
         points += [(k, 10, v, 3.0) for k, v in _keys("full", ratio, seed).items()]
@@ -148,7 +152,9 @@ def test_build_report_full_benchmark(store: Store) -> None:
     # rank distance 1:0: 110, 210, 310 → mean 210, sd 100
     assert rep.rank_distance[((), "1:0", MACRO)].mean == pytest.approx(210.0)
     assert rep.rank_distance[((), "1:0", MACRO)].sd == pytest.approx(100.0)
-    assert rep.counts[((), "1:0")] == {"done": 3, "failed": 1} and rep.counts[((), "0:1")] == {"done": 3, "queued": 1}
+    assert rep.counts[((), "1:0")] == {"done": 3,
+                                       "failed": 1} and rep.counts[((), "0:1")] == {"done": 3,
+                                                                                    "queued": 1}
     assert rep.setup["steps"] == "10" and "full MLQA-R" in rep.setup["scored on"]
     assert rep.notes == () and not rep.subset
     assert rep.before == {}  # full/… has no step-0 point to compare with
@@ -164,15 +170,20 @@ def test_report_falls_back_to_quick_subset_and_says_so(store: Store) -> None:
     run = next(r for r in rep.runs if r.seed == 5)
     assert run.step == 10 and run.values[MACRO] == pytest.approx(0.45)
     assert "QUICK SUBSET" in render(rep, "md")
-    # Before training = the step-0 points of the same runs: macro (.5·4 + .46·3 + .40·3 + .01·14)/10 − .3
+    # Before training = the step-0 points of the same runs: macro (.5·4 + .46·3 + .40·3 + .01·14)/10
+    # − .3
     assert rep.before[((), MACRO)].n == 10 and rep.before[((), MACRO)].mean == pytest.approx(0.172)
-    assert "| before training | 10 | 0.222 | 0.122 | 0.172 |" in render(rep, "md")  # high, low, macro
-    assert any(r["section"] == "before_training" for r in csv.DictReader(io.StringIO(render(rep, "csv"))))
+    # high, low, macro
+    assert "| before training | 10 | 0.222 | 0.122 | 0.172 |" in render(rep, "md")
+    assert any(r["section"] == "before_training"
+               for r in csv.DictReader(io.StringIO(render(rep, "csv"))))
     assert build_report(store, sweep="sweep", source="full").summary[((), "1:1", MACRO)].n == 3
-    # Curves on the whole benchmark (eval.subset_questions = 0, as configs/paper.toml): not a subset.
+    # Curves on the whole benchmark (eval.subset_questions = 0, as configs/paper.toml): not a
+    # subset.
     add_run(store, "1:1", 0, name="curves-full", subset=0)
     whole = build_report(store, sweep="curves-full")
-    assert whole.source == "eval" and not whole.subset and "subset_questions = 0" in whole.setup["scored on"]
+    assert (whole.source == "eval" and not whole.subset
+            and "subset_questions = 0" in whole.setup["scored on"])
     assert "QUICK SUBSET" not in render(whole, "md")
 
 
@@ -182,7 +193,8 @@ def test_duplicates_selection_and_errors(store: Store, tmp_path: Path) -> None:
     assert rep.summary[((), "1:1", MACRO)].n == 3
     (old,) = [x for x in rep.excluded if x.reason == Exclusion.SUPERSEDED]
     assert (old.ratio, old.seed, old.detail) == ("1:1", 0, f"by #{newer}")
-    assert f"Not counted: superseded #{old.experiment_id} (1:1 seed 0, by #{newer}); failed" in render(rep, "md")
+    expected = f"Not counted: superseded #{old.experiment_id} (1:1 seed 0, by #{newer}); failed"
+    assert expected in render(rep, "md")
     sub = build_report(store, ids=[1, 2])  # two 1:1 runs: no baseline partner, no differences
     assert sub.ratios == ("1:1",) and not sub.differences
     assert build_report(store).selection.startswith("sweep 'sweep'")  # default: the newest sweep
@@ -208,7 +220,8 @@ def test_csv_parses_back(store: Store) -> None:
     row = summary[("1:1", "group", "high")]
     assert float(row["mean"]) == pytest.approx(0.56) and int(row["n"]) == 3
     assert summary[("1:1", "lang", "hi")]["zero_shot"] == "True"
-    diff = next(r for r in rows if r["section"] == "differences" and r["ratio"] == "0:1" and r["name"] == "all")
+    diff = next(r for r in rows if r["section"] == "differences" and r["ratio"] == "0:1"
+                and r["name"] == "all")
     assert float(diff["mean"]) == pytest.approx(-0.04) and diff["baseline"] == "1:1"
     meta = {r["name"]: r["note"] for r in rows if r["section"] == "meta"}
     assert meta["group low"] == "ar hi" and meta["source"] == "full"
@@ -250,7 +263,8 @@ def test_latex_is_balanced(store: Store) -> None:
         depth += {"{": 1, "}": -1}.get(ch, 0)
         assert depth >= 0
     assert depth == 0 and stripped.count("$") % 2 == 0
-    for spec, rows in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", body, re.DOTALL):
+    for spec, rows in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", body,
+                                 re.DOTALL):
         for line in rows.strip().splitlines():
             if line.endswith(r"\\"):
                 assert len(re.findall(r"(?<!\\)&", line)) == len(spec) - 1, line
@@ -263,7 +277,8 @@ def test_plot_files(store: Store, tmp_path: Path) -> None:
     rep = build_report(store, sweep="sweep")
     png = save_plot(rep, tmp_path / "study.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "<svg" in save_plot(build_report(store, setting="mo"), tmp_path / "study.svg").read_text()
+    assert "<svg" in save_plot(build_report(store, setting="mo"),
+                               tmp_path / "study.svg").read_text()
     with pytest.raises(ConfigError):
         save_plot(rep, tmp_path / "study.txt")
 
@@ -279,11 +294,13 @@ def test_cli_report(store: Store, tmp_path: Path) -> None:
     assert json.loads(res.stdout)["metric"] == "map" and (tmp_path / "p.png").exists()
     res = runner.invoke(app, ["--db", db, "report", "--setting", "cr"])
     assert res.exit_code == 0 and "Δ mAP vs 1:1" in res.stdout and "Cr (X→Y) mAP" in res.stdout
-    res = runner.invoke(app, ["--db", db, "report", "--metric", "r@10"])  # not recorded in this store
+    # not recorded in this store
+    res = runner.invoke(app, ["--db", db, "report", "--metric", "r@10"])
     assert res.exit_code == 1 and "no done run has full/… values for mul r@10" in res.stderr
     res = runner.invoke(app, ["--db", db, "report", "--format", "md", "-o", str(tmp_path / "r.md")])
     assert res.exit_code == 0 and (tmp_path / "r.md").read_text().startswith("### MLQA-R")
     bad = runner.invoke(app, ["--db", db, "report", "--metric", "acc"])
-    assert bad.exit_code == 1 and bad.stderr.strip().startswith("error: Invalid value for '--metric'")
+    assert (bad.exit_code == 1
+            and bad.stderr.strip().startswith("error: Invalid value for '--metric'"))
     assert len(bad.stderr.strip().splitlines()) == 1
     assert "'map', 'r@1'" in bad.stderr  # the enum's choices, also listed by --help

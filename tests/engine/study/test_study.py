@@ -1,7 +1,7 @@
-"""The study core (engine.study.core.compute_study): which runs count, the value each contributes, the
-cells, paired differences and factor interactions — on hand-built databases with clones, retries,
-failed, cancelled, queued and running runs and two factors; and the dashboard's study screen
-showing exactly the numbers `optical report` prints."""
+"""The study core (engine.study.core.compute_study): which runs count, the value each contributes,
+the cells, paired differences and factor interactions — on hand-built databases with clones,
+retries, failed, cancelled, queued and running runs and two factors; and the dashboard's study
+screen showing exactly the numbers `optical report` prints."""
 
 from __future__ import annotations
 
@@ -52,14 +52,17 @@ def db(seeded: tuple[Path, dict[str, int]], tmp_path: Path) -> Path:
 
 def macro(ratio: str, weight: float, mixing: str, seed: int, clone: bool = False) -> float:
     """What the seeded database holds for one run's full-benchmark Mul macro mAP."""
-    return factorial_points(Split.FULL, ratio, {"ot.weight": weight, "train.mixing": mixing}, seed, STEPS,
+    return factorial_points(Split.FULL, ratio, {"ot.weight": weight, "train.mixing": mixing}, seed,
+                            STEPS,
                             clone)[FULL_MACRO]
 
 
-# --------------------------------------------------------------------------- the rules, on the store
+# --------------------------------------------------------------------------- the rules, on the
+# store
 
 
-def test_which_runs_count_and_why_the_others_do_not(db: Path, seeded: tuple[Path, dict[str, int]]) -> None:
+def test_which_runs_count_and_why_the_others_do_not(db: Path,
+                                                    seeded: tuple[Path, dict[str, int]]) -> None:
     ids = seeded[1]
     with open_store(db) as store:
         study = build_report(store, sweep=FACTORIAL)
@@ -70,8 +73,10 @@ def test_which_runs_count_and_why_the_others_do_not(db: Path, seeded: tuple[Path
     assert study.ratios == ("1:0", "1:1", "0:1") and study.source == "full"
     reasons = {x.experiment_id: (x.status, x.reason, x.detail) for x in study.excluded}
     assert reasons == {
-        ids["done"]: (Status.DONE, Exclusion.SUPERSEDED, f"by #{ids['clone']}"),   # a clone of a done run
-        ids["running"]: (Status.RUNNING, Exclusion.NOT_DONE, "step 100/200"),       # no provisional numbers
+        # a clone of a done run
+        ids["done"]: (Status.DONE, Exclusion.SUPERSEDED, f"by #{ids['clone']}"),
+        # no provisional numbers
+        ids["running"]: (Status.RUNNING, Exclusion.NOT_DONE, "step 100/200"),
         ids["failed"]: (Status.FAILED, Exclusion.NOT_DONE, f"retried as #{ids['retry']}"),
         ids["cancelled"]: (Status.CANCELLED, Exclusion.NOT_DONE, ""),
         ids["queued"]: (Status.QUEUED, Exclusion.NOT_DONE, ""),
@@ -88,7 +93,8 @@ def test_which_runs_count_and_why_the_others_do_not(db: Path, seeded: tuple[Path
     assert n[(("1", "within"), "0:1")] == 2     # seed 3 queued
     # The newest of two done runs of one cell and seed counts: the clone's (different) numbers.
     cell = study.summary[(("0", "batch"), "1:0", MACRO)]
-    expected = [macro("1:0", 0, "batch", 1, clone=True), macro("1:0", 0, "batch", 2), macro("1:0", 0, "batch", 3)]
+    expected = [macro("1:0", 0, "batch", 1, clone=True), macro("1:0", 0, "batch", 2),
+                macro("1:0", 0, "batch", 3)]
     assert cell.mean == pytest.approx(math.fsum(expected) / 3)
     assert cell.sd == pytest.approx(describe(expected).sd)
     counts = study.counts[(("0", "batch"), "1:0")]
@@ -98,7 +104,8 @@ def test_which_runs_count_and_why_the_others_do_not(db: Path, seeded: tuple[Path
 def test_paired_differences_within_a_level_and_the_interaction(db: Path) -> None:
     with open_store(db) as store:
         study = build_report(store, sweep=FACTORIAL)
-    # Δ 0:1 − 1:1 at ot.weight=1, batch: seeds 1, 2 at 1:1 (3 cancelled), 1, 2, 3 at 0:1 → pairs 1, 2
+    # Δ 0:1 − 1:1 at ot.weight=1, batch: seeds 1, 2 at 1:1 (3 cancelled), 1, 2, 3 at 0:1 → pairs 1,
+    # 2
     d = study.differences[(("1", "batch"), "0:1", MACRO)]
     want = {s: macro("0:1", 1, "batch", s) - macro("1:1", 1, "batch", s) for s in (1, 2)}
     assert d.seeds == (1, 2) and d.mean == pytest.approx(sum(want.values()) / 2)
@@ -109,13 +116,17 @@ def test_paired_differences_within_a_level_and_the_interaction(db: Path) -> None
     by = {(x.factor, x.panel, x.ratio, x.unit): x for x in study.interactions}
     x = by[("ot.weight", ("1", "within"), "0:1", MACRO)]
     assert (x.level_a, x.level_b) == ("0", "1")
-    want = {s: macro("0:1", 1, "within", s) - macro("0:1", 0, "within", s) for s in (2, 3)}  # seed 1 queued at λ=1
+    # seed 1 queued at λ=1
+    want = {s: macro("0:1", 1, "within", s) - macro("0:1", 0, "within", s) for s in (2, 3)}
     assert x.diff.seeds == (2, 3) and x.diff.mean == pytest.approx(sum(want.values()) / 2)
     low = by[("ot.weight", ("1", "batch"), "0:1", group_unit("low"))]
-    assert low.diff.mean > by[("ot.weight", ("1", "batch"), "0:1", group_unit("high"))].diff.mean > 0
-    mixing = by[("train.mixing", ("0", "within"), "1:1", MACRO)]  # seed 1 at batch is the retry: a plain run
+    assert low.diff.mean > by[("ot.weight", ("1", "batch"), "0:1",
+                               group_unit("high"))].diff.mean > 0
+    # seed 1 at batch is the retry: a plain run
+    mixing = by[("train.mixing", ("0", "within"), "1:1", MACRO)]
     assert mixing.diff.mean == pytest.approx(paired_difference(
-        {s: macro("1:1", 0, "within", s) for s in (1, 2, 3)}, {s: macro("1:1", 0, "batch", s) for s in (1, 2, 3)}).mean)
+        {s: macro("1:1", 0, "within", s) for s in (1, 2, 3)},
+        {s: macro("1:1", 0, "batch", s) for s in (1, 2, 3)}).mean)
 
 
 def test_every_format_carries_the_factors(db: Path) -> None:
@@ -154,18 +165,23 @@ def test_plot_has_one_panel_per_level_combination(db: Path, tmp_path: Path) -> N
 # --------------------------------------------------------------------------- the rules, pure
 
 
-def experiment(i: int, ratio: str, seed: int, status: Status, *, factors: dict[str, Any] | None = None,
+def experiment(i: int, ratio: str, seed: int, status: Status, *,
+               factors: dict[str, Any] | None = None,
                config: Config | None = None, retry_of: int | None = None) -> Experiment:
     cfg = with_run(config or Config(), ratio, seed)
-    return Experiment(id=i, name="s", ratio=ratio, seed=seed, priority=0, status=status, config=cfg.to_dict(),
+    return Experiment(id=i, name="s", ratio=ratio, seed=seed, priority=0, status=status,
+                      config=cfg.to_dict(),
                       code_version="", attempts=1, max_attempts=3, created_at=0.0, started_at=0.0,
-                      finished_at=60.0, heartbeat_at=None, worker_id=None, cancel_requested=False, error=None,
-                      step=10, total_steps=10, device="cpu", retry_of=retry_of, factors=factors or {})
+                      finished_at=60.0, heartbeat_at=None, worker_id=None, cancel_requested=False,
+                      error=None,
+                      step=10, total_steps=10, device="cpu", retry_of=retry_of,
+                      factors=factors or {})
 
 
 def series(value: float, split: str = Split.FULL) -> dict[str, dict[int, float]]:
     return {metric_key(split, Setting.MUL, u, MetricName.MAP): {10: value}
-            for u in (MACRO, group_unit("high"), group_unit("low"), *(lang_unit(x) for x in ("ar", "en")))}
+            for u in (MACRO, group_unit("high"), group_unit("low"),
+                      *(lang_unit(x) for x in ("ar", "en")))}
 
 
 def test_pure_core_rules_without_a_store() -> None:
@@ -191,14 +207,16 @@ def test_runs_that_differ_in_config_are_never_pooled() -> None:
     # ot.weight differs without a --sweep: split by it (seed 0 at λ=0 and λ=1 are not duplicates);
     # train.device does not change what is trained: noted, not split.
     assert study.factors == ("ot.weight",) and study.panels == (("0",), ("1",))
-    assert study.summary[(("1",), "1:1", MACRO)].n == 2 and study.summary[(("0",), "1:1", MACRO)].n == 1
+    assert study.summary[(("1",), "1:1", MACRO)].n == 2 and study.summary[(("0",), "1:1",
+                                                                           MACRO)].n == 1
     assert any("ot.weight without a --sweep" in n for n in study.notes)
     assert any("train.device" in n and "not split" in n for n in study.notes)
 
 
 def test_quick_subset_fallback_and_before_training() -> None:
     exps = [experiment(1, "1:1", 0, Status.DONE), experiment(2, "1:1", 1, Status.DONE)]
-    quick = {i: {k: {0: 0.3, **v} for k, v in series(0.5 + i / 10, Split.QUICK).items()} for i in (1, 2)}
+    quick = {i: {k: {0: 0.3, **v} for k, v in series(0.5 + i / 10, Split.QUICK).items()}
+             for i in (1, 2)}
     quick[1].update(series(0.9))  # only run 1 has the full benchmark: both are read from eval/…
     study = compute_study(exps, quick, selection="t")
     assert study.source == Split.QUICK and study.subset
@@ -212,17 +230,21 @@ def test_model_selection_is_said_and_used() -> None:
     from engine.study.formats import caption
 
     best = Config().replace(train={"select": "best-dev"}, data={"dev_questions": 50})
-    exps = [experiment(1, "1:1", 0, Status.DONE, config=best), experiment(2, "1:1", 1, Status.DONE, config=best)]
+    exps = [experiment(1, "1:1", 0, Status.DONE, config=best),
+            experiment(2, "1:1", 1, Status.DONE, config=best)]
     points = {i: {k: {5: 0.8, 10: 0.6} for k in series(0.0, Split.QUICK)} for i in (1, 2)}
     for i in (1, 2):
         points[i][TrainKey.SELECTED_STEP] = {10: 5.0}
     study = compute_study(exps, points, selection="t")
     assert study.select == "best-dev" and [r.selected_step for r in study.runs] == [5, 5]
-    assert study.summary[((), "1:1", MACRO)].mean == pytest.approx(0.8)  # the selected step's value, not the last
-    assert "train.select = best-dev" in " ".join(caption(study)) and "selected steps 5" in " ".join(caption(study))
+    # the selected step's value, not the last
+    assert study.summary[((), "1:1", MACRO)].mean == pytest.approx(0.8)
+    assert ("train.select = best-dev" in " ".join(caption(study))
+            and "selected steps 5" in " ".join(caption(study)))
     last = compute_study([experiment(1, "1:1", 0, Status.DONE)], {1: points[1]}, selection="t")
     assert last.summary[((), "1:1", MACRO)].mean == pytest.approx(0.6)
-    assert "each run's model after its last training step (train.select = last)" in " ".join(caption(last))
+    expected = "each run's model after its last training step (train.select = last)"
+    assert expected in " ".join(caption(last))
 
 
 # --------------------------------------------------------------------------- dashboard == report
@@ -232,7 +254,9 @@ async def open_study(pilot: Any, exp_id: int) -> RatioStudyScreen:
     await loaded(pilot)
     await select(pilot, exp_id)
     await pilot.press("t")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RatioStudyScreen) and pilot.app.screen.loaded)
+    await wait_for(pilot,
+                   lambda: isinstance(pilot.app.screen, RatioStudyScreen)
+                   and pilot.app.screen.loaded)
     return pilot.app.screen  # type: ignore[no-any-return]
 
 
@@ -243,12 +267,16 @@ def rendered(screen: RatioStudyScreen) -> tuple[tuple[str, ...], list[tuple[str,
 
 
 @synchronous
-async def test_the_study_screen_shows_the_numbers_of_optical_report(db: Path, seeded: tuple[Path, dict[str, int]]
+async def test_the_study_screen_shows_the_numbers_of_optical_report(db: Path,
+                                                                    seeded: tuple[Path,
+                                                                                  dict[str, int]]
                                                                     ) -> None:
     from optical_tui.cli import app as cli
 
     def report_json(*args: str) -> Any:
-        res = CliRunner().invoke(cli, ["--db", str(db), "report", "--sweep", FACTORIAL, "--format", "json", *args])
+        res = CliRunner().invoke(cli,
+                                 ["--db", str(db), "report", "--sweep", FACTORIAL, "--format",
+                                  "json", *args])
         assert res.exit_code == 0, res.output
         return json.loads(res.stdout)
 
@@ -264,7 +292,8 @@ async def test_the_study_screen_shows_the_numbers_of_optical_report(db: Path, se
             assert json.loads(json.dumps(to_dict(study))) == report_json(*args)
             # …and every table the screen draws holds the report's cells.
             with open_store(db) as store:
-                reference = tables(build_report(store, sweep=FACTORIAL, setting=study.setting, metric=study.metric))
+                reference = tables(build_report(store, sweep=FACTORIAL, setting=study.setting,
+                                                metric=study.metric))
             for i, expected in enumerate(reference):
                 screen.table_index = i
                 screen._redraw()
@@ -284,7 +313,9 @@ async def test_the_study_screen_shows_the_numbers_of_optical_report(db: Path, se
 
 
 @synchronous
-async def test_a_run_that_finishes_joins_the_study_live(db: Path, seeded: tuple[Path, dict[str, int]]) -> None:
+async def test_a_run_that_finishes_joins_the_study_live(db: Path,
+                                                        seeded: tuple[Path,
+                                                                      dict[str, int]]) -> None:
     ids = seeded[1]
     app = make_app(db)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -307,7 +338,8 @@ def test_clone_of_a_finished_run_counts_once(tmp_path: Path) -> None:
     cfg = with_run(Config(), "1:1", 0).to_dict()
     with open_store(db) as store:
         for seed in (0, 1, 2):
-            store.add_experiments([NewExperiment("s", "1:1", seed, with_run(Config(), "1:1", seed).to_dict())])
+            store.add_experiments([NewExperiment("s", "1:1", seed,
+                                                 with_run(Config(), "1:1", seed).to_dict())])
             lease = store.claim_next("w", "cpu").lease  # type: ignore[union-attr]
             store.flush(lease, [(FULL_MACRO, 10, 0.5 + seed / 10, 0.0)], step=10, total=10)
             store.finish(lease, Status.DONE)
