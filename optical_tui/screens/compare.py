@@ -16,7 +16,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.reactive import var
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.errors import OpticalError
@@ -71,17 +70,11 @@ class CompareScreen(MetricSwitchScreen):
         Binding("G", "view(-1)", "Prev view", show=False, tooltip="previous view"),
     ]
 
-    #: The compared rows as the poller last read them: a status, tag or note shows in the tables.
-    runs: var[list[Experiment]] = var(list, init=False)
-    #: Each run's points, mutated in place (`mutate_reactive`).
-    histories: var[dict[int, History]] = var(dict, init=False)
-    #: Which of `views` the plot shows (`g`/`G`), taken modulo their number.
-    view_index: var[int] = var(0, init=False)
-
     def __init__(self, runs: list[Experiment]) -> None:
         super().__init__(id="compare-screen")
-        self.set_reactive(CompareScreen.runs, runs[:MAX_RUNS])
-        self.set_reactive(CompareScreen.histories, {e.id: History() for e in self.runs})
+        self.runs = runs[:MAX_RUNS]
+        self.histories: dict[int, History] = {e.id: History() for e in self.runs}
+        self.view_index = 0
         self.loaded = False
         self.comparison: Comparison | None = None
 
@@ -99,7 +92,7 @@ class CompareScreen(MetricSwitchScreen):
         self.title = "compare"
         self.sub_title = " ".join(f"#{e.id}" for e in self.runs)
         self.query_one("#compare-final", DataTable).focus()  # ←/→ scroll it when runs overflow
-        self._show()
+        self._redraw()
         self._read([e.id for e in self.runs], routes(self).db_location)
 
     @work(thread=True, group="compare")
@@ -119,7 +112,7 @@ class CompareScreen(MetricSwitchScreen):
         for i, metrics in rows.items():
             self.histories[i].add(metrics)
         self.loaded = True
-        self.mutate_reactive(CompareScreen.histories)
+        self._redraw()
 
     def on_metrics_appended(self, message: MetricsAppended) -> None:
         mine = [m for m in message.metrics if m.experiment_id in self.histories]
@@ -127,20 +120,29 @@ class CompareScreen(MetricSwitchScreen):
         for m in mine:
             changed |= self.histories[m.experiment_id].add([m])
         if changed:
-            self.mutate_reactive(CompareScreen.histories)
+            self._redraw()
 
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
         fresh = {e.id: e for e in message.experiments}
-        self.runs = [fresh.get(e.id, e) for e in self.runs]  # repaints only if one changed
+        updated = [fresh.get(e.id, e) for e in self.runs]
+        if updated != self.runs:  # a status, tag or note changed: the tables say so
+            self.runs = updated
+            self._redraw()
 
     # ----------------------------------------------------------------- drawing
 
     def label(self, e: Experiment) -> str:
         return safe(f"#{e.id} {e.ratio} s{e.seed}" + (f" {' '.join(e.tags)}" if e.tags else ""))
 
-    def _show(self) -> None:
+    def watch_setting(self) -> None:
+        self._redraw()
+
+    def watch_metric(self) -> None:
+        self._redraw()
+
+    def _redraw(self) -> None:
         options = views(self.runs[0].config)
-        self.set_reactive(CompareScreen.view_index, self.view_index % len(options))
+        self.view_index %= len(options)
         view, unit = options[self.view_index]
         name = f"{Setting(self.setting).label} {self.metric}"
         self.query_one("#compare-controls", Static).update(
@@ -178,8 +180,6 @@ class CompareScreen(MetricSwitchScreen):
         )
         self._draw_diff(self.comparison)
         self._draw_final(self.comparison)
-
-    watch_runs = watch_histories = watch_setting = watch_metric = watch_view_index = _show
 
     def _ranking_metric(self) -> str:
         return MetricName.MAP if self.metric == MetricName.RANK_DISTANCE else self.metric
@@ -230,3 +230,4 @@ class CompareScreen(MetricSwitchScreen):
 
     def action_view(self, delta: int) -> None:
         self.view_index += delta
+        self._redraw()
