@@ -6,13 +6,13 @@ anyone can check the sampler: every batch must show 0 false negatives (engine/ba
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from engine.config import load_config
+from optical_tui.commands.config_options import ConfigFileOption, set_option
 from optical_tui.console import console, print_json, safe, safe_text
 
 _HELP = """Print the first N batches a config would draw, without loading a model.
@@ -43,18 +43,12 @@ def _row_table(batch: dict[str, Any]) -> Table:
 
 
 def batches(
-    config: Annotated[Path | None,
-                      typer.Option("--config", "-c",
-                                   help="TOML file overriding the defaults (see "
-                                        "configs/).")] = None,
+    config: ConfigFileOption = None,
     ratio: Annotated[str | None,
                      typer.Option("--ratio", "-r",
                                   help="Mono:cross batch ratio, e.g. 1:3 (overrides "
                                        "train.ratio).")] = None,
-    overrides: Annotated[list[str] | None,
-                         typer.Option("--set",
-                                      help="Override one key, e.g. --set train.hard_negatives=2. "
-                                           "Repeatable.")] = None,
+    overrides: Annotated[list[str] | None, set_option("train.hard_negatives=2")] = None,
     n: Annotated[int,
                  typer.Option("-n", "--batches", min=1, max=100_000,
                               help="How many batches to draw.")] = 3,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +17,7 @@ from engine.statuses import Status
 from engine.store import Experiment
 from engine.sweep import factors_text, model_notes, new_experiments, refuse_duplicates
 from engine.tags import has_tags, parse_tags
+from optical_tui.commands.config_options import ConfigFileOption, set_option
 from optical_tui.commands.context import parse_ids, store_for
 from optical_tui.console import console, err_console, print_json, safe, safe_text
 from optical_tui.screens.experiment_data import config_lines
@@ -45,14 +45,8 @@ def add(
     seed: Annotated[list[int] | None,
                     typer.Option("--seed", "-s",
                                  help="Seed (0 to 2^32-1); repeat for several. Default 0.")] = None,
-    config: Annotated[Path | None,
-                      typer.Option("--config", "-c",
-                                   help="TOML file overriding the defaults (see "
-                                        "configs/).")] = None,
-    overrides: Annotated[list[str] | None,
-                         typer.Option("--set",
-                                      help="Override one key, e.g. --set train.lr=3e-5. "
-                                           "Repeatable.")] = None,
+    config: ConfigFileOption = None,
+    overrides: Annotated[list[str] | None, set_option("train.lr=3e-5")] = None,
     sweeps: Annotated[list[str] | None, typer.Option("--sweep", help=(
         "A factor: one key and its values, e.g. --sweep ot.weight=0,1 (a list key: --sweep "
         "'data.train_langs=\\[en,de],\\[en,de,es,zh]'). Repeatable: the full grid ratios × "

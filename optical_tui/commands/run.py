@@ -38,6 +38,7 @@ from engine.metric_keys import (
     split_prefix,
 )
 from engine.statuses import EventKind, RunOutcome
+from optical_tui.commands.config_options import ConfigFileOption, set_option
 from optical_tui.console import console, err_console, lang_setting_rich, print_json
 
 
@@ -139,14 +140,8 @@ _RUN_HELP = ("Train and evaluate one experiment in the foreground (resumes from 
 
 
 def run(
-    config: Annotated[Path | None,
-                      typer.Option("--config", "-c",
-                                   help="TOML file overriding the defaults (see "
-                                        "configs/).")] = None,
-    overrides: Annotated[list[str] | None,
-                         typer.Option("--set",
-                                      help="Override one key, e.g. --set train.steps=20. "
-                                           "Repeatable.")] = None,
+    config: ConfigFileOption = None,
+    overrides: Annotated[list[str] | None, set_option("train.steps=20")] = None,
     out: Annotated[Path | None,
                    typer.Option("--out", "-o",
                                 help="Run directory (checkpoints, metrics.jsonl). Default: "
