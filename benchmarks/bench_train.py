@@ -35,7 +35,7 @@ from torch import Tensor
 
 import engine.ot_loss as ot_loss_mod
 from engine.batching import HybridSampler, ot_pairs_from_batch
-from engine.config import Config
+from engine.config import Config, OTConfig
 from engine.data.loaders import load_lareqa, load_parallel_qa
 from engine.evaluate import evaluate, select_subset
 from engine.models.encoders import load_encoder
@@ -44,26 +44,19 @@ from engine.ot_loss import distill_loss, ot_distill_loss, token_cost
 OUT = Path(__file__).resolve().parent / "results" / "train.json"
 
 
-def per_pair_loss(
-    teacher_states: Tensor,
-    teacher_mask: Tensor,
-    student_states: Tensor,
-    student_mask: Tensor,
-    *,
-    epsilon: float = 0.05,
-    max_iter: int = 100,
-    tol: float = 1e-6,
-) -> Tensor:
+def per_pair_loss(teacher_states: Tensor, teacher_mask: Tensor, student_states: Tensor,
+                  student_mask: Tensor, oc: OTConfig) -> Tensor:
     """The OT loss with one POT `ot.sinkhorn` (log domain) per pair: the baseline that the
-    batched solve (engine.ot_loss.ot_distill_loss) is measured against."""
+    batched solve (engine.ot_loss.ot_distill_loss) is measured against, with the same solver
+    settings (the config's [ot] epsilon, max_iter and tol)."""
     values = []
     for i in range(teacher_states.shape[0]):
         cost = token_cost(teacher_states[i : i + 1, teacher_mask[i]],
                           student_states[i : i + 1, student_mask[i]])[0]
         a = torch.full((cost.shape[0],), 1.0 / cost.shape[0], device=cost.device)
         b = torch.full((cost.shape[1],), 1.0 / cost.shape[1], device=cost.device)
-        plan = ot.sinkhorn(a, b, cost.detach(), epsilon, method="sinkhorn_log",
-                           numItermax=max_iter, stopThr=tol)
+        plan = ot.sinkhorn(a, b, cost.detach(), oc.epsilon, method="sinkhorn_log",
+                           numItermax=oc.max_iter, stopThr=oc.tol)
         values.append((plan.detach() * cost).sum())
     return torch.stack(values).mean()
 
@@ -188,7 +181,7 @@ def main() -> None:
             lb, stats = ot_distill_loss(t_states, t_mask, s_states, s_mask, **kw)
             batched_t.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            ll = per_pair_loss(t_states, t_mask, s_states, s_mask, **kw)
+            ll = per_pair_loss(t_states, t_mask, s_states, s_mask, cfg.ot)
             loop_t.append(time.perf_counter() - t0)
         batched_s, loop_s = min(batched_t), min(loop_t)
         solve[f"threads_{n_threads}"] = {"batched_s": round(batched_s, 5),

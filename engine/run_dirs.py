@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engine.errors import ConfigError
+from engine.files import read_json_object
 from engine.store import Experiment, Store, is_url, sqlite_path
 
 MARKER = "run.json"
@@ -115,11 +116,7 @@ def _marker(exp: Experiment) -> dict[str, object]:
 
 
 def _read_marker(run_folder: Path) -> dict[str, object] | None:
-    try:
-        data = json.loads((Path(run_folder) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_object(Path(run_folder) / MARKER)
 
 
 def owned_by(run_folder: Path, exp: Experiment) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -152,9 +153,7 @@ def build_models(cfg: Config, device: str, use_ot: bool) -> Models:
     if use_ot and cfg.model.teacher not in ("", cfg.model.name):
         teacher = encoder(cfg.model.teacher)
     elif use_ot:  # the student's own starting weights: a copy takes a fraction of a second load
-        teacher = Encoder(copy.deepcopy(student.model), student.tokenizer, student.device,
-                          name=student.name, query_prefix=student.query_prefix,
-                          passage_prefix=student.passage_prefix, max_length=student.max_length)
+        teacher = dataclasses.replace(student, model=copy.deepcopy(student.model))
     if teacher is not None:
         teacher.model.requires_grad_(False).eval()
         h_t, h_s = teacher.model.config.hidden_size, student.model.config.hidden_size

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +24,24 @@ KINDS = ("query", "passage", "plain")
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+@dataclass(eq=False)  # eq=False: two encoders are the same only if they are the same object
 class Encoder:
     """A transformers AutoModel + tokenizer used as a mean-pooling sentence encoder."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, device: torch.device, *,
-                 name: str = "",
-                 query_prefix: str = "query: ", passage_prefix: str = "passage: ",
-                 max_length: int = 64):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.device = device
-        self.name = name
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
-        self.max_length = max_length
-        # Ids to strip from OT marginals; computed once (the tokenizer call is slow per batch).
-        self._special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+    model: torch.nn.Module
+    tokenizer: Any
+    device: torch.device
+    _: KW_ONLY
+    name: str = ""
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    max_length: int = 64
+    # Ids to strip from OT marginals; computed once (the tokenizer call is slow per batch).
+    _special_ids: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ids = sorted(set(self.tokenizer.all_special_ids))
+        self._special_ids = torch.tensor(ids, dtype=torch.long)
 
     @property
     def dim(self) -> int:

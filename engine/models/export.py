@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ModelError
+from engine.files import read_json_object, replace_dir
 from engine.run_dirs import attempt_dir, attempts_in
 
 #: The saved model's folder inside a run (or attempt) folder.
@@ -71,15 +72,6 @@ def _sentence_transformers_files(folder: Path, *, dim: int, max_length: int, que
         "similarity_fn_name": "cosine", "model_type": "SentenceTransformer"})
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished `tmp` to `out`, replacing a previous `out` only once `tmp` is complete."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export_encoder(encoder: Any, out: Path, *, max_length: int,
                    info: Mapping[str, Any] | None = None) -> Path:
     """Write `encoder` (engine.models.encoders.Encoder: its model, tokenizer and prefixes) to
@@ -100,7 +92,7 @@ def export_encoder(encoder: Any, out: Path, *, max_length: int,
             "format": _FORMAT, "query_prefix": encoder.query_prefix,
             "passage_prefix": encoder.passage_prefix,
             "pooling": "mean", "normalize": True, "max_length": max_length, **dict(info or {})})
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -108,11 +100,7 @@ def export_encoder(encoder: Any, out: Path, *, max_length: int,
 
 def read_info(folder: Path) -> dict[str, Any] | None:
     """`optical_model.json` of an exported folder, or None for any other folder."""
-    try:
-        data = json.loads((Path(folder) / INFO_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_object(Path(folder) / INFO_FILE)
 
 
 def find_model(run_folder: Path) -> Path | None:

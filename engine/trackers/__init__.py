@@ -16,12 +16,9 @@ The writers are optional extras, none of them imports torch:
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
@@ -89,15 +86,6 @@ def load_runs(store: Store, experiments: Sequence[Experiment]) -> list[RunRecord
 def safe_name(text: str) -> str:
     """A sweep name as one path component (names are free text)."""
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("._") or "sweep"
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished `tmp` to `out`, replacing an earlier export of the same run only then."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def need(module: str, extra: str) -> None:

@@ -15,7 +15,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.trackers import RunRecord, need, replace_dir, safe_name, tracker_key
+from engine.files import replace_dir
+from engine.trackers import RunRecord, need, safe_name, tracker_key
 
 
 def write_tensorboard(runs: Sequence[RunRecord], out: Path) -> list[Path]:
