@@ -208,7 +208,9 @@ os.kill(os.getpid(), signal.SIGSTOP)   # stopped inside the transaction, like a 
 def test_a_process_stopped_inside_a_transaction_blocks_no_claim_and_is_cut_off(pg_url: str) -> None:
     with open_store(pg_url) as store:
         first, second = store.add_experiments([spec(1, priority=5), spec(2)])
-    proc = subprocess.Popen([sys.executable, "-c", STOPPED_HOLDER, pg_url, str(first.id), "2"],
+    # The holder's idle timeout must outlast the checks below until the "locked" one: 2 s was
+    # once too short on a saturated machine (connecting alone took most of it), so 6 s.
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_HOLDER, pg_url, str(first.id), "6"],
                             cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
     try:
