@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import difflib
 import sys
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from engine.errors import OpticalError
-from optical_tui.commands.ui import DB_HELP
+from optical_tui.commands.options import DbOption
 from optical_tui.console import safe
 
 # Typer vendors click; its UsageError is the base of BadParameter (bad values, missing arguments).
@@ -96,13 +96,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(
-    ctx: typer.Context,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help=DB_HELP, envvar="OPTICAL_DB", show_default=False),
-    ] = None,
-) -> None:
+def _root(ctx: typer.Context, db: DbOption = None) -> None:
     ctx.obj = {"db": db}
 
 

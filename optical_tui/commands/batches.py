@@ -13,6 +13,7 @@ from rich.table import Table
 
 from engine.config import load_config
 from optical_tui.commands.config_options import ConfigFileOption, set_option
+from optical_tui.commands.options import json_option, ratio_option
 from optical_tui.console import console, print_json, safe, safe_text
 
 _HELP = """Print the first N batches a config would draw, without loading a model.
@@ -24,6 +25,8 @@ run's: the same records (dev split and holdout removed), seed and sampler.
 
 Example: optical batches -c configs/paper.toml -r 1:1 --set train.cross_pairs=batch -n 3"""
 
+_RATIO_HELP = "Mono:cross batch ratio, e.g. 1:3 (overrides train.ratio)."
+_JSON_HELP = "Print a JSON object: config, totals, and a list of batches, each with its rows."
 _SNIPPET = 48  # characters of a hard negative shown in the table (--json has them whole)
 
 
@@ -44,18 +47,12 @@ def _row_table(batch: dict[str, Any]) -> Table:
 
 def batches(
     config: ConfigFileOption = None,
-    ratio: Annotated[str | None,
-                     typer.Option("--ratio", "-r",
-                                  help="Mono:cross batch ratio, e.g. 1:3 (overrides "
-                                       "train.ratio).")] = None,
+    ratio: Annotated[str | None, ratio_option(_RATIO_HELP)] = None,
     overrides: Annotated[list[str] | None, set_option("train.hard_negatives=2")] = None,
     n: Annotated[int,
                  typer.Option("-n", "--batches", min=1, max=100_000,
                               help="How many batches to draw.")] = 3,
-    as_json: Annotated[bool,
-                       typer.Option("--json",
-                                    help="Print a JSON object: config, totals, and a list of "
-                                         "batches, each with its rows.")] = False,
+    as_json: Annotated[bool, json_option(_JSON_HELP)] = False,
 ) -> None:
     """Print the first N batches a config would draw, without loading a model."""
     sets = list(overrides or [])

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from engine.metric_keys import MetricName, Setting, Split
 from optical_tui.commands.context import parse_ids, store_for
+from optical_tui.commands.options import json_option, metric_option, setting_option
 from optical_tui.console import console, safe_text
 
 if TYPE_CHECKING:
@@ -104,16 +105,12 @@ def compare_command(
         ),
     ],
     metric: Annotated[
-        MetricName,
-        typer.Option(
-            "--metric", "-m", help="Per-query metric of the final and per-language tables."
-        ),
+        MetricName, metric_option("Per-query metric of the final and per-language tables.")
     ] = MetricName.MAP,
     setting: Annotated[
-        Setting,
-        typer.Option("--setting", "-s", help="Setting of the per-language table: mo, cr or mul."),
+        Setting, setting_option("Setting of the per-language table: mo, cr or mul.")
     ] = Setting.MUL,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    as_json: Annotated[bool, json_option("Print the comparison as JSON.")] = False,
 ) -> None:
     """Compare runs: the config keys that differ, the final metrics side by side with deltas from
     the first run, and a per-query-language table. Values come from the full benchmark when every

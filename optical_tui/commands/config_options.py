@@ -1,5 +1,6 @@
 """The options of every command that builds an experiment config (`queue add`, `run`,
-`batches`): declared once, so the three say the same thing."""
+`batches`): declared once, so the three say the same thing. `optical demo` declares its
+--config (another default and help) through the same `config_option`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
+
+def config_option(help: str) -> Any:
+    """`--config/-c FILE`; `optical demo` has its own default file and help."""
+    return typer.Option("--config", "-c", help=help)
+
+
 ConfigFileOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML file overriding the defaults (see configs/)."),
+    Path | None, config_option("TOML file overriding the defaults (see configs/).")
 ]
 
 

@@ -9,12 +9,12 @@ from typing import Annotated
 
 import typer
 
+from optical_tui.commands.options import DATA_DIR_HELP, MachineJsonOption, data_dir_option
 from optical_tui.console import console, print_json
 
 data_app = typer.Typer(help="Check or download the benchmark and training data.",
                        no_args_is_help=True)
 
-_DATA_DIR_HELP = "Data folder (default: env OPTICAL_DATA, else ./data)."
 _STATUS_STYLE = {"ok": "green", "missing": "red", "malformed": "red", "unexpected counts": "yellow"}
 
 
@@ -45,9 +45,8 @@ _CHECK_HELP = ("Report, per dataset and language, whether the files are present,
 
 @data_app.command("check", help=_CHECK_HELP)
 def check(
-    data_dir: Annotated[Path | None,
-                        typer.Option("--data-dir", help=_DATA_DIR_HELP, show_default=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    data_dir: Annotated[Path | None, data_dir_option(DATA_DIR_HELP)] = None,
+    as_json: MachineJsonOption = False,
 ) -> None:
     from engine.data.loaders import HINT, data_status, resolve_data_dir
 
@@ -93,8 +92,7 @@ def check(
 
 @data_app.command("download")
 def download(
-    dest: Annotated[Path | None,
-                    typer.Option("--dest", help=_DATA_DIR_HELP, show_default=False)] = None,
+    dest: Annotated[Path | None, data_dir_option(DATA_DIR_HELP, "--dest")] = None,
     force: Annotated[bool,
                      typer.Option("--force",
                                   help="Re-download files that are already present.")] = False,

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import typer
 
 from optical_tui.commands.context import store_for as open_store
+from optical_tui.commands.options import MachineJsonOption, json_option
 from optical_tui.console import console, print_json
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ db_app = typer.Typer(help="Inspect the experiments database, or serve a PostgreS
 @db_app.command("check")
 def check(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: MachineJsonOption = False,
 ) -> None:
     """Check the database (SQLite: its integrity check; PostgreSQL: id sequences and states) and
     report the schema version and row counts."""
@@ -71,7 +72,7 @@ def copy(
     dst: Annotated[str,
                    typer.Argument(help="Destination: a new file, or an empty PostgreSQL database.",
                                        show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+    as_json: Annotated[bool, json_option("Print the counts as JSON.")] = False,
 ) -> None:
     from engine.store import redact
     from engine.store.copy import copy_study

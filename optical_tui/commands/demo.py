@@ -34,6 +34,8 @@ from engine.run_dirs import run_dir, runs_root
 from engine.running.launch import WorkerOptions, engine_command
 from engine.statuses import ACTIVE, Status, WorkerStatus
 from engine.store import Experiment, NewExperiment, Store, open_store, resolve_location, sqlite_path
+from optical_tui.commands.config_options import config_option
+from optical_tui.commands.options import db_option, device_option, plot_option
 from optical_tui.console import console
 
 SWEEP = "demo"
@@ -207,30 +209,21 @@ def run_sweep(db: str, device: str, poll_s: float = 1.0) -> bool:
 
 _DEMO_HELP = ("Queue the ratio sweep 1:0, 3:1, 1:1, 1:3, 0:1 × seeds with configs/demo.toml, "
               "run it, report.")
+_SEEDS_HELP = "Seeds per ratio (0..N-1); paired comparisons need ≥ 2."
+_DB_HELP = "Database for the demo (default: the global --db, else ./experiments.db)."
+_FRESH_HELP = "Delete the demo sweep (runs, metrics, checkpoints) and start over."
+_DEVICE_HELP = "Worker device: auto, cpu, cuda or cuda:N."
+_PLOT_HELP = "Where to save the plot (default: ratio_study.png beside the database)."
 
 
 def demo(
     ctx: typer.Context,
-    seeds: Annotated[int,
-                     typer.Option("--seeds",
-                                  help="Seeds per ratio (0..N-1); paired comparisons need ≥ 2.",
-                                  min=1)] = 3,
-    db: Annotated[str | None,
-                  typer.Option("--db",
-                               help="Database for the demo (default: the global --db, else "
-                                    "./experiments.db).")] = None,
-    fresh: Annotated[bool,
-                     typer.Option("--fresh",
-                                  help="Delete the demo sweep (runs, metrics, checkpoints) and "
-                                       "start over.")] = False,
-    config: Annotated[Path, typer.Option("--config", "-c", help="Sweep config.")] = DEMO_CONFIG,
-    device: Annotated[str,
-                      typer.Option("--device", "-d",
-                                   help="Worker device: auto, cpu, cuda or cuda:N.")] = "auto",
-    plot: Annotated[Path | None,
-                    typer.Option("--plot",
-                                 help="Where to save the plot (default: ratio_study.png beside the "
-                                      "database).")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help=_SEEDS_HELP, min=1)] = 3,
+    db: Annotated[str | None, db_option(_DB_HELP)] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help=_FRESH_HELP)] = False,
+    config: Annotated[Path, config_option("Sweep config.")] = DEMO_CONFIG,
+    device: Annotated[str, device_option(_DEVICE_HELP, "-d")] = "auto",
+    plot: Annotated[Path | None, plot_option(_PLOT_HELP)] = None,
 ) -> None:
     from engine.study.core import build_report
     from engine.study.plot import save_plot

@@ -12,6 +12,7 @@ from engine.config import MLQA_LANGS, EvalConfig, ModelConfig
 from engine.devices import DEVICE_FORMS, check_device_setting
 from engine.errors import ConfigError
 from engine.metric_keys import SETTINGS, Setting, Split, lang_setting_table, parse_key, size_key
+from optical_tui.commands.options import DATA_DIR_HELP, data_dir_option, device_option, json_option
 from optical_tui.console import console, err_console, lang_setting_rich, print_json
 
 _DEFAULTS = EvalConfig()
@@ -57,7 +58,7 @@ def eval_command(
     max_length: Annotated[int | None, typer.Option("--max-length", min=8, show_default=False, help=(
         "Max tokens per text (default: a saved model's recorded one, else "
         f"{_DEFAULTS.max_length})."))] = None,
-    device: Annotated[str, typer.Option("--device", help=f"{DEVICE_FORMS}.")] = "auto",
+    device: Annotated[str, device_option(f"{DEVICE_FORMS}.")] = "auto",
     high: Annotated[str,
                     typer.Option("--high", help="High-resource group.")] = ",".join(_DEFAULTS.high),
     low: Annotated[str,
@@ -69,11 +70,8 @@ def eval_command(
                               typer.Option("--passage-prefix", show_default=False, help=(
         "Prefix of sentences (default: a saved model's recorded one, else "
         f"{_PASSAGE_PREFIX!r})."))] = None,
-    data_dir: Annotated[Path | None,
-                        typer.Option("--data-dir", help="Data folder (default: env OPTICAL_DATA, "
-                                                  "else ./data).", show_default=False)] = None,
-    as_json: Annotated[bool,
-                       typer.Option("--json", help="Print the flat metrics dict as JSON.")] = False,
+    data_dir: Annotated[Path | None, data_dir_option(DATA_DIR_HELP)] = None,
+    as_json: Annotated[bool, json_option("Print the flat metrics dict as JSON.")] = False,
 ) -> None:
     """Zero-shot MLQA-R retrieval (mAP Mo/Cr/Mul, R@1, R@10, MRR@10, nDCG@10, rank distance).
 

@@ -20,7 +20,12 @@ from engine.models.model_card import model_card
 from engine.run_dirs import folders_of, runs_root
 from engine.statuses import Status
 from optical_tui.commands.context import db_location, parse_ids, store_for
+from optical_tui.commands.options import json_option, runs_dir_option
 from optical_tui.console import console, print_json
+
+_RUNS_DIR_HELP = ("Where the worker kept its runs (env OPTICAL_RUNS; default: <name>.runs/ beside "
+                  "an SQLite <name>.db, ./runs for a database server). The folder the run "
+                  "recorded is tried first.")
 
 
 def export_command(
@@ -33,12 +38,8 @@ def export_command(
                     typer.Argument(metavar="DIR",
                                    help="New folder for the model (must not exist, or be empty).",
                                          show_default=False)],
-    runs_dir: Annotated[str | None, typer.Option("--runs-dir", show_default=False, help=(
-        "Where the worker kept its runs (env OPTICAL_RUNS; default: <name>.runs/ beside an SQLite "
-        "<name>.db, ./runs for a database server). The folder the run recorded is tried "
-        "first."))] = None,
-    as_json: Annotated[bool,
-                       typer.Option("--json", help="Print where the model went, as JSON.")] = False,
+    runs_dir: Annotated[str | None, runs_dir_option(_RUNS_DIR_HELP)] = None,
+    as_json: Annotated[bool, json_option("Print where the model went, as JSON.")] = False,
 ) -> None:
     """Copy the model a run saved (train.save_model = true; the step train.select chose) to DIR.
 

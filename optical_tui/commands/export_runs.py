@@ -7,12 +7,13 @@ only here, when asked for; none imports torch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from engine.errors import ConfigError
 from optical_tui.commands.context import parse_ids, store_for
+from optical_tui.commands.options import SweepIdsArgument, json_option, sweep_option
 from optical_tui.console import console, print_json
 
 _EXPORT_RUNS_HELP = ("Write runs (ids, --sweep, or the newest sweep) to TensorBoard, MLflow "
@@ -21,40 +22,34 @@ _EXPORT_RUNS_HELP = ("Write runs (ids, --sweep, or the newest sweep) to TensorBo
                      "final metrics.\n"
                      "\n"
                      "Exporting a run again replaces what an earlier export wrote for it.")
+_TENSORBOARD_HELP = ("Write TensorBoard event files: DIR/<sweep>/<id>-<ratio>-s<seed>/ (view: "
+                     "tensorboard --logdir DIR). Needs the tensorboard extra: pip install "
+                     "'optical-tui\\[tensorboard]'.")
+_MLFLOW_HELP = ("Write an MLflow store DIR/mlflow.db, one MLflow experiment per sweep (view: "
+                "mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db). Needs the mlflow extra: "
+                "pip install 'optical-tui\\[mlflow]'.")
+_WANDB_HELP = ("Write W&B offline runs under DIR/wandb/ (upload later: wandb sync "
+               "DIR/wandb/offline-run-*). Needs the wandb extra: pip install "
+               "'optical-tui\\[wandb]'.")
+_WANDB_PROJECT_HELP = "W&B project the offline runs belong to."
+
+
+def _writer_option(flag: str, help: str) -> Any:
+    """Where one tracker's files go: a folder, none by default (that tracker is skipped)."""
+    return typer.Option(flag, metavar="DIR", help=help, show_default=False)
 
 
 def export_runs(
     ctx: typer.Context,
-    ids: Annotated[list[str] | None,
-                   typer.Argument(metavar="ID", help="Experiment ids (default: the newest sweep).",
-                                  show_default=False)] = None,
+    ids: SweepIdsArgument = None,
     sweep: Annotated[list[str] | None,
-                     typer.Option("--sweep", "-n", help="Every run of this sweep (repeatable).",
-                                  show_default=False)] = None,
-    tensorboard: Annotated[Path | None,
-                           typer.Option("--tensorboard", metavar="DIR",
-                                        help="Write TensorBoard event files: "
-                                        "DIR/<sweep>/<id>-<ratio>-s<seed>/ (view: tensorboard "
-                                        "--logdir DIR). Needs the tensorboard extra: pip install "
-                                        "'optical-tui\\[tensorboard]'.",
-                                        show_default=False)] = None,
-    mlflow: Annotated[Path | None,
-                      typer.Option("--mlflow", metavar="DIR",
-                                   help="Write an MLflow store DIR/mlflow.db, one MLflow "
-                                   "experiment per sweep (view: mlflow ui --backend-store-uri "
-                                   "sqlite:///DIR/mlflow.db). Needs the mlflow extra: pip install "
-                                   "'optical-tui\\[mlflow]'.", show_default=False)] = None,
-    wandb: Annotated[Path | None,
-                     typer.Option("--wandb", metavar="DIR",
-                                  help="Write W&B offline runs under DIR/wandb/ (upload later: "
-                                  "wandb sync DIR/wandb/offline-run-*). Needs the wandb extra: pip "
-                                  "install 'optical-tui\\[wandb]'.", show_default=False)] = None,
-    wandb_project: Annotated[str,
-                             typer.Option("--wandb-project",
-                                          help="W&B project the offline runs belong "
-                                               "to.")] = "optical-tui",
-    as_json: Annotated[bool,
-                       typer.Option("--json", help="Print what was written, as JSON.")] = False,
+                     sweep_option("Every run of this sweep (repeatable).")] = None,
+    tensorboard: Annotated[Path | None, _writer_option("--tensorboard", _TENSORBOARD_HELP)] = None,
+    mlflow: Annotated[Path | None, _writer_option("--mlflow", _MLFLOW_HELP)] = None,
+    wandb: Annotated[Path | None, _writer_option("--wandb", _WANDB_HELP)] = None,
+    wandb_project: Annotated[str, typer.Option("--wandb-project",
+                                               help=_WANDB_PROJECT_HELP)] = "optical-tui",
+    as_json: Annotated[bool, json_option("Print what was written, as JSON.")] = False,
 ) -> None:
     from engine.study.core import select_experiments
     from engine.trackers import load_runs

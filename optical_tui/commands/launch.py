@@ -12,6 +12,12 @@ import typer
 
 from engine.running.launch import DEFAULT_LEASE_S
 from optical_tui.commands.context import db_location
+from optical_tui.commands.options import (
+    JsonOption,
+    device_option,
+    lease_option,
+    runs_dir_option,
+)
 from optical_tui.console import console, print_json
 
 launch_app = typer.Typer(help="Start workers elsewhere: on a Slurm cluster, one job-array task per "
@@ -38,42 +44,32 @@ _LEASE_HELP = ("Seconds without a heartbeat after which a run counts as lost.")
 _DRY_RUN_HELP = ("Print the job script and the worker command; submit nothing.")
 _EXECUTOR_HELP = ("slurm, or local/debug (submitit's executors without Slurm; tests).")
 _DEVICE_HELP = ("Device inside each task (cuda:0; cpu for tests).")
+_PARTITION_HELP = "Slurm partition (default: the cluster's)."
+_CPUS_HELP = "CPUs per task (data loading, tokenisation)."
+_MEM_HELP = "Memory per task in GB (default: the cluster's)."
+_WAIT_HELP = "Wait until every task has ended and report each."
 
 
 @launch_app.command("slurm", help=_SLURM_HELP)
 def slurm(
     ctx: typer.Context,
     gpus: Annotated[int, typer.Option("--gpus", help=_GPUS_HELP, min=1)],
-    partition: Annotated[str | None,
-                         typer.Option("--partition", "-p",
-                                      help="Slurm partition (default: the cluster's).",
-                                      show_default=False)] = None,
+    partition: Annotated[str | None, typer.Option("--partition", "-p", help=_PARTITION_HELP,
+                                                  show_default=False)] = None,
     time_limit: Annotated[str, typer.Option("--time", "-t", help=_TIME_LIMIT_HELP)] = "24:00:00",
-    cpus_per_task: Annotated[int,
-                             typer.Option("--cpus-per-task",
-                                          help="CPUs per task (data loading, tokenisation).",
-                                          min=1)] = 8,
-    mem_gb: Annotated[int | None,
-                      typer.Option("--mem-gb",
-                                   help="Memory per task in GB (default: the cluster's).", min=1,
-                                   show_default=False)] = None,
-    runs_dir: Annotated[str | None,
-                        typer.Option("--runs-dir",
-                                     help=_RUNS_DIR_HELP,
-                                     show_default=False)] = None,
+    cpus_per_task: Annotated[int, typer.Option("--cpus-per-task", help=_CPUS_HELP, min=1)] = 8,
+    mem_gb: Annotated[int | None, typer.Option("--mem-gb", help=_MEM_HELP, min=1,
+                                               show_default=False)] = None,
+    runs_dir: Annotated[str | None, runs_dir_option(_RUNS_DIR_HELP)] = None,
     logs: Annotated[Path | None,
-                    typer.Option("--logs",
-                                 help=_LOGS_HELP, show_default=False)] = None,
-    lease: Annotated[float, typer.Option("--lease", help=_LEASE_HELP, min=2.0)] = DEFAULT_LEASE_S,
+                    typer.Option("--logs", help=_LOGS_HELP, show_default=False)] = None,
+    lease: Annotated[float, lease_option(_LEASE_HELP)] = DEFAULT_LEASE_S,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=_DRY_RUN_HELP)] = False,
-    wait: Annotated[bool,
-                    typer.Option("--wait",
-                                 help="Wait until every task has ended and report each.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help=_WAIT_HELP)] = False,
+    as_json: JsonOption = False,
     executor: Annotated[str,
-                        typer.Option("--executor", hidden=True,
-                                     help=_EXECUTOR_HELP)] = "slurm",
-    device: Annotated[str, typer.Option("--device", hidden=True, help=_DEVICE_HELP)] = "cuda:0",
+                        typer.Option("--executor", hidden=True, help=_EXECUTOR_HELP)] = "slurm",
+    device: Annotated[str, device_option(_DEVICE_HELP, hidden=True)] = "cuda:0",
 ) -> None:
     from engine.devices import check_device_setting
     from engine.run_dirs import check_runs_root, runs_root, runs_root_is_default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Annotated
 
@@ -19,6 +20,15 @@ from engine.sweep import factors_text, model_notes, new_experiments, refuse_dupl
 from engine.tags import has_tags, parse_tags
 from optical_tui.commands.config_options import ConfigFileOption, set_option
 from optical_tui.commands.context import parse_ids, store_for
+from optical_tui.commands.options import (
+    ExperimentIdArgument,
+    ExperimentIdsArgument,
+    JsonOption,
+    json_option,
+    ratio_option,
+    sweep_name_option,
+    tag_option,
+)
 from optical_tui.console import console, err_console, print_json, safe, safe_text
 from optical_tui.screens.experiment_data import config_lines
 from optical_tui.status_style import status_text
@@ -36,15 +46,19 @@ def _fmt_time(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
 
 
+_RATIO_HELP = "Mono:cross batch ratio, e.g. 1:3. Repeat for a sweep."
+_SEED_HELP = "Seed (0 to 2^32-1); repeat for several. Default 0."
+_NAME_HELP = "Sweep name shared by these experiments (default: the config file's stem)."
+_MAX_ATTEMPTS_HELP = "Times a lost run is retried before it fails."
+_TAG_HELP = ("Tag every queued experiment (repeatable, or a,b). Change later with: optical tag ID "
+             "+x -y")
+
+
 @queue_app.command("add")
 def add(
     ctx: typer.Context,
-    ratio: Annotated[list[str],
-                     typer.Option("--ratio", "-r",
-                                  help="Mono:cross batch ratio, e.g. 1:3. Repeat for a sweep.")],
-    seed: Annotated[list[int] | None,
-                    typer.Option("--seed", "-s",
-                                 help="Seed (0 to 2^32-1); repeat for several. Default 0.")] = None,
+    ratio: Annotated[list[str], ratio_option(_RATIO_HELP)],
+    seed: Annotated[list[int] | None, typer.Option("--seed", "-s", help=_SEED_HELP)] = None,
     config: ConfigFileOption = None,
     overrides: Annotated[list[str] | None, set_option("train.lr=3e-5")] = None,
     sweeps: Annotated[list[str] | None, typer.Option("--sweep", help=(
@@ -52,27 +66,17 @@ def add(
         "'data.train_langs=\\[en,de],\\[en,de,es,zh]'). Repeatable: the full grid ratios × "
         "every factor's values × seeds is queued, and the study splits by each factor."
     ))] = None,
-    name: Annotated[str | None,
-                    typer.Option("--name", "-n",
-                                 help="Sweep name shared by these experiments (default: the config "
-                                      "file's stem).")] = None,
+    name: Annotated[str | None, sweep_name_option(_NAME_HELP)] = None,
     priority: Annotated[int, typer.Option("--priority", "-p", help="Higher runs first.")] = 0,
     max_attempts: Annotated[int,
-                            typer.Option("--max-attempts",
-                                         help="Times a lost run is retried before it fails.",
-                                         min=1)] = 3,
-    tags: Annotated[list[str] | None,
-                    typer.Option("--tag", "-t",
-                                 help="Tag every queued experiment (repeatable, or a,b). Change "
-                                      "later with: optical tag ID +x -y")] = None,
+                            typer.Option("--max-attempts", help=_MAX_ATTEMPTS_HELP, min=1)] = 3,
+    tags: Annotated[list[str] | None, tag_option(_TAG_HELP)] = None,
     allow_duplicate: Annotated[bool, typer.Option("--allow-duplicate", help=(
         "Queue even experiments the sweep already has queued, running or done with the same "
         "config (by default that is refused: a sweep queued twice trains every run twice, and "
         "the study counts only the newest)."
     ))] = False,
-    as_json: Annotated[bool,
-                       typer.Option("--json",
-                                    help="Print the queued experiments as JSON.")] = False,
+    as_json: Annotated[bool, json_option("Print the queued experiments as JSON.")] = False,
 ) -> None:
     """Queue one experiment per ratio × factor values × seed. Everything is validated (by the same
     code as --set) before anything is written; repeating experiments the sweep already has is
@@ -103,20 +107,19 @@ def add(
                                 ". Run them with: optical worker"))
 
 
+_SEARCH_HELP = ("Only experiments whose name, factors, tags or note contain this text (any "
+                "case).")
+
+
 @queue_app.command("list")
 def list_(
     ctx: typer.Context,
     status: Annotated[Status | None, typer.Option("--status", help="Only this status.")] = None,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Only this sweep name.")] = None,
+    name: Annotated[str | None, sweep_name_option("Only this sweep name.")] = None,
     tags: Annotated[list[str] | None,
-                    typer.Option("--tag", "-t",
-                                 help="Only experiments with this tag (repeatable: all of "
-                                      "them).")] = None,
-    search: Annotated[str | None,
-                      typer.Option("--search",
-                                   help="Only experiments whose name, factors, tags or note "
-                                        "contain this text (any case).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+                    tag_option("Only experiments with this tag (repeatable: all of them).")] = None,
+    search: Annotated[str | None, typer.Option("--search", help=_SEARCH_HELP)] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List experiments (oldest first)."""
     tagged = parse_tags(tags or [])
@@ -185,8 +188,8 @@ def list_(
 @queue_app.command("show")
 def show(
     ctx: typer.Context,
-    exp_id: Annotated[str, typer.Argument(metavar="ID", help="Experiment id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with events).")] = False,
+    exp_id: ExperimentIdArgument,
+    as_json: Annotated[bool, json_option("Print JSON (with events).")] = False,
 ) -> None:
     """Show one experiment: state, frozen config, provenance, events and latest metrics."""
     (i,) = parse_ids([exp_id])
@@ -254,42 +257,50 @@ def _print_config_and_provenance(e: Experiment) -> None:
         console.print(safe_text(f"    {k} = {v}"))
 
 
+def _print_changed(exps: list[Experiment], as_json: bool,
+                   line: Callable[[Experiment], str]) -> None:
+    """What a command that changes experiments prints: them as JSON, else a line each."""
+    if as_json:
+        print_json([experiment_dict(e) for e in exps])
+        return
+    for e in exps:
+        console.print(line(e))
+
+
+def _cancel_line(e: Experiment) -> str:
+    what = (Status.CANCELLED.value if e.status == Status.CANCELLED
+            else "cancel requested (stops within seconds)")
+    return f"#{e.id}: {what}"
+
+
+_CANCEL_JSON_HELP = "Print the experiments after the request as JSON."
+
+
 @queue_app.command("cancel")
 def cancel(
     ctx: typer.Context,
-    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
-    as_json: Annotated[bool,
-                       typer.Option("--json",
-                                    help="Print the experiments after the request as "
-                                         "JSON.")] = False,
+    ids: ExperimentIdsArgument,
+    as_json: Annotated[bool, json_option(_CANCEL_JSON_HELP)] = False,
 ) -> None:
     """Cancel experiments: queued ones at once, running ones within seconds."""
     with store_for(ctx) as store:
         touched = store.request_cancel(parse_ids(ids))
-    if as_json:
-        print_json([experiment_dict(e) for e in touched])
-        return
-    for e in touched:
-        what = (Status.CANCELLED.value if e.status == Status.CANCELLED
-                else "cancel requested (stops within seconds)")
-        console.print(f"#{e.id}: {what}")
+    _print_changed(touched, as_json, _cancel_line)
+
+
+_RETRY_IDS_HELP = "Failed or cancelled experiment ids."
 
 
 @queue_app.command("retry")
 def retry(
     ctx: typer.Context,
-    ids: Annotated[list[str],
-                   typer.Argument(metavar="ID...", help="Failed or cancelled experiment ids.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the new copies as JSON.")] = False,
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help=_RETRY_IDS_HELP)],
+    as_json: Annotated[bool, json_option("Print the new copies as JSON.")] = False,
 ) -> None:
     """Queue a fresh copy of failed or cancelled experiments (terminal states stay final)."""
     with store_for(ctx) as store:
         copies = store.retry(parse_ids(ids))
-    if as_json:
-        print_json([experiment_dict(e) for e in copies])
-        return
-    for e in copies:
-        console.print(f"#{e.retry_of} retried as #{e.id} (queued)")
+    _print_changed(copies, as_json, lambda e: f"#{e.retry_of} retried as #{e.id} (queued)")
 
 
 _RM_HELP = ("Delete experiments with their metrics, events and run folders (running ones must "
@@ -299,8 +310,8 @@ _RM_HELP = ("Delete experiments with their metrics, events and run folders (runn
 @queue_app.command("rm", help=_RM_HELP)
 def rm(
     ctx: typer.Context,
-    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Experiment ids.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the removed ids as JSON.")] = False,
+    ids: ExperimentIdsArgument,
+    as_json: Annotated[bool, json_option("Print the removed ids as JSON.")] = False,
 ) -> None:
     from engine.run_dirs import remove_run_dirs, runs_root
 

@@ -16,6 +16,15 @@ from engine.metric_keys import MetricName, Setting
 from engine.study.core import Source
 from engine.study.formats import ReportFormat
 from optical_tui.commands.context import parse_ids, store_for
+from optical_tui.commands.options import (
+    SweepIdsArgument,
+    json_option,
+    metric_option,
+    plot_option,
+    setting_option,
+    sweep_option,
+    tag_option,
+)
 from optical_tui.console import console, err_console, safe, safe_text
 
 if TYPE_CHECKING:
@@ -80,56 +89,37 @@ def print_report(report: Study, grouped: Grouping | None = None) -> None:
         console.print(table)
 
 
+_METRIC_HELP = ("Per-query metric, averaged over queries (rank distance has its own table with "
+                "--setting mul).")
+_SETTING_HELP = "mo (X→X), cr (X→Y) or mul (X→all languages)."
+_FORMAT_HELP = "table (terminal), md, csv, json or tex."
+_PLOT_HELP = "Also save the metric-vs-ratio plot (.png, .svg or .pdf)."
+_OUTPUT_HELP = "Write the md/csv/json/tex text to this file instead of stdout."
+_SOURCE_HELP = ("auto (the full benchmark when every run has it, else the last quick-subset "
+                "evaluation), full, or eval (the quick subset).")
+_BASELINE_HELP = "Ratio the paired differences are taken against."
+_GROUP_BY_HELP = ("Group the counted runs by config keys (e.g. ot.weight,train.mixing) or ratio, "
+                  "seed, name, tags: n, mean ± sd and 95% interval per group (table, md or json).")
+_TAG_HELP = ("Only runs with this tag (repeatable: all of them); without --sweep or ids, every "
+             "tagged run.")
+
+
 def report(
     ctx: typer.Context,
-    ids: Annotated[list[str] | None,
-                   typer.Argument(metavar="ID",
-                                  help="Experiment ids (default: the newest sweep).")] = None,
-    sweep: Annotated[str | None,
-                     typer.Option("--sweep", "-n",
-                                  help="Sweep name (as given to queue add --name).")] = None,
-    metric: Annotated[MetricName,
-                      typer.Option("--metric", "-m",
-                                   help="Per-query metric, averaged over queries (rank distance "
-                                        "has its own table with --setting mul).")] = MetricName.MAP,
-    setting: Annotated[Setting,
-                       typer.Option("--setting", "-s",
-                                    help="mo (X→X), cr (X→Y) or mul (X→all "
-                                         "languages).")] = Setting.MUL,
+    ids: SweepIdsArgument = None,
+    sweep: Annotated[str | None, sweep_option("Sweep name (as given to queue add --name).")] = None,
+    metric: Annotated[MetricName, metric_option(_METRIC_HELP)] = MetricName.MAP,
+    setting: Annotated[Setting, setting_option(_SETTING_HELP)] = Setting.MUL,
     fmt: Annotated[ReportFormat,
-                   typer.Option("--format", "-f",
-                                help="table (terminal), md, csv, json or "
-                                     "tex.")] = ReportFormat.TABLE,
-    plot: Annotated[Path | None,
-                    typer.Option("--plot",
-                                 help="Also save the metric-vs-ratio plot (.png, .svg or "
-                                      ".pdf).")] = None,
-    output: Annotated[Path | None,
-                      typer.Option("--output", "-o",
-                                   help="Write the md/csv/json/tex text to this file instead of "
-                                        "stdout.")] = None,
-    source: Annotated[Source,
-                      typer.Option("--source",
-                                   help="auto (the full benchmark when every run has it, else the "
-                                        "last quick-subset evaluation), full, or eval (the quick "
-                                        "subset).")] = Source.AUTO,
-    baseline: Annotated[str,
-                        typer.Option("--baseline",
-                                     help="Ratio the paired differences are taken "
-                                          "against.")] = "1:1",
-    group_by: Annotated[str | None,
-                        typer.Option("--group-by", "-g", metavar="KEY[,KEY]",
-                                     help="Group the counted runs by config keys (e.g. "
-                                     "ot.weight,train.mixing) or ratio, seed, name, tags: n, mean "
-                                     "± sd and 95% interval per group (table, md or "
-                                     "json).")] = None,
-    tags: Annotated[list[str] | None,
-                    typer.Option("--tag", "-t",
-                                 help="Only runs with this tag (repeatable: all of them); without "
-                                      "--sweep or ids, every tagged run.")] = None,
-    as_json: Annotated[bool,
-                       typer.Option("--json",
-                                    help="Print JSON (the same as --format json).")] = False,
+                   typer.Option("--format", "-f", help=_FORMAT_HELP)] = ReportFormat.TABLE,
+    plot: Annotated[Path | None, plot_option(_PLOT_HELP)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help=_OUTPUT_HELP)] = None,
+    source: Annotated[Source, typer.Option("--source", help=_SOURCE_HELP)] = Source.AUTO,
+    baseline: Annotated[str, typer.Option("--baseline", help=_BASELINE_HELP)] = "1:1",
+    group_by: Annotated[str | None, typer.Option("--group-by", "-g", metavar="KEY[,KEY]",
+                                                 help=_GROUP_BY_HELP)] = None,
+    tags: Annotated[list[str] | None, tag_option(_TAG_HELP)] = None,
+    as_json: Annotated[bool, json_option("Print JSON (the same as --format json).")] = False,
 ) -> None:
     """Per ratio (and level of each --sweep factor), group and language: mean, sd and 95% interval
     over seeds; paired differences from the baseline ratio and between factor levels.

@@ -39,6 +39,7 @@ from engine.metric_keys import (
 )
 from engine.statuses import EventKind, RunOutcome
 from optical_tui.commands.config_options import ConfigFileOption, set_option
+from optical_tui.commands.options import json_option
 from optical_tui.console import console, err_console, lang_setting_rich, print_json
 
 
@@ -137,20 +138,16 @@ def summary_table(values: Mapping[str, float], cfg: Any) -> Table:
 
 _RUN_HELP = ("Train and evaluate one experiment in the foreground (resumes from the run "
              "directory's checkpoint).")
+_OUT_HELP = ("Run directory (checkpoints, metrics.jsonl). Default: "
+             "runs/<config>-<ratio>-s<seed>-<hash>; rerunning resumes.")
+_JSON_HELP = "No live display; print the outcome and final metrics as JSON."
 
 
 def run(
     config: ConfigFileOption = None,
     overrides: Annotated[list[str] | None, set_option("train.steps=20")] = None,
-    out: Annotated[Path | None,
-                   typer.Option("--out", "-o",
-                                help="Run directory (checkpoints, metrics.jsonl). Default: "
-                                     "runs/<config>-<ratio>-s<seed>-<hash>; rerunning "
-                                     "resumes.")] = None,
-    as_json: Annotated[bool,
-                       typer.Option("--json",
-                                    help="No live display; print the outcome and final metrics as "
-                                         "JSON.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=_OUT_HELP)] = None,
+    as_json: Annotated[bool, json_option(_JSON_HELP)] = False,
 ) -> None:
     cfg = load_config(config, overrides or [])
     run_dir = out or default_run_dir(config, cfg)

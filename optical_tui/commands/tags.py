@@ -9,6 +9,7 @@ from rich.text import Text
 
 from engine.errors import ConfigError
 from optical_tui.commands.context import parse_ids, store_for
+from optical_tui.commands.options import ExperimentIdArgument, json_option
 from optical_tui.console import console, print_json, safe, safe_text
 
 
@@ -68,7 +69,7 @@ def tag(
 
 def note(
     ctx: typer.Context,
-    exp_id: Annotated[str, typer.Argument(metavar="ID", help="Experiment id.")],
+    exp_id: ExperimentIdArgument,
     text: Annotated[
         str | None,
         typer.Argument(
@@ -77,7 +78,7 @@ def note(
             show_default=False,
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the note as JSON.")] = False,
+    as_json: Annotated[bool, json_option("Print the note as JSON.")] = False,
 ) -> None:
     """Set (or show) an experiment's note, e.g. `optical note 12 "lr too high, diverged at 3k"`.
     Shown by `queue show`, `compare` and the dashboard; `queue list --search` finds it."""

@@ -10,11 +10,10 @@ import typer
 from engine.errors import OpticalError
 from engine.store import open_store, resolve_location, sqlite_path
 from optical_tui.commands.context import db_location
+from optical_tui.commands.options import DbOption
 
 PollOption = Annotated[float,
                        typer.Option("--poll", help="Seconds between database polls.", min=0.05)]
-DB_HELP = ("Experiments database: a file path or postgresql:// URL (env OPTICAL_DB; default "
-           "./experiments.db).")
 
 
 def _interactive() -> bool:
@@ -57,12 +56,7 @@ def ui(ctx: typer.Context, poll: PollOption = 1.0) -> None:
     open_dashboard(db_location(ctx), poll)
 
 
-def _standalone(
-    db: Annotated[str | None,
-                  typer.Option("--db", help=DB_HELP, envvar="OPTICAL_DB",
-                               show_default=False)] = None,
-    poll: PollOption = 1.0,
-) -> None:
+def _standalone(db: DbOption = None, poll: PollOption = 1.0) -> None:
     """Live dashboard for the experiment queue (same as `optical ui`)."""
     open_dashboard(resolve_location(db), poll)
 

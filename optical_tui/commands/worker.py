@@ -20,6 +20,13 @@ from engine.errors import OpticalError
 from engine.running.launch import DEFAULT_LEASE_S, DEFAULT_POLL_S, WorkerOptions
 from engine.statuses import WorkerState
 from optical_tui.commands.context import db_location, store_for
+from optical_tui.commands.options import (
+    JsonOption,
+    device_option,
+    json_option,
+    lease_option,
+    runs_dir_option,
+)
 from optical_tui.console import console, print_json, safe_text
 from optical_tui.status_style import WORKER_STATE_STYLE
 
@@ -35,48 +42,34 @@ _NOTIFY_TO_HELP = ("Tell a service when a run fails, a sweep finishes, the queue
                    "worker is lost: an apprise URL (ntfy://topic, json://host:port/, slack://…, "
                    "mailto://…) or an apprise config file; repeatable. URLs with tokens belong in "
                    "env OPTICAL_NOTIFY (space-separated) or a file, not on a command line.")
+_DEVICE_HELP = (f"{DEVICE_FORMS} (auto: a GPU when visible, else cpu); all: one worker per "
+                "visible GPU; or a list such as cuda:0,cuda:2 (one worker each).")
+_ONCE_HELP = "Run one experiment (or none if the queue is empty), then exit."
+_MAX_EXPERIMENTS_HELP = "Exit after this many experiments (0 = no limit)."
+_UNTIL_EMPTY_HELP = "Exit when the queue is empty instead of waiting for more (batch jobs)."
+_DETACH_HELP = ("Keep running after the terminal closes; log and pid file beside an SQLite "
+                "database, else in the current folder.")
+_LEASE_HELP = "Seconds without a heartbeat after which a run counts as lost and is requeued."
+_RUNS_DIR_HELP = ("Where checkpoints and logs go (env OPTICAL_RUNS; default: <name>.runs/ beside "
+                  "an SQLite <name>.db, ./runs for a database server). Put it on a filesystem "
+                  "every box sees, so a run lost on one box resumes on another.")
 
 
 @worker_app.callback()
 def run(
     ctx: typer.Context,
-    device: Annotated[str,
-                      typer.Option("--device", "-d",
-                                   help=f"{DEVICE_FORMS} (auto: a GPU when visible, else cpu); "
-                                   "all: one worker per visible GPU; or a list such as "
-                                   "cuda:0,cuda:2 (one worker each).")] = "auto",
-    once: Annotated[bool,
-                    typer.Option("--once",
-                                 help="Run one experiment (or none if the queue is empty), then "
-                                      "exit.")] = False,
-    max_experiments: Annotated[int,
-                               typer.Option("--max-experiments", "-n",
-                                            help="Exit after this many experiments (0 = no limit).",
-                                            min=0)] = 0,
-    until_empty: Annotated[bool,
-                           typer.Option("--until-empty",
-                                        help="Exit when the queue is empty instead of waiting for "
-                                             "more (batch jobs).")] = False,
-    detach: Annotated[bool,
-                      typer.Option("--detach",
-                                   help="Keep running after the terminal closes; log and pid file "
-                                        "beside an SQLite database, else in the current "
-                                        "folder.")] = False,
-    lease: Annotated[float,
-                     typer.Option("--lease",
-                                  help="Seconds without a heartbeat after which a run counts as "
-                                       "lost and is requeued.", min=2.0)] = DEFAULT_LEASE_S,
-    poll: Annotated[float,
-                    typer.Option("--poll", help="Seconds between queue checks while idle.",
-                                 min=0.1)] = DEFAULT_POLL_S,
-    runs_dir: Annotated[str | None, typer.Option("--runs-dir", show_default=False, help=(
-        "Where checkpoints and logs go (env OPTICAL_RUNS; default: <name>.runs/ beside an "
-        "SQLite <name>.db, ./runs for a database server). Put it on a filesystem every box "
-        "sees, so a run lost on one box resumes on another."
-    ))] = None,
+    device: Annotated[str, device_option(_DEVICE_HELP, "-d")] = "auto",
+    once: Annotated[bool, typer.Option("--once", help=_ONCE_HELP)] = False,
+    max_experiments: Annotated[int, typer.Option("--max-experiments", "-n",
+                                                 help=_MAX_EXPERIMENTS_HELP, min=0)] = 0,
+    until_empty: Annotated[bool, typer.Option("--until-empty", help=_UNTIL_EMPTY_HELP)] = False,
+    detach: Annotated[bool, typer.Option("--detach", help=_DETACH_HELP)] = False,
+    lease: Annotated[float, lease_option(_LEASE_HELP)] = DEFAULT_LEASE_S,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between queue checks while idle.",
+                                        min=0.1)] = DEFAULT_POLL_S,
+    runs_dir: Annotated[str | None, runs_dir_option(_RUNS_DIR_HELP)] = None,
     host_name: Annotated[str | None,
-                         typer.Option("--host-name",
-                                      help=_HOST_NAME_HELP,
+                         typer.Option("--host-name", help=_HOST_NAME_HELP,
                                       show_default=False)] = None,
     notify_to: Annotated[list[str] | None,
                          typer.Option("--notify", metavar="URL",
@@ -170,17 +163,17 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
+_ALL_HELP = "Include stopped workers and gone ones (silent for 3 leases)."
+_STALE_LEASE_HELP = ("A worker silent for longer than this counts as stale; for 3 times as long, "
+                     "gone.")
+
+
 @worker_app.command("status")
 def status(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    all_: Annotated[bool, typer.Option(
-        "--all", "-a", help="Include stopped workers and gone ones (silent for 3 leases).",
-    )] = False,
-    lease: Annotated[float, typer.Option(
-        "--lease", min=2.0,
-        help="A worker silent for longer than this counts as stale; for 3 times as long, gone.",
-    )] = DEFAULT_LEASE_S,
+    as_json: JsonOption = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help=_ALL_HELP)] = False,
+    lease: Annotated[float, lease_option(_STALE_LEASE_HELP)] = DEFAULT_LEASE_S,
 ) -> None:
     """List workers: host, pid, device, current experiment, last heartbeat, alive or stale."""
     from engine.running.control import worker_rows
@@ -211,23 +204,20 @@ def status(
 _STOP_HELP = ("Ask workers to stop: the current run checkpoints and goes back to the queue, "
               "then the worker exits.")
 
+_WORKER_ID_HELP = ("Worker id host:pid:device (see `optical worker status`); default: all "
+                   "workers.")
+_HOST_HELP = ("Stop every worker of this host (the host column of `optical worker status`): "
+              "drains one box.")
+_STOP_JSON_HELP = "Print how many workers were asked to stop, as JSON."
+
 
 @worker_app.command("stop", help=_STOP_HELP)
 def stop(
     ctx: typer.Context,
-    worker_id: Annotated[str | None,
-                         typer.Argument(metavar="[ID]",
-                                        help="Worker id host:pid:device (see `optical worker "
-                                             "status`); default: all workers.")] = None,
+    worker_id: Annotated[str | None, typer.Argument(metavar="[ID]", help=_WORKER_ID_HELP)] = None,
     host: Annotated[str | None,
-                    typer.Option("--host",
-                                 help="Stop every worker of this host (the host column of `optical "
-                                      "worker status`): drains one box.",
-                                 show_default=False)] = None,
-    as_json: Annotated[bool,
-                       typer.Option("--json",
-                                    help="Print how many workers were asked to stop, as "
-                                         "JSON.")] = False,
+                    typer.Option("--host", help=_HOST_HELP, show_default=False)] = None,
+    as_json: Annotated[bool, json_option(_STOP_JSON_HELP)] = False,
 ) -> None:
     with store_for(ctx) as store:
         n = store.request_worker_stop(worker_id, host=host)
