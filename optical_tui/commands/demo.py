@@ -35,6 +35,7 @@ from engine.running.launch import WorkerOptions, engine_command
 from engine.statuses import ACTIVE, Status, WorkerStatus
 from engine.store import Experiment, NewExperiment, Store, open_store, resolve_location, sqlite_path
 from optical_tui.commands.config_options import config_option
+from optical_tui.commands.context import db_location
 from optical_tui.commands.options import db_option, device_option, plot_option
 from optical_tui.console import console
 
@@ -229,8 +230,7 @@ def demo(
     from engine.study.plot import save_plot
     from optical_tui.commands.report import print_report
 
-    root_db = (ctx.find_root().obj or {}).get("db")
-    location = resolve_location(db or root_db)
+    location = resolve_location(db) if db else db_location(ctx)  # the demo's --db, else the global
     file = sqlite_path(location)
     if file is not None:
         file = file.resolve()

@@ -36,6 +36,7 @@ worker_app = typer.Typer(
 )
 
 
+# The options' help: `optical worker`, then `worker status` and `worker stop`.
 _HOST_NAME_HELP = ("Host name to register and show in `worker status` (default: this machine's; "
                    "useful in containers).")
 _NOTIFY_TO_HELP = ("Tell a service when a run fails, a sweep finishes, the queue empties or a "
@@ -53,6 +54,16 @@ _LEASE_HELP = "Seconds without a heartbeat after which a run counts as lost and 
 _RUNS_DIR_HELP = ("Where checkpoints and logs go (env OPTICAL_RUNS; default: <name>.runs/ beside "
                   "an SQLite <name>.db, ./runs for a database server). Put it on a filesystem "
                   "every box sees, so a run lost on one box resumes on another.")
+# `worker status`
+_ALL_HELP = "Include stopped workers and gone ones (silent for 3 leases)."
+_STALE_LEASE_HELP = ("A worker silent for longer than this counts as stale; for 3 times as long, "
+                     "gone.")
+# `worker stop`
+_WORKER_ID_HELP = ("Worker id host:pid:device (see `optical worker status`); default: all "
+                   "workers.")
+_HOST_HELP = ("Stop every worker of this host (the host column of `optical worker status`): "
+              "drains one box.")
+_STOP_JSON_HELP = "Print how many workers were asked to stop, as JSON."
 
 
 @worker_app.callback()
@@ -163,11 +174,6 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
-_ALL_HELP = "Include stopped workers and gone ones (silent for 3 leases)."
-_STALE_LEASE_HELP = ("A worker silent for longer than this counts as stale; for 3 times as long, "
-                     "gone.")
-
-
 @worker_app.command("status")
 def status(
     ctx: typer.Context,
@@ -203,12 +209,6 @@ def status(
 
 _STOP_HELP = ("Ask workers to stop: the current run checkpoints and goes back to the queue, "
               "then the worker exits.")
-
-_WORKER_ID_HELP = ("Worker id host:pid:device (see `optical worker status`); default: all "
-                   "workers.")
-_HOST_HELP = ("Stop every worker of this host (the host column of `optical worker status`): "
-              "drains one box.")
-_STOP_JSON_HELP = "Print how many workers were asked to stop, as JSON."
 
 
 @worker_app.command("stop", help=_STOP_HELP)
