@@ -342,4 +342,8 @@ async def open_study(pilot: Pilot, exp_id: int) -> RatioStudyScreen:
 
 
 async def open_form(pilot: Pilot) -> NewExperimentScreen:
-    return await open_screen(pilot, "n", NewExperimentScreen, loads=False)
+    form = await open_screen(pilot, "n", NewExperimentScreen, loads=False)
+    # The form is on top before its on_mount focuses the first field: a key pressed in between
+    # is lost (seen under load, as "1:1 2:x" typed as ":1 2:x").
+    await wait_for(pilot, lambda: form.focused is not None)
+    return form
