@@ -69,3 +69,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def db(seeded: tuple[Path, dict[str, int]], tmp_path: Path) -> Path:
+    """A private copy per test of the `seeded` database (path, ids by role) that the module or
+    folder defines, built once: actions write to the copy."""
+    copy = tmp_path / "experiments.db"
+    shutil.copy(seeded[0], copy)
+    return copy

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +29,15 @@ from optical_tui.widgets.curves import CurvePlot
 from tests.dashboard_support import (
     NOW,
     column,
-    loaded,
-    make_app,
+    dashboard,
+    open_experiment,
+    open_form,
+    open_study,
     queue_table,
     select,
     synchronous,
     wait_for,
 )
-
-SIZE = (120, 40)
-
 
 
 @pytest.fixture
@@ -74,9 +75,7 @@ def test_poller_skips_idle_polls_and_reads_only_new_rows(db: Path, ids: dict[str
 async def test_queue_lists_every_experiment_with_status_progress_and_metric(db: Path,
                                                                             ids: dict[str,
                                                                                       int]) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
+    async with dashboard(db) as (app, _):
         table = queue_table(app)
         assert table.row_count == 12
         statuses = dict(zip(column(table, "id"), column(table, "status")))
@@ -92,9 +91,7 @@ async def test_queue_lists_every_experiment_with_status_progress_and_metric(db: 
 
 @synchronous
 async def test_queue_sort_filter_and_search(db: Path, ids: dict[str, int]) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
+    async with dashboard(db) as (app, pilot):
         table = queue_table(app)
         await pilot.press("f")                          # all -> queued
         assert column(table, "id") == [str(ids["queued"])]
@@ -115,9 +112,7 @@ async def test_queue_sort_filter_and_search(db: Path, ids: dict[str, int]) -> No
 
 @synchronous
 async def test_queue_updates_live_when_a_writer_commits(db: Path, ids: dict[str, int]) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
+    async with dashboard(db) as (app, pilot):
         with open_store(db) as writer:
             writer.flush(writer.get(ids["running"]).lease, [], step=190, total=200)
         await wait_for(pilot,
@@ -127,22 +122,18 @@ async def test_queue_updates_live_when_a_writer_commits(db: Path, ids: dict[str,
 # --------------------------------------------------------------------------- experiment screen
 
 
-async def open_experiment(pilot: Pilot, exp_id: int) -> ExperimentScreen:
-    await loaded(pilot)
-    await select(pilot, exp_id)
-    await pilot.press("enter")
-    await wait_for(pilot,
-                   lambda: isinstance(pilot.app.screen, ExperimentScreen)
-                   and pilot.app.screen.loaded)
-    return pilot.app.screen  # type: ignore[return-value]
+@contextlib.asynccontextmanager
+async def experiment_screen(db: Path,
+                            exp_id: int) -> AsyncIterator[tuple[Pilot, ExperimentScreen]]:
+    """A fresh dashboard on `db`, with the screen of experiment `exp_id` open."""
+    async with dashboard(db) as (_, pilot):
+        yield pilot, await open_experiment(pilot, exp_id)
 
 
 @synchronous
 async def test_experiment_curves_per_language_groups_and_settings(db: Path,
                                                                   ids: dict[str, int]) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await open_experiment(pilot, ids["done"])
+    async with experiment_screen(db, ids["done"]) as (pilot, screen):
         curve = screen.query_one("#curve", CurvePlot)
         labels = [s.label for s in curve.series]
         assert labels == ["ar*", "de", "en", "es", "hi*", "vi*", "zh"]   # zero-shot starred
@@ -163,9 +154,7 @@ async def test_experiment_curves_per_language_groups_and_settings(db: Path,
 @synchronous
 async def test_experiment_training_eval_config_events_and_error_tabs(db: Path,
                                                                      ids: dict[str, int]) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await open_experiment(pilot, ids["failed"])
+    async with experiment_screen(db, ids["failed"]) as (pilot, screen):
         # training tab, drawn on show
         await pilot.press("right_square_bracket")
         losses = screen.query_one("#losses", CurvePlot)
@@ -182,9 +171,7 @@ async def test_experiment_training_eval_config_events_and_error_tabs(db: Path,
         assert "train_langs = [\"en\", \"de\", \"es\", \"zh\"]" in config_text
         await pilot.press("right_square_bracket")                       # wraps around to the curves
         assert screen.query_one("#exp-tabs").active == "curves"
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await open_experiment(pilot, ids["done"])
+    async with experiment_screen(db, ids["done"]) as (pilot, screen):
         await pilot.press("right_square_bracket", "right_square_bracket")
         caption = str(screen.query_one("#eval-caption").render())
         assert "full benchmark" in caption
@@ -198,9 +185,7 @@ async def test_experiment_training_eval_config_events_and_error_tabs(db: Path,
 
 @synchronous
 async def test_experiment_screen_receives_new_points_live(db: Path, ids: dict[str, int]) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await open_experiment(pilot, ids["running"])
+    async with experiment_screen(db, ids["running"]) as (pilot, screen):
         curve = screen.query_one("#curve", CurvePlot)
         assert len(curve.series[0].x) == 3                              # steps 0, 50, 100
         with open_store(db) as writer:
@@ -213,15 +198,13 @@ async def test_experiment_screen_receives_new_points_live(db: Path, ids: dict[st
 @synchronous
 async def test_experiment_removed_elsewhere_closes_its_screen(db: Path,
                                                               ids: dict[str, int]) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await open_experiment(pilot, ids["done"])
+    async with experiment_screen(db, ids["done"]) as (pilot, _):
         # e.g. `optical queue rm`
         with open_store(db) as other:
             other.remove([ids["done"]])
         await wait_for(pilot,
-                       lambda: isinstance(app.screen, QueueScreen)
-                       and queue_table(app).row_count == 11)
+                       lambda: isinstance(pilot.app.screen, QueueScreen)
+                       and queue_table(pilot.app).row_count == 11)
 
 
 # --------------------------------------------------------------------------- ratio study
@@ -230,14 +213,8 @@ async def test_experiment_removed_elsewhere_closes_its_screen(db: Path,
 @synchronous
 async def test_ratio_study_orders_ratios_groups_and_marks_zero_shot(db: Path,
                                                                     ids: dict[str, int]) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await select(pilot, ids["done"])
-        await pilot.press("t")
-        await wait_for(pilot,
-                       lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
-        screen = app.screen
+    async with dashboard(db) as (_, pilot):
+        screen = await open_study(pilot, ids["done"])
         study = screen.study
         # 0:1 has only a running and a failed run: neither counts, both are listed.
         assert study.ratios == ("1:0", "3:1", "1:1", "1:3")
@@ -267,12 +244,8 @@ async def test_ratio_study_orders_ratios_groups_and_marks_zero_shot(db: Path,
 
 @synchronous
 async def test_new_experiment_form_validates_inline_and_queues(db: Path) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, NewExperimentScreen))
-        form = app.screen
+    async with dashboard(db) as (app, pilot):
+        form = await open_form(pilot)
         await pilot.press(*"1:1 2:x")
         error = form.query_one("#err-ratios")
         assert error.display and "invalid ratio '2:x'" in str(error.render())
@@ -304,12 +277,8 @@ async def test_new_experiment_form_validates_inline_and_queues(db: Path) -> None
 
 @synchronous
 async def test_new_experiment_form_queues_a_factorial_sweep(db: Path) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, NewExperimentScreen))
-        form = app.screen
+    async with dashboard(db) as (app, pilot):
+        form = await open_form(pilot)
         form.query_one("#f-ratios", Input).value = "1:0 0:1"
         form.query_one("#f-seeds", Input).value = "1 2"
         form.query_one("#f-name", Input).value = "grid"
@@ -345,11 +314,9 @@ async def confirm(pilot: Pilot, key: str, answer: str) -> None:
 @synchronous
 async def test_actions_cancel_retry_clone_delete_with_confirmation(db: Path,
                                                                    ids: dict[str, int]) -> None:
-    app = make_app(db)
     with open_store(db) as store:
         before = {e.id: e for e in store.list_experiments()}
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
+    async with dashboard(db) as (app, pilot):
         for key, target in (("c", "running"), ("r", "failed"), ("y", "done"), ("d", "cancelled")):
             await select(pilot, ids[target])
             await confirm(pilot, key, "y")
@@ -367,11 +334,9 @@ async def test_actions_cancel_retry_clone_delete_with_confirmation(db: Path,
 
 @synchronous
 async def test_declined_and_invalid_actions_change_nothing(db: Path, ids: dict[str, int]) -> None:
-    app = make_app(db)
     with open_store(db) as store:
         before = store.list_experiments()
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
+    async with dashboard(db) as (app, pilot):
         for key, target in (("d", "done"), ("c", "running")):
             await select(pilot, ids[target])
             await confirm(pilot, key, "n")                                # declined
@@ -392,9 +357,7 @@ async def test_declined_and_invalid_actions_change_nothing(db: Path, ids: dict[s
 
 @synchronous
 async def test_help_lists_every_key_binding(db: Path) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
+    async with dashboard(db) as (app, pilot):
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         console = Console(record=True, width=200)
@@ -410,9 +373,7 @@ async def test_help_lists_every_key_binding(db: Path) -> None:
 
 @synchronous
 async def test_command_palette_opens_a_sweep_study(db: Path) -> None:
-    app = make_app(db)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
+    async with dashboard(db) as (app, pilot):
         await pilot.press("ctrl+p")
         await pilot.press(*"study lambda")
         await wait_for(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
@@ -425,12 +386,10 @@ async def test_command_palette_opens_a_sweep_study(db: Path) -> None:
 async def test_the_app_never_writes_on_its_own(db: Path, ids: dict[str, int]) -> None:
     with open_store(db) as store:
         version = store.change_token()
-        app = make_app(db)
-        async with app.run_test(size=SIZE) as pilot:
-            screen = await open_experiment(pilot, ids["running"])
+        async with experiment_screen(db, ids["running"]) as (pilot, screen):
             await pilot.press("escape", "t")
-            await wait_for(pilot,
-                           lambda: isinstance(app.screen, RatioStudyScreen) and app.screen.loaded)
+            await wait_for(pilot, lambda: isinstance(pilot.app.screen, RatioStudyScreen)
+                           and pilot.app.screen.loaded)
             await asyncio.sleep(0.2)                                    # a few idle polls
             assert screen.experiment.id == ids["running"]
         assert store.change_token() == version

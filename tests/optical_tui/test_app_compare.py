@@ -17,32 +17,20 @@ from optical_tui.screens.queue import QueueScreen
 from optical_tui.screens.ratio_study import RatioStudyScreen
 from optical_tui.widgets.curves import CurvePlot
 from tests.dashboard_support import (
+    SIZE,
     column,
     loaded,
     make_app,
+    open_study,
     queue_table,
     select,
     synchronous,
     wait_for,
 )
 
-SIZE = (120, 40)
-
-
 
 def first_column(table: DataTable) -> list[str]:
     return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
-
-
-async def open_study(pilot: Pilot, exp_id: int) -> RatioStudyScreen:
-    await select(pilot, exp_id)
-    await pilot.press("t")
-    await wait_for(
-        pilot, lambda: isinstance(pilot.app.screen, RatioStudyScreen) and pilot.app.screen.loaded
-    )
-    screen = pilot.app.screen
-    assert isinstance(screen, RatioStudyScreen)
-    return screen
 
 
 @synchronous
@@ -85,7 +73,6 @@ async def test_a_study_cell_opens_every_run_behind_it(
     ids = seeded[1]
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
         await open_study(pilot, ids["done"])
         await pilot.press("o")
         await wait_for(pilot, lambda: isinstance(app.screen, PickScreen))
@@ -106,7 +93,6 @@ async def test_a_study_cell_opens_every_run_behind_it(
 async def test_the_study_groups_by_any_key(db: Path, seeded: tuple[Path, dict[str, int]]) -> None:
     app = make_app(db)
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
         screen = await open_study(pilot, seeded[1]["done"])
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, PickScreen))

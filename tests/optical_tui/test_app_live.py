@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,7 +24,7 @@ from engine.config import Config, load_config, with_run
 from engine.store import NewExperiment, open_store
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.widgets.curves import CurvePlot
-from tests.dashboard_support import make_app, synchronous, wait_for
+from tests.dashboard_support import SIZE, make_app, synchronous, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,18 +60,25 @@ async def open_first(pilot: Pilot) -> CurvePlot:
     return pilot.app.screen.query_one("#curve", CurvePlot)
 
 
-async def watch_growth(pilot: Pilot, curve: CurvePlot, proc: subprocess.Popen, want: int,
-                       timeout: float) -> list[int]:
-    """Lengths of the first curve as seen on screen, until it holds `want` points."""
-    seen = [0]
-    deadline = time.monotonic() + timeout
-    while seen[-1] < want:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"curve stopped at {seen[-1]} points; writer exit {proc.poll()}")
-        n = len(curve.series[0].x) if curve.series else 0
-        if n != seen[-1]:
-            seen.append(n)
-        await pilot.pause(0.02)
+async def watch_writer(pilot: Pilot, curve: CurvePlot, argv: list[str], want: int,
+                       timeout: float, exit_timeout: float, **popen: Any) -> list[int]:
+    """Start the writer process `argv` (in the repository) and return the lengths of the first
+    curve as seen on screen until it holds `want` points; the writer must then exit cleanly."""
+    proc = subprocess.Popen(argv, cwd=REPO, **popen)  # noqa: ASYNC220
+    try:
+        seen = [0]
+        deadline = time.monotonic() + timeout
+        while seen[-1] < want:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"curve stopped at {seen[-1]} points; "
+                                     f"writer exit {proc.poll()}")
+            n = len(curve.series[0].x) if curve.series else 0
+            if n != seen[-1]:
+                seen.append(n)
+            await pilot.pause(0.02)
+    finally:
+        proc.wait(timeout=exit_timeout)
+    assert proc.returncode == 0
     return seen
 
 
@@ -89,16 +97,12 @@ def steps_on_screen(curve: CurvePlot) -> list[float]:
 async def test_curve_grows_while_a_writer_process_commits(db: str) -> None:
     exp_id = queue_one(db, Config())
     app = make_app(db)  # type: ignore[arg-type]  # a path or a URL, as --db takes it
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         curve = await open_first(pilot)
         assert curve.series == ()
-        proc = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-c", WRITER, str(db), str(exp_id), "8"], cwd=REPO)
-        try:
-            seen = await watch_growth(pilot, curve, proc, want=8, timeout=30)
-        finally:
-            proc.wait(timeout=30)
-        assert proc.returncode == 0
+        seen = await watch_writer(pilot, curve, [sys.executable, "-c", WRITER, str(db),
+                                                 str(exp_id), "8"], want=8, timeout=30,
+                                  exit_timeout=30)
         # Several intermediate states: the screen followed the writer, not just the final result.
         assert len(seen) >= 4 and seen == sorted(seen)
         await wait_for(pilot, lambda: app.screen.experiment.status == "done")
@@ -118,7 +122,7 @@ async def test_a_point_that_commits_late_still_reaches_the_screen_on_postgres(pg
         return [(f"eval/mul/{lang}/map", step, 0.1 + 0.05 * step, time.time()) for lang in langs]
 
     app = make_app(pg_url)  # type: ignore[arg-type]  # a URL, as --db takes it
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         curve = await open_first(pilot)
         with psycopg.connect(pg_url) as slow:     # not autocommit: the transaction stays open
             for key, step, value, at in rows(0):
@@ -143,18 +147,14 @@ async def test_curve_grows_while_a_real_worker_trains(tmp_path: Path) -> None:
     cfg = load_config(REPO / "configs" / "smoke.toml", ["train.steps=9"])  # evals at 0, 3, 6, 9
     queue_one(db, cfg)
     app = make_app(db)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         curve = await open_first(pilot)
         env = dict(os.environ)
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "optical"),  # noqa: ASYNC220
-                                 "--db", str(db), "worker",
-                                 "--once", "--device", "cpu"], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            seen = await watch_growth(pilot, curve, proc, want=4, timeout=300)
-        finally:
-            proc.wait(timeout=120)
-        assert proc.returncode == 0
+        seen = await watch_writer(pilot, curve, [str(Path(sys.executable).parent / "optical"),
+                                                 "--db", str(db), "worker",
+                                                 "--once", "--device", "cpu"],
+                                  want=4, timeout=300, exit_timeout=120, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert len(seen) >= 3 and seen == sorted(seen)
 
 

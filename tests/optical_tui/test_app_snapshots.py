@@ -6,7 +6,6 @@ Update after an intended visual change with: pytest tests/test_app_snapshots.py 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +13,15 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from optical_tui.screens.experiment import ExperimentScreen
-from optical_tui.screens.new_experiment import NewExperimentScreen
-from optical_tui.screens.ratio_study import RatioStudyScreen
 from tests.dashboard_support import (
+    SIZE,
     loaded,
     make_app,
-    seed_database,
+    open_experiment,
+    open_form,
+    open_study,
     seed_factorial_database,
-    select,
-    wait_for,
 )
-
-SIZE = (120, 40)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,19 +39,12 @@ def utc() -> Iterator[None]:
     time.tzset()
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
-    path = tmp_path_factory.mktemp("snap") / "seed.db"
-    return path, seed_database(path)
-
-
 @pytest.fixture
-def db(seeded: tuple[Path, dict[str, int]], tmp_path: Path,
-       monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A relative path, so the header (which shows it) is the same on every run."""
-    shutil.copy(seeded[0], tmp_path / "experiments.db")
-    monkeypatch.chdir(tmp_path)
-    return Path("experiments.db")
+def db(db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The private copy (tests/conftest.py) as a relative path, so the header (which shows it) is
+    the same on every run."""
+    monkeypatch.chdir(db.parent)
+    return Path(db.name)
 
 
 def test_queue_screen(snap_compare, db: Path) -> None:
@@ -65,12 +53,7 @@ def test_queue_screen(snap_compare, db: Path) -> None:
 
 def _open(exp_id: int, *keys: str):
     async def run_before(pilot: Pilot) -> None:
-        await loaded(pilot)
-        await select(pilot, exp_id)
-        await pilot.press("enter")
-        await wait_for(pilot,
-                       lambda: isinstance(pilot.app.screen, ExperimentScreen)
-                       and pilot.app.screen.loaded)
+        await open_experiment(pilot, exp_id)
         await pilot.press(*keys)
         await pilot.pause()
     return run_before
@@ -94,20 +77,13 @@ def test_experiment_evaluation_table(snap_compare, db: Path,
 
 def test_ratio_study(snap_compare, db: Path, seeded: tuple[Path, dict[str, int]]) -> None:
     async def run_before(pilot: Pilot) -> None:
-        await loaded(pilot)
-        await select(pilot, seeded[1]["done"])
-        await pilot.press("t")
-        await wait_for(pilot,
-                       lambda: isinstance(pilot.app.screen, RatioStudyScreen)
-                       and pilot.app.screen.loaded)
+        await open_study(pilot, seeded[1]["done"])
     assert snap_compare(make_app(db), terminal_size=SIZE, run_before=run_before)
 
 
 def test_new_experiment_form_with_an_error(snap_compare, db: Path) -> None:
     async def run_before(pilot: Pilot) -> None:
-        await loaded(pilot)
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, NewExperimentScreen))
+        await open_form(pilot)
         await pilot.press(*"1:1 0:0", "tab", *"1 2")
         await pilot.pause()
     assert snap_compare(make_app(db), terminal_size=SIZE, run_before=run_before)
@@ -120,10 +96,5 @@ def test_factorial_study(snap_compare, tmp_path: Path, monkeypatch: pytest.Monke
     ids = seed_factorial_database(Path("experiments.db"))
 
     async def run_before(pilot: Pilot) -> None:
-        await loaded(pilot)
-        await select(pilot, ids["clone"])
-        await pilot.press("t")
-        await wait_for(pilot,
-                       lambda: isinstance(pilot.app.screen, RatioStudyScreen)
-                       and pilot.app.screen.loaded)
+        await open_study(pilot, ids["clone"])
     assert snap_compare(make_app(Path("experiments.db")), terminal_size=SIZE, run_before=run_before)

@@ -111,24 +111,16 @@ def test_queue_add_help_shows_the_list_example() -> None:
 
 def test_queuing_the_same_sweep_twice_is_refused_unless_allowed(tmp_path: Path) -> None:
     db = tmp_path / "e.db"
-    grid = (
-        "queue",
-        "add",
-        "-r",
-        "1:1",
-        "-r",
-        "1:3",
-        "-s",
-        "1",
-        "-s",
-        "2",
-        "--name",
-        "twice",
-        "--sweep",
-        "ot.weight=0,1",
-    )
-    assert run(db, *grid).exit_code == 0
-    r = run(db, *grid)
+
+    def add(ratios: str, seeds: str, *more: str) -> Any:
+        """`optical queue add` to the sweep 'twice': one -r per ratio, one -s per seed."""
+        rs = [a for r in ratios.split() for a in ("-r", r)]
+        ss = [a for s in seeds.split() for a in ("-s", s)]
+        return run(db, "queue", "add", *rs, *ss, "--name", "twice", *more)
+
+    grid = ("1:1 1:3", "1 2", "--sweep", "ot.weight=0,1")
+    assert add(*grid).exit_code == 0
+    r = add(*grid)
     assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.output
     assert (
         r.stderr.startswith("error: sweep 'twice' already has 8 of these 8")
@@ -137,50 +129,17 @@ def test_queuing_the_same_sweep_twice_is_refused_unless_allowed(tmp_path: Path) 
     with open_store(db) as store:
         assert len(store.list_experiments()) == 8  # nothing half-written
         store.request_cancel([1])
-    assert (
-        run(
-            db,
-            "queue",
-            "add",
-            "-r",
-            "1:1",
-            "-s",
-            "3",
-            "--name",
-            "twice",
-            "--sweep",
-            "ot.weight=0,1",
-        ).exit_code
-        == 0
-    )
-    assert (
-        run(
-            db,
-            "queue",
-            "add",
-            "-r",
-            "1:1",
-            "-s",
-            "1",
-            "--name",
-            "twice",
-            "--set",
-            "train.lr=1e-5",
-            "--sweep",
-            "ot.weight=0",
-        ).exit_code
-        == 0
-    )  # another config: another cell
+    assert add("1:1", "3", "--sweep", "ot.weight=0,1").exit_code == 0
+    # another config: another cell
+    assert add("1:1", "1", "--set", "train.lr=1e-5", "--sweep", "ot.weight=0").exit_code == 0
     # The cancelled #1 (1:1 seed 1 weight 0) may be queued again; its sibling #3 (weight 1) may not.
-    r = run(
-        db, "queue", "add", "-r", "1:1", "-s", "1", "--name", "twice", "--sweep", "ot.weight=0,1"
-    )
+    r = add("1:1", "1", "--sweep", "ot.weight=0,1")
     assert (
         r.exit_code == 1
         and "#3 (1:1 seed 1 ot.weight=1, queued)" in r.stderr
         and "#1 " not in r.stderr
     )
-    r = run(db, *grid, "--allow-duplicate", "--json")
+    r = add(*grid, "--allow-duplicate", "--json")
     assert r.exit_code == 0 and len(json.loads(r.stdout)) == 8
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -134,14 +135,35 @@ def test_load_errors_are_model_errors(tmp_path: Path) -> None:
         load_encoder("embedded:nope")
 
 
-def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") == "cpu"
-    with pytest.raises(ConfigError, match="no CUDA"):
-        resolve_device("cuda:0")
-    with pytest.raises(ConfigError, match="tpu"):
-        resolve_device("tpu")
+@pytest.fixture
+def visible_gpus(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """`visible_gpus(n)`: torch sees n CUDA devices on this box (0: no CUDA at all)."""
+    def pretend(n: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
+        if n:
+            monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+    return pretend
+
+
+@pytest.mark.parametrize(("gpus", "asked", "resolved"), [
+    (0, "cpu", "cpu"), (0, "auto", "cpu"),
+    (2, "auto", "cuda:0"), (2, "cuda", "cuda:0"), (2, "cuda:1", "cuda:1"),
+])
+def test_resolve_device(visible_gpus: Callable[[int], None], gpus: int, asked: str,
+                        resolved: str) -> None:
+    visible_gpus(gpus)
+    assert resolve_device(asked) == resolved
+
+
+@pytest.mark.parametrize(("gpus", "asked", "error"), [
+    (0, "cuda:0", "no CUDA"), (0, "tpu", "tpu"),
+    (2, "cuda:2", "2 CUDA device"), (2, "cuda:x", "cuda:x"),
+])
+def test_resolve_device_refuses(visible_gpus: Callable[[int], None], gpus: int, asked: str,
+                                error: str) -> None:
+    visible_gpus(gpus)
+    with pytest.raises(ConfigError, match=error):
+        resolve_device(asked)
 
 
 def test_failed_build_leaves_no_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -256,18 +278,6 @@ def test_e5_tokenizer_matches_official_xlmr(e5: Encoder, data_dir: Path) -> None
     assert e5.tokenizer(texts[::50])["input_ids"] == ours[::50]
     diffs = [t for t, a, b in zip(texts, ours, theirs, strict=True) if a != b]
     assert not diffs, f"{len(diffs)} of {len(texts)} texts tokenize differently, e.g. {diffs[:3]}"
-
-
-def test_resolve_device_with_two_visible_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert resolve_device("auto") == "cuda:0"
-    assert resolve_device("cuda") == "cuda:0"
-    assert resolve_device("cuda:1") == "cuda:1"
-    with pytest.raises(ConfigError, match="2 CUDA device"):
-        resolve_device("cuda:2")
-    with pytest.raises(ConfigError, match="cuda:x"):
-        resolve_device("cuda:x")
 
 
 def _content_tokens(enc: Encoder, text: str, kind: str) -> tuple[list[str], list[str]]:

@@ -310,16 +310,9 @@ def test_a_second_store_in_one_process_keeps_the_first_ones_view(tmp_path: Path)
 
 
 def test_store_reporter_buffers_flushes_before_checkpoints_and_sees_cancel(tmp_path: Path) -> None:
-    import threading
-
-    from engine.running.store_reporter import StoreReporter
-
-    db = tmp_path / "e.db"
-    (exp_id,) = queue(db)
-    store = open_store(db)
-    lease = store.claim_next("w").lease
-    stop = threading.Event()
-    rep = StoreReporter(store, lease, stop, flush_interval_s=3600)
+    run = ClaimedRun(tmp_path)
+    db, exp_id, store = run.db, run.exp_id, run.store
+    rep = run.reporter(store, flush_interval_s=3600)
     rep.metrics(1, {"train/loss": 2.0})
     rep.progress(1, 10)
     assert store.metrics(exp_id) == []  # buffered: one transaction per second, not per point
@@ -381,18 +374,33 @@ class FailingStore:
         return getattr(self.store, name)
 
 
+class ClaimedRun:
+    """One run queued in a fresh database (`db`, `exp_id`, `store`), for a StoreReporter to claim
+    and report on: straight to `store`, or through `failing` (writes fail until `failing.fail` is
+    cleared). `stop` is the event the reporter sets to stop the run."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        import threading
+
+        self.db = tmp_path / "e.db"
+        (self.exp_id,) = queue(self.db)
+        self.store = open_store(self.db)
+        self.failing = FailingStore(self.store)
+        self.stop = threading.Event()
+
+    def reporter(self, through: Store | FailingStore, **options: float):
+        """A StoreReporter on a fresh claim of the run (a training child's, with its lease)."""
+        from engine.running.store_reporter import StoreReporter
+
+        claimed = self.store.claim_next("w")
+        assert claimed is not None
+        return StoreReporter(through, claimed.lease, self.stop, **options)
+
+
 def test_heartbeats_retry_transient_errors_and_keep_the_points(tmp_path: Path) -> None:
-    import threading
-
-    from engine.running.store_reporter import StoreReporter
-
-    db = tmp_path / "e.db"
-    (exp_id,) = queue(db)
-    real = open_store(db)
-    failing = FailingStore(real)
-    rep = StoreReporter(failing, real.claim_next("w").lease, threading.Event(),
-                        flush_interval_s=0.05,
-                        lease_s=60)
+    run = ClaimedRun(tmp_path)
+    real, failing, exp_id = run.store, run.failing, run.exp_id
+    rep = run.reporter(failing, flush_interval_s=0.05, lease_s=60)
     rep.metrics(1, {"train/loss": 2.0})
     rep.start()
     wait_for(lambda: failing.attempts >= 3, 10, "the heartbeat thread to retry")
@@ -404,19 +412,12 @@ def test_heartbeats_retry_transient_errors_and_keep_the_points(tmp_path: Path) -
 
 
 def test_a_run_that_cannot_renew_its_lease_stops_before_it_expires(tmp_path: Path) -> None:
-    import threading
-
-    from engine.running.store_reporter import StoreReporter
-
-    db = tmp_path / "e.db"
-    (exp_id,) = queue(db)
-    real = open_store(db)
-    stop = threading.Event()
-    rep = StoreReporter(FailingStore(real), real.claim_next("w").lease, stop, flush_interval_s=0.05,
-                        lease_s=6.0)
+    run = ClaimedRun(tmp_path)
+    real, exp_id = run.store, run.exp_id
+    rep = run.reporter(run.failing, flush_interval_s=0.05, lease_s=6.0)
     started = time.monotonic()
     rep.start()
-    wait_for(stop.is_set, 30, "the run to stop itself")
+    wait_for(run.stop.is_set, 30, "the run to stop itself")
     # Half the lease without a renewal: stop, so no second worker can ever train alongside it
     # (not sooner: a few failed beats are normal; not later than the lease, whatever the load).
     assert 3.0 <= time.monotonic() - started < 6.0
@@ -430,14 +431,9 @@ def test_a_run_that_cannot_renew_its_lease_stops_before_it_expires(tmp_path: Pat
 def test_the_flush_before_a_checkpoint_waits_out_a_short_outage(tmp_path: Path) -> None:
     import threading
 
-    from engine.running.store_reporter import StoreReporter
-
-    db = tmp_path / "e.db"
-    (exp_id,) = queue(db)
-    real = open_store(db)
-    failing = FailingStore(real)
-    rep = StoreReporter(failing, real.claim_next("w").lease, threading.Event(),
-                        flush_interval_s=3600, lease_s=60)
+    run = ClaimedRun(tmp_path)
+    real, failing, exp_id = run.store, run.failing, run.exp_id
+    rep = run.reporter(failing, flush_interval_s=3600, lease_s=60)
     rep.metrics(1, {"train/loss": 2.0})
     threading.Timer(0.5, lambda: setattr(failing, "fail", False)).start()
     started = time.monotonic()

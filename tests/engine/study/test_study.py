@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,10 @@ from optical_tui.screens.ratio_study import RatioStudyScreen
 from tests.dashboard_support import (
     FACTORIAL,
     STEPS,
+    dashboard,
     factorial_points,
-    loaded,
-    make_app,
+    open_study,
     seed_factorial_database,
-    select,
     synchronous,
     wait_for,
 )
@@ -39,15 +37,9 @@ FULL_MACRO = metric_key(Split.FULL, Setting.MUL, MACRO, MetricName.MAP)
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """The factorial sweep; each test gets a private copy as `db` (tests/conftest.py)."""
     path = tmp_path_factory.mktemp("factorial") / "seed.db"
     return path, seed_factorial_database(path)
-
-
-@pytest.fixture
-def db(seeded: tuple[Path, dict[str, int]], tmp_path: Path) -> Path:
-    copy = tmp_path / "experiments.db"
-    shutil.copy(seeded[0], copy)
-    return copy
 
 
 def macro(ratio: str, weight: float, mixing: str, seed: int, clone: bool = False) -> float:
@@ -250,16 +242,6 @@ def test_model_selection_is_said_and_used() -> None:
 # --------------------------------------------------------------------------- dashboard == report
 
 
-async def open_study(pilot: Any, exp_id: int) -> RatioStudyScreen:
-    await loaded(pilot)
-    await select(pilot, exp_id)
-    await pilot.press("t")
-    await wait_for(pilot,
-                   lambda: isinstance(pilot.app.screen, RatioStudyScreen)
-                   and pilot.app.screen.loaded)
-    return pilot.app.screen  # type: ignore[no-any-return]
-
-
 def rendered(screen: RatioStudyScreen) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     table = screen.query_one("#study-table", DataTable)
     rows = [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
@@ -280,8 +262,7 @@ async def test_the_study_screen_shows_the_numbers_of_optical_report(db: Path,
         assert res.exit_code == 0, res.output
         return json.loads(res.stdout)
 
-    app = make_app(db)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with dashboard(db) as (_, pilot):
         screen = await open_study(pilot, seeded[1]["clone"])
         for keys, args in (((), ()), (("1",), ("--setting", "mo")), (("2",), ("--setting", "cr"))):
             await pilot.press(*keys)
@@ -317,8 +298,7 @@ async def test_a_run_that_finishes_joins_the_study_live(db: Path,
                                                         seeded: tuple[Path,
                                                                       dict[str, int]]) -> None:
     ids = seeded[1]
-    app = make_app(db)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with dashboard(db) as (_, pilot):
         screen = await open_study(pilot, ids["clone"])
         assert screen.study is not None and len(screen.study.runs) == 33
         with open_store(db) as writer:
