@@ -147,7 +147,7 @@ async def measure(db: Path | str, points: int) -> dict:
             read.append(time.perf_counter() - t)
             assert result is not None and len(result.metrics) == rows_per_poll
             t, c = time.perf_counter(), time.thread_time()
-            queue._apply(ExperimentsChanged(result.experiments, result.workers, result.primary))
+            queue.live = ExperimentsChanged(result.experiments, result.workers, result.primary)
             apply_queue.append(time.perf_counter() - t)
             cpu_queue.append(time.thread_time() - c)
             t, c = time.perf_counter(), time.thread_time()

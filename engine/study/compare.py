@@ -90,6 +90,14 @@ def _units(config: Mapping[str, Any]) -> tuple[list[Unit], tuple[str, ...]]:
     return [*shown, MACRO], languages(config)
 
 
+def views(config: Mapping[str, Any]) -> list[tuple[str, Unit]]:
+    """What the compare screen's `g` cycles through: the macro mean, each resource group that
+    has languages, then each query language."""
+    shown, langs = _units(config)
+    return [("macro", MACRO), *((f"{u.name} group", u) for u in shown if u != MACRO),
+            *((f"language {x}", lang_unit(x)) for x in langs)]
+
+
 def compare_keys(runs: Sequence[Experiment], metric: str, setting: str) -> list[str]:
     """Every key `compare` may read for these runs (what a reader has to load)."""
     units: set[Unit] = {MACRO}

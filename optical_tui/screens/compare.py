@@ -9,44 +9,27 @@ same function `optical compare` calls.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.reactive import var
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.errors import OpticalError
-from engine.metric_keys import (
-    MACRO,
-    MetricName,
-    Setting,
-    Split,
-    Unit,
-    group_unit,
-    lang_unit,
-    metric_key,
-)
+from engine.metric_keys import MetricName, Setting, Split, metric_key
 from engine.store import Experiment, MetricPoint, open_store
-from engine.study.compare import MAX_RUNS, Comparison, compare
+from engine.study.compare import MAX_RUNS, Comparison, compare, views
 from optical_tui.console import safe, safe_text
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
-from optical_tui.screens.experiment_data import History, languages
+from optical_tui.screens.experiment_data import History
 from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.widgets.curves import CurvePlot, Series, points
-
-
-def views(config: dict[str, Any]) -> list[tuple[str, Unit]]:
-    """What `g` cycles through: the macro mean, each resource group, then each query language."""
-    groups = [g for g in ("high", "low") if config.get("eval", {}).get(g)]
-    return (
-        [("macro", MACRO)]
-        + [(f"{g} group", group_unit(g)) for g in groups]
-        + [(f"language {x}", lang_unit(x)) for x in languages(config)]
-    )
+from optical_tui.widgets.tables import fill
 
 
 class CompareScreen(MetricSwitchScreen):
@@ -70,11 +53,17 @@ class CompareScreen(MetricSwitchScreen):
         Binding("G", "view(-1)", "Prev view", show=False, tooltip="previous view"),
     ]
 
+    #: The compared rows as the poller last read them: a status, tag or note shows in the tables.
+    runs: var[list[Experiment]] = var(list, init=False)
+    #: Each run's points, mutated in place (`mutate_reactive`).
+    histories: var[dict[int, History]] = var(dict, init=False)
+    #: Which of `views` the plot shows (`g`/`G`), taken modulo their number.
+    view_index: var[int] = var(0, init=False)
+
     def __init__(self, runs: list[Experiment]) -> None:
         super().__init__(id="compare-screen")
-        self.runs = runs[:MAX_RUNS]
-        self.histories: dict[int, History] = {e.id: History() for e in self.runs}
-        self.view_index = 0
+        self.set_reactive(CompareScreen.runs, runs[:MAX_RUNS])
+        self.set_reactive(CompareScreen.histories, {e.id: History() for e in self.runs})
         self.loaded = False
         self.comparison: Comparison | None = None
 
@@ -92,7 +81,8 @@ class CompareScreen(MetricSwitchScreen):
         self.title = "compare"
         self.sub_title = " ".join(f"#{e.id}" for e in self.runs)
         self.query_one("#compare-final", DataTable).focus()  # ←/→ scroll it when runs overflow
-        self._redraw()
+        # The first frame, "loading…" (set in __init__, the histories get no init watcher call).
+        self.mutate_reactive(CompareScreen.histories)
         self._read([e.id for e in self.runs], routes(self).db_location)
 
     @work(thread=True, group="compare")
@@ -112,7 +102,7 @@ class CompareScreen(MetricSwitchScreen):
         for i, metrics in rows.items():
             self.histories[i].add(metrics)
         self.loaded = True
-        self._redraw()
+        self.mutate_reactive(CompareScreen.histories)
 
     def on_metrics_appended(self, message: MetricsAppended) -> None:
         mine = [m for m in message.metrics if m.experiment_id in self.histories]
@@ -120,29 +110,21 @@ class CompareScreen(MetricSwitchScreen):
         for m in mine:
             changed |= self.histories[m.experiment_id].add([m])
         if changed:
-            self._redraw()
+            self.mutate_reactive(CompareScreen.histories)
 
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
         fresh = {e.id: e for e in message.experiments}
-        updated = [fresh.get(e.id, e) for e in self.runs]
-        if updated != self.runs:  # a status, tag or note changed: the tables say so
-            self.runs = updated
-            self._redraw()
+        self.runs = [fresh.get(e.id, e) for e in self.runs]  # repaints only if one changed
 
     # ----------------------------------------------------------------- drawing
 
     def label(self, e: Experiment) -> str:
         return safe(f"#{e.id} {e.ratio} s{e.seed}" + (f" {' '.join(e.tags)}" if e.tags else ""))
 
-    def watch_setting(self) -> None:
-        self._redraw()
-
-    def watch_metric(self) -> None:
-        self._redraw()
-
-    def _redraw(self) -> None:
+    def _show(self) -> None:
+        """The controls line, the plot and both tables, from the reactives below."""
         options = views(self.runs[0].config)
-        self.view_index %= len(options)
+        self.set_reactive(CompareScreen.view_index, self.view_index % len(options))
         view, unit = options[self.view_index]
         name = f"{Setting(self.setting).label} {self.metric}"
         self.query_one("#compare-controls", Static).update(
@@ -181,35 +163,31 @@ class CompareScreen(MetricSwitchScreen):
         self._draw_diff(self.comparison)
         self._draw_final(self.comparison)
 
+    # Each choice, each new point and each changed row repaints the comparison.
+    watch_runs = watch_histories = watch_setting = watch_metric = watch_view_index = _show
+
     def _ranking_metric(self) -> str:
         return MetricName.MAP if self.metric == MetricName.RANK_DISTANCE else self.metric
 
-    def _columns(self, table: DataTable, first: str) -> None:
-        table.clear(columns=True)
-        table.add_column(Text(first, style="bold"))
-        for e in self.runs:
-            table.add_column(Text(f"#{e.id}", style="bold"))
+    def _headers(self, first: str) -> list[Text]:
+        return [Text(first, style="bold"), *(Text(f"#{e.id}", style="bold") for e in self.runs)]
 
     def _draw_diff(self, c: Comparison) -> None:
-        table = self.query_one("#compare-diff", DataTable)
-        self._columns(table, f"config: {len(c.differing)} differ, {c.same} same")
-        for key, values in c.differing.items():
-            table.add_row(safe_text(key), *(safe_text(v) for v in values))
+        rows = [[safe_text(key), *(safe_text(v) for v in values)]
+                for key, values in c.differing.items()]
         if any(e.tags for e in self.runs):
-            table.add_row(
-                Text("tags", style="italic"),
-                *(safe_text(" ".join(e.tags) or "-") for e in self.runs),
-            )
+            rows.append([Text("tags", style="italic"),
+                         *(safe_text(" ".join(e.tags) or "-") for e in self.runs)])
         if any(e.note for e in self.runs):
-            table.add_row(
-                Text("note", style="italic"),
-                *(safe_text(e.note.splitlines()[0] if e.note else "-") for e in self.runs),
-            )
+            rows.append([Text("note", style="italic"),
+                         *(safe_text(e.note.splitlines()[0] if e.note else "-")
+                           for e in self.runs)])
+        fill(self.query_one("#compare-diff", DataTable),
+             self._headers(f"config: {len(c.differing)} differ, {c.same} same"), rows)
 
     def _draw_final(self, c: Comparison) -> None:
-        table = self.query_one("#compare-final", DataTable)
         source = "full" if c.source == Split.FULL else "quick eval"
-        self._columns(table, f"{source}, Δ vs #{c.runs[0].id}")
+        rows = []
         for r in (*c.final, *c.languages):
             digits = 1 if r.key.endswith(MetricName.RANK_DISTANCE) else 3
             first = r.values[0]
@@ -224,10 +202,11 @@ class CompareScreen(MetricSwitchScreen):
                     )
                     cell.append(f" {delta}", style="green" if d > 0 else "red" if d < 0 else "dim")
                 cells.append(cell)
-            table.add_row(safe_text(r.label), *cells)
+            rows.append([safe_text(r.label), *cells])
+        fill(self.query_one("#compare-final", DataTable),
+             self._headers(f"{source}, Δ vs #{c.runs[0].id}"), rows)
 
     # ----------------------------------------------------------------- actions
 
     def action_view(self, delta: int) -> None:
         self.view_index += delta
-        self._redraw()

@@ -31,9 +31,11 @@ from optical_tui.screens.experiment_data import (
     eval_table,
 )
 from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
+from optical_tui.screens.run_keys import study_binding, write_bindings
 from optical_tui.status_style import status_text
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.curves import CurvePlot, Series, points
+from optical_tui.widgets.tables import fill
 
 TABS = ("curves", "training", "evaluation", "config", "events", "error")
 
@@ -51,16 +53,8 @@ class ExperimentScreen(MetricSwitchScreen):
                 tooltip="previous tab"),
         Binding("e", "show_tab('error')", "Error", show=False,
                 tooltip="the traceback of a failed run"),
-        Binding("t", "study", "Ratio study",
-                tooltip="ratio study of this experiment's sweep"),
-        Binding("c", "cancel", "Cancel", show=False,
-                tooltip="cancel this experiment (asks first)"),
-        Binding("r", "retry", "Retry", show=False,
-                tooltip="queue a fresh copy of this failed/cancelled run (asks first)"),
-        Binding("y", "clone", "Clone", show=False,
-                tooltip="queue a copy with the same frozen config (asks first)"),
-        Binding("d", "delete", "Delete", show=False,
-                tooltip="delete this experiment with its metrics (asks first)"),
+        study_binding("this"),
+        *write_bindings("this", show=False),
     ]
 
     #: The row as the poller last read it (set in __init__, so never None when read).
@@ -258,17 +252,12 @@ class ExperimentScreen(MetricSwitchScreen):
         self.query_one("#eval-caption", Static).update(Text.assemble(
             ("latest ", "dim"), (table.source, "bold"), at, ("  metric ", "dim"), (metric, "bold"),
             ("  rows: query language (* zero-shot), groups, macro mean", "dim")))
-        dt = self.query_one("#eval-table", DataTable)
-        dt.clear(columns=True)
-        dt.add_column("query", key="query")
-        for col in table.table.columns:
-            dt.add_column(col, key=col)
+        columns = ["query", *table.table.columns]
         digits = [1 if "rank" in col else 3 for col in table.table.columns]
-        for row in table.table.rows:
-            style = "bold" if row.unit.kind != "lang" else ""
-            dt.add_row(Text(row.label, style=style),
-                       *[Text(metric_value(v, d), justify="right")
-                         for v, d in zip(row.values, digits)])
+        rows = [[Text(row.label, style="bold" if row.unit.kind != "lang" else ""),
+                 *(Text(metric_value(v, d), justify="right") for v, d in zip(row.values, digits))]
+                for row in table.table.rows]
+        fill(self.query_one("#eval-table", DataTable), columns, rows, keys=columns)
 
     # ----------------------------------------------------------------- actions
 

@@ -10,6 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label
 from textual.widgets.data_table import CellDoesNotExist
@@ -24,6 +25,7 @@ from optical_tui import confirmed_writes
 from optical_tui.console import safe_text
 from optical_tui.messages import ExperimentsChanged
 from optical_tui.routes import routes
+from optical_tui.screens.run_keys import study_binding, write_bindings
 from optical_tui.status_style import status_text
 from optical_tui.widgets.cells import eta, metric_value, progress_bar
 from optical_tui.widgets.status_bar import WorkerStatusBar
@@ -62,16 +64,8 @@ class QueueScreen(Screen):
                 tooltip="open the selected experiment: curves, losses, eval table, config, events"),
         Binding("n", "new", "New",
                 tooltip="new experiments: ratios × seeds, config file, overrides, priority"),
-        Binding("c", "cancel", "Cancel",
-                tooltip="cancel the selected experiment (asks first)"),
-        Binding("r", "retry", "Retry",
-                tooltip="queue a fresh copy of the selected failed/cancelled run (asks first)"),
-        Binding("y", "clone", "Clone",
-                tooltip="queue a copy of the selected experiment (asks first)"),
-        Binding("d,delete", "delete", "Delete",
-                tooltip="delete the selected experiment with its metrics (asks first)"),
-        Binding("t", "study", "Ratio study",
-                tooltip="ratio study of the selected experiment's sweep"),
+        *write_bindings("the selected", show=True, delete="d,delete"),
+        study_binding("the selected"),
         Binding("s", "sort", "Sort",
                 tooltip="cycle the sort: id, name, ratio, status, metric"),
         Binding("f", "filter", "Filter",
@@ -91,24 +85,29 @@ class QueueScreen(Screen):
                         "final numbers"),
     ]
 
+    #: The poller's latest read (rows, workers, primary metrics): each one repaints what changed.
+    live: var[ExperimentsChanged | None] = var(None, init=False, always_update=True)
+    #: How the table is sorted (`s`), which status it keeps (`f`) and what it searches (`/`).
+    sort: var[str] = var("id", init=False)
+    status_filter: var[Status | None] = var(None, init=False)
+    search: var[str] = var("", init=False)
+    #: The experiments marked for a comparison (space): ● in the id column.
+    marked: var[frozenset[int]] = var(frozenset(), init=False)
+
     def __init__(self) -> None:
         super().__init__(id="queue-screen")
-        self.sort = "id"
-        self.status_filter: Status | None = None
-        self.search = ""
         self._experiments: tuple[Experiment, ...] = ()
         self._primary: dict[int, tuple[str, float]] = {}
         self._rows: dict[int, tuple[object, ...]] = {}
         self._order: list[int] = []
         self._cell_cache: dict[int, tuple[object, tuple[object, ...]]] = {}
         self._columns: tuple[tuple[str, str], ...] = ()
-        self.marked: set[int] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="queue-bar"):
             yield Input(placeholder="search name  (/)", id="search")
-            yield Label("", id="view-label")
+            yield Label(self._view_text(), id="view-label")
         yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
         yield Label("loading…", id="queue-empty")
         yield WorkerStatusBar(id="status-bar")
@@ -117,18 +116,17 @@ class QueueScreen(Screen):
     def on_mount(self) -> None:
         self.title = "optical-tui"
         self.sub_title = routes(self).display_location
-        self._update_view_label()
         self.query_one("#queue", DataTable).focus()
-        live = routes(self).live
-        if live is not None:
-            self._apply(live)
+        self.live = routes(self).live  # rows read before this screen was shown, if any
 
     # ----------------------------------------------------------------- live data
 
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
-        self._apply(message)
+        self.live = message
 
-    def _apply(self, message: ExperimentsChanged) -> None:
+    def watch_live(self, message: ExperimentsChanged | None) -> None:
+        if message is None:
+            return
         self._experiments, self._primary = message.experiments, message.primary
         self.refresh_table()
         now = message.db_now if message.db_now is not None else routes(self).clock()
@@ -260,9 +258,7 @@ class QueueScreen(Screen):
 
     def action_mark(self) -> None:
         def toggle(e: Experiment) -> None:
-            self.marked ^= {e.id}
-            self._update_view_label()
-            self.refresh_table()
+            self.marked ^= {e.id}  # repaints the row and the view label (watch_marked)
             table = self.query_one("#queue", DataTable)
             if table.cursor_row < table.row_count - 1:  # on to the next row, as file managers do
                 table.move_cursor(row=table.cursor_row + 1)
@@ -296,15 +292,11 @@ class QueueScreen(Screen):
     def action_sort(self, by: str | None = None) -> None:
         keys = list(SORTS)
         self.sort = by if by in SORTS else keys[(keys.index(self.sort) + 1) % len(keys)]
-        self._update_view_label()
-        self.refresh_table()
 
     def action_filter(self, status: str | None = "") -> None:
         if status == "":
             status = FILTERS[(FILTERS.index(self.status_filter) + 1) % len(FILTERS)]
         self.status_filter = Status(status) if status in set(Status) else None
-        self._update_view_label()
-        self.refresh_table()
 
     def action_search(self) -> None:
         self.query_one("#search", Input).focus()
@@ -317,19 +309,27 @@ class QueueScreen(Screen):
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
         self.search = event.value.strip()
-        self.refresh_table()
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self, _event: Input.Submitted) -> None:
         self.query_one("#queue", DataTable).focus()
 
-    def _update_view_label(self) -> None:
+    def _view_text(self) -> Text:
         label = Text.assemble(("status ", "dim"), self.status_filter or "all", ("  sort ", "dim"),
                               self.sort)
         if self.marked:
             label.append_text(Text.assemble(("  marked ", "dim"), str(len(self.marked)),
                                             (" (v compares)", "dim")))
-        self.query_one("#view-label", Label).update(label)
+        return label
+
+    def _show_view(self) -> None:
+        self.query_one("#view-label", Label).update(self._view_text())
+        self.refresh_table()
+
+    # What each reactive repaints: the table follows the rows and every choice; the view label
+    # names the sort, the filter and the marks.
+    watch_sort = watch_status_filter = watch_marked = _show_view
+    watch_search = refresh_table
 
     def experiments(self) -> Sequence[Experiment]:
         return self._experiments

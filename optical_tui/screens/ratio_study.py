@@ -43,6 +43,7 @@ from optical_tui.screens.experiment_data import History
 from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.screens.pick import PickScreen
 from optical_tui.widgets.curves import CurvePlot, Series
+from optical_tui.widgets.tables import fill
 
 #: What the plot shows per level combination: both resource groups, the macro mean, or one group.
 UNIT_VIEWS = ("groups", "macro", "high", "low")
@@ -93,6 +94,9 @@ class RatioStudyScreen(MetricSwitchScreen):
     sweep: var[str] = var("", init=False)
     #: Every row as the poller last read it; the study changes when a member's status does.
     experiments: var[tuple[Experiment, ...]] = var((), init=False)
+    #: The status of each run of the sweep: a change (not every poll) reads the newly done runs'
+    #: points and repaints.
+    statuses: var[dict[int, str]] = var(dict, init=False)
     #: The points of the done runs, by experiment, mutated in place (`mutate_reactive`).
     histories: var[dict[int, History]] = var(dict, init=False)
     #: Which of `study_tables` is shown (`[`/`]`), taken modulo their number.
@@ -107,6 +111,7 @@ class RatioStudyScreen(MetricSwitchScreen):
         super().__init__(id="study-screen")
         self.set_reactive(RatioStudyScreen.sweep, name)
         self.set_reactive(RatioStudyScreen.experiments, experiments)
+        self.set_reactive(RatioStudyScreen.statuses, _statuses(experiments, name))
         self.loaded = False
         self.study: Study | None = None
         self._loading: set[int] = set()
@@ -130,7 +135,8 @@ class RatioStudyScreen(MetricSwitchScreen):
         self.sub_title = safe(self.sweep)
         # ←/→ scroll a table wider than the screen.
         self.query_one("#study-table", DataTable).focus()
-        self._start()
+        # The first frame and the first read (set in __init__, statuses get no init watcher call).
+        self.mutate_reactive(RatioStudyScreen.statuses)
 
     def _members(self) -> list[Experiment]:
         return [e for e in self.experiments if e.name == self.sweep]
@@ -183,25 +189,24 @@ class RatioStudyScreen(MetricSwitchScreen):
     def on_experiments_changed(self, message: ExperimentsChanged) -> None:
         self.experiments = message.experiments
 
-    def watch_experiments(self, old: tuple[Experiment, ...], new: tuple[Experiment, ...]) -> None:
-        if _statuses(old, self.sweep) == _statuses(new, self.sweep):
-            return
+    def watch_experiments(self) -> None:
+        self.statuses = _statuses(self.experiments, self.sweep)
+
+    def _watch_statuses(self) -> None:
+        """Read the points of the runs newly done; `watch_statuses` (called after this one, by
+        Textual) then repaints: loading… until they are here."""
         missing = self._missing()
         if missing:
-            self.loaded = False
             self._load(missing)
-        self._redraw()
+        self.loaded = not missing and not self._loading
 
     def watch_sweep(self) -> None:
-        self.set_reactive(RatioStudyScreen.histories, {})  # repainted by _start
-        self.loaded, self.study = False, None
-        self._start()
-
-    def _start(self) -> None:
-        """Show this sweep (loading… until its done runs are read) and read them."""
         self.sub_title = safe(self.sweep)
-        self._redraw()
-        self._load(self._missing())
+        self.set_reactive(RatioStudyScreen.histories, {})  # repainted with the statuses
+        self.loaded, self.study = False, None
+        # Another sweep: other runs, whatever their statuses (always a change, even if equal).
+        self.set_reactive(RatioStudyScreen.statuses, _statuses(self.experiments, self.sweep))
+        self.mutate_reactive(RatioStudyScreen.statuses)
 
     # ----------------------------------------------------------------- drawing
 
@@ -216,7 +221,7 @@ class RatioStudyScreen(MetricSwitchScreen):
         # Rank distance has its own table and plot view; the study's metric is a ranking metric.
         return MetricName.MAP if self.metric == MetricName.RANK_DISTANCE else self.metric
 
-    def _redraw(self) -> None:
+    def _show(self) -> None:
         """The study of the runs held here: summary, plot, table and legend."""
         if self._missing() or self._loading:
             # A done run's points are still being read: keep showing the previous study rather
@@ -233,9 +238,9 @@ class RatioStudyScreen(MetricSwitchScreen):
             ("* zero-shot ", "yellow"), f"(not in data.train_langs): {zs}   ",
             ("groups ", "dim"), "  ".join(f"{g}: {' '.join(m)}" for g, m in study.groups.items())))
 
-    # Each choice, and each new point, repaints the study.
-    watch_setting = watch_metric = watch_unit_view = watch_table_index = _redraw
-    watch_group_by = watch_histories = _redraw
+    # Each choice, each new point and each change of status repaints the study.
+    watch_setting = watch_metric = watch_unit_view = watch_table_index = _show
+    watch_group_by = watch_histories = watch_statuses = _show
 
     def _draw_summary(self, study: Study) -> None:
         counted = len(study.runs)
@@ -322,8 +327,6 @@ class RatioStudyScreen(MetricSwitchScreen):
             (f"table {self.table_index + 1}/{len(shown)}: ", "dim"), safe_text(t.title, "bold"),
             ("   [ ] switch", "dim")))
         self.query_one("#study-view", Static).tooltip = safe(names)
-        dt = self.query_one("#study-table", DataTable)
-        dt.clear(columns=True)
         # Numbers right-aligned (the columns after the ratio), labels left; factor keys by their
         # last part when that is unambiguous (`weight` for ot.weight), to save width.
         first = (t.headers.index("ratio") + 1 if "ratio" in t.headers else
@@ -332,11 +335,11 @@ class RatioStudyScreen(MetricSwitchScreen):
         short = {f: f.rpartition(".")[2] for f in study.factors}
         if len(set(short.values())) < len(short):
             short = {f: f for f in study.factors}
-        for i, h in enumerate(t.headers):
-            dt.add_column(safe_text(short.get(h, h), "bold"), key=f"c{i}")
-        for row in t.rows:
-            dt.add_row(*(Text(safe(c), justify="right" if right[i] else "left")
-                         for i, c in enumerate(row)))
+        fill(self.query_one("#study-table", DataTable),
+             [safe_text(short.get(h, h), "bold") for h in t.headers],
+             [[Text(safe(c), justify="right" if right[i] else "left") for i, c in enumerate(row)]
+              for row in t.rows],
+             keys=[f"c{i}" for i in range(len(t.headers))])
 
     @staticmethod
     def _lang(study: Study, lang: str) -> str:

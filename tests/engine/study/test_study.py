@@ -277,7 +277,6 @@ async def test_the_study_screen_shows_the_numbers_of_optical_report(db: Path,
                                                 metric=study.metric))
             for i, expected in enumerate(reference):
                 screen.table_index = i
-                screen._redraw()
                 await pilot.pause()
                 _headers, rows = rendered(screen)
                 assert rows == [tuple(r) for r in expected.rows], expected.title
