@@ -24,13 +24,13 @@ from engine.store import NewExperiment, redact
 from optical_tui import confirmed_writes
 from optical_tui.alerts import Alerts
 from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended, PollFailed
+from optical_tui.palette import OpticalCommands
 from optical_tui.poller import poll_forever
 from optical_tui.screens.compare import CompareScreen
 from optical_tui.screens.confirm import ConfirmScreen
 from optical_tui.screens.experiment import ExperimentScreen
 from optical_tui.screens.help import HelpScreen
 from optical_tui.screens.new_experiment import NewExperimentScreen
-from optical_tui.screens.palette import OpticalCommands
 from optical_tui.screens.queue import QueueScreen
 from optical_tui.screens.ratio_study import RatioStudyScreen
 

@@ -30,7 +30,7 @@ from optical_tui.commands.options import (
     tag_option,
 )
 from optical_tui.console import console, err_console, print_json, safe, safe_text
-from optical_tui.screens.experiment_data import config_lines
+from optical_tui.experiment_data import config_lines
 from optical_tui.status_style import status_text
 
 queue_app = typer.Typer(help="Add, inspect and manage queued experiments.", no_args_is_help=True)

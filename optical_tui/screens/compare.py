@@ -24,9 +24,9 @@ from engine.metric_keys import MetricName, Setting, Split, metric_key
 from engine.store import Experiment, MetricPoint, open_store
 from engine.study.compare import MAX_RUNS, Comparison, compare, views
 from optical_tui.console import safe, safe_text
+from optical_tui.experiment_data import History
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
-from optical_tui.screens.experiment_data import History
 from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.widgets.curves import CurvePlot, Series, points
 from optical_tui.widgets.tables import fill

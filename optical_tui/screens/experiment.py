@@ -22,14 +22,14 @@ from engine.store import Event, Experiment, MetricPoint, open_store
 from engine.sweep import factors_text
 from optical_tui import confirmed_writes
 from optical_tui.console import safe, safe_text
-from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended
-from optical_tui.routes import routes
-from optical_tui.screens.experiment_data import (
+from optical_tui.experiment_data import (
     History,
     config_lines,
     curve_keys,
     eval_table,
 )
+from optical_tui.messages import EventsAppended, ExperimentsChanged, MetricsAppended
+from optical_tui.routes import routes
 from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.screens.run_keys import study_binding, write_bindings
 from optical_tui.status_style import status_text

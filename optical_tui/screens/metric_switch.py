@@ -7,7 +7,7 @@ from textual.reactive import var
 from textual.screen import Screen
 
 from engine.metric_keys import SETTINGS, MetricName, Setting, metric_allowed
-from optical_tui.screens.experiment_data import next_metric
+from optical_tui.experiment_data import next_metric
 
 _SETTING_TIPS = {Setting.MO: "questions and answers in the same language",
                  Setting.CR: "answers in another language (mean over pairs)",

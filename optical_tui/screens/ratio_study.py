@@ -37,9 +37,9 @@ from engine.study.core import (
 from engine.study.formats import TextTable, excluded_summary, model_line, tables, unit_label
 from engine.study.grouping import SPECIAL_KEYS, group_keys, group_study, grouping_table
 from optical_tui.console import safe, safe_text
+from optical_tui.experiment_data import History
 from optical_tui.messages import ExperimentsChanged, MetricsAppended
 from optical_tui.routes import routes
-from optical_tui.screens.experiment_data import History
 from optical_tui.screens.metric_switch import MetricSwitchScreen, switch_bindings
 from optical_tui.screens.pick import PickScreen
 from optical_tui.widgets.curves import CurvePlot, Series
