@@ -23,6 +23,13 @@ class ExperimentsChanged(Message, bubble=False):
     #: Now by the database server's clock (leases and heartbeats are judged by it); None: SQLite.
     db_now: float | None = None
 
+    def can_replace(self, message: Message) -> bool:
+        # Each one is the whole current state, so a newer one waiting right behind an older one
+        # makes the older one moot: a UI thread that fell behind skips to the latest rows. The
+        # failure and sweep alerts compare the last handled state with this one, so a skipped
+        # state loses no alert. (Metric and event messages are increments: never replaced.)
+        return isinstance(message, ExperimentsChanged)
+
 
 @dataclass
 class MetricsAppended(Message, bubble=False):
