@@ -7,14 +7,16 @@ Checks REV out into a temporary git worktree, then runs the benchmark script fro
 from this one, alternating which goes first (ABBA…), so that neither side always follows the
 other (the machine is shared and noisy, and a run can slow the next one). Each run writes its
 JSON through the script's own `--out`; every numeric leaf of it is reported as the median of the
-runs, with the ratio after / before. Each script puts its own tree first on `sys.path`, so each
-side measures its own code with this virtual environment's libraries.
+runs, with the ratio after / before. Each side runs with its own tree on PYTHONPATH, ahead of this
+virtual environment's editable install (which points at this tree), so each measures its own code
+with the same libraries.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import statistics
@@ -51,7 +53,8 @@ def medians(runs: list[dict[str, float]]) -> dict[str, float]:
 def _run(tree: Path, script: list[str], out: Path) -> dict[str, float]:
     cmd = [sys.executable, str(tree / script[0]), *script[1:], "--out", str(out)]
     print(f"$ {shlex.join(cmd)}", flush=True)
-    subprocess.run(cmd, cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    subprocess.run(cmd, cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)
     return numeric_leaves(json.loads(out.read_text()))
 
 
